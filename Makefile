@@ -1,0 +1,47 @@
+# The commands the README names. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= notifier.yml
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck pytest bench bench-intake check-config clean
+
+help: ## list the commands
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the notifier, the exporter and the dev tools
+
+run: $(STAMP) ## run the notifier on the embedded default (SQLite in ./data, the log receiver)
+	$(BIN)/notifier serve --config $(CONFIG)
+
+check-config: $(STAMP) ## validate $(CONFIG) and render every template
+	$(BIN)/notifier check-config $(CONFIG)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy --strict on notifier and exporter
+	$(BIN)/mypy
+
+pytest: $(STAMP) ## the test suite only
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck pytest ## install everything, then lint, type-check and run the whole test suite
+
+bench: bench-intake ## every benchmark (prints ratios against an in-run baseline)
+
+bench-intake: $(STAMP) ## webhook intake throughput: durable SQLite vs validate-only, uvicorn vs granian
+	$(BIN)/python bench/intake.py
+
+clean: ## remove the virtualenv, caches and ./data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data

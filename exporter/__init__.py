@@ -1,0 +1,1 @@
+"""The TRADERAGENT bot's Prometheus exporter."""

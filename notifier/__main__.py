@@ -1,0 +1,336 @@
+"""The `notifier` command: serve, check-config, render, send-test, deliveries, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from notifier.errors import ConfigError, NotifierError
+from notifier.settings import Settings, default_config_path, load_settings
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # the SDKs log request URLs, and a Telegram URL carries the bot token: keep them at WARNING
+    for noisy in ("httpx", "httpcore", "telegram", "slack_sdk", "aiosmtplib", "alembic", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(path: str | None) -> Settings:
+    return load_settings(path or default_config_path())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from notifier.app import create_app
+
+    settings = _load(args.config)
+    _setup_logging(settings.server.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.server.shutdown_timeout),
+        server_header=False,
+    )
+    server = _GracefulServer(config)
+    server.run()
+    return 0 if server.started else EXIT_FAILED
+
+
+def _graceful_server_class() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):  # type: ignore[misc]
+        """uvicorn's server, except that SIGTERM/SIGINT end in exit code 0 once the graceful shutdown is done
+        (uvicorn re-raises the signal afterwards, which makes every orderly stop look like a crash)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer
+
+
+def _GracefulServer(config: Any) -> Any:  # noqa: N802 -- reads as the class it builds
+    return _graceful_server_class()(config)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from notifier.clock import SystemClock
+    from notifier.domain import Severity
+    from notifier.samples import test_message
+    from notifier.templates import Renderer
+
+    path = args.path or args.config or default_config_path()
+    settings = load_settings(path)
+    now = SystemClock().now()
+    targets = 0
+    for i, r in enumerate(settings.receivers):
+        try:
+            renderer = Renderer(r.templates)
+            for key, kind, _t in r.targets():
+                targets += 1
+                for sev in Severity:
+                    for resolved in (False, True):
+                        msg = test_message(r.name, key, sev, now, resolved=resolved)
+                        if kind == "telegram":
+                            renderer.telegram_parts(msg, now)
+                        elif kind == "slack":
+                            renderer.slack_parts(msg, now)
+                        elif kind == "email":
+                            renderer.email(msg, now)
+                        else:
+                            renderer.log_text(msg, now)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=f"receivers[{i}]", source=path) from None
+        except Exception as exc:
+            raise ConfigError(
+                f"a template fails to render: {type(exc).__name__}: {exc}",
+                path=f"receivers[{i}].templates",
+                source=path,
+            ) from None
+    print(
+        f"{path}: OK ({len(settings.receivers)} receivers, {targets} targets, "
+        f"{len(settings.quiet_hours)} quiet-hours schedules)"
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from notifier.store import Store
+
+    settings = _load(args.config)
+    _setup_logging(settings.server.log_level)
+
+    async def run() -> None:
+        store = Store(settings.storage)
+        try:
+            await store.migrate()
+        finally:
+            await store.dispose()
+
+    asyncio.run(run())
+    print("schema is up to date")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from notifier.api.schema import PayloadError, decode_payload, to_group
+    from notifier.clock import SystemClock
+    from notifier.domain import Message
+    from notifier.templates import Renderer
+
+    settings = _load(args.config)
+    try:
+        receiver = settings.receiver(args.receiver)
+    except KeyError:
+        names = ", ".join(r.name for r in settings.receivers)
+        print(f"no receiver {args.receiver!r} (receivers: {names})", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        payload = decode_payload(Path(args.payload).read_bytes())
+    except OSError as exc:
+        print(f"{args.payload}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    except PayloadError as exc:
+        print(f"{args.payload}: {exc.field + ': ' if exc.field else ''}{exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    group = to_group(payload)
+    now = SystemClock().now()
+    renderer = Renderer(receiver.templates)
+    out: list[dict[str, Any]] = []
+    for key, kind, _t in receiver.targets():
+        msg = Message(delivery_id="render", receiver=receiver.name, target=key, group=group)
+        entry: dict[str, Any] = {"target": key, "channel": kind}
+        if kind == "telegram":
+            entry["messages"] = renderer.telegram_parts(msg, now)
+        elif kind == "slack":
+            entry["messages"] = [p.payload() for p in renderer.slack_parts(msg, now)]
+        elif kind == "email":
+            e = renderer.email(msg, now)
+            entry.update(subject=e.subject, text=e.text, html=e.html)
+        else:
+            entry["text"] = renderer.log_text(msg, now)
+        out.append(entry)
+    if args.json:
+        print(msgspec.json.encode(out).decode())
+        return 0
+    for entry in out:
+        print(f"=== {entry['target']} ({entry['channel']})")
+        if "messages" in entry:
+            for i, m in enumerate(entry["messages"], 1):
+                if len(entry["messages"]) > 1:
+                    print(f"--- part {i}/{len(entry['messages'])}")
+                print(m if isinstance(m, str) else json.dumps(m, indent=2, ensure_ascii=False))
+        elif "subject" in entry:
+            print(f"Subject: {entry['subject']}\n\n{entry['text']}")
+        else:
+            print(entry["text"])
+    return 0
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    from notifier.clock import SystemClock
+    from notifier.domain import Severity
+    from notifier.errors import DeliveryError
+    from notifier.runtime import build_channel
+    from notifier.samples import test_message
+    from notifier.templates import Renderer
+
+    settings = _load(args.config)
+    _setup_logging("warning")
+    try:
+        receiver = settings.receiver(args.receiver)
+    except KeyError:
+        names = ", ".join(r.name for r in settings.receivers)
+        print(f"no receiver {args.receiver!r} (receivers: {names})", file=sys.stderr)
+        return EXIT_FAILED
+    clock = SystemClock()
+    renderer = Renderer(receiver.templates)
+
+    async def run() -> int:
+        failures = 0
+        for key, kind, target in receiver.targets():
+            ch = build_channel(receiver, key, kind, target, renderer, clock)
+            try:
+                receipt = await ch.send(test_message(receiver.name, key, Severity(args.severity), clock.now()))
+                print(f"{key}: sent ({kind} ref {receipt.ref})")
+            except DeliveryError as exc:
+                failures += 1
+                print(f"{key}: FAILED: {exc}", file=sys.stderr)
+            finally:
+                await ch.aclose()
+        if not receiver.targets():
+            print(f"receiver {receiver.name} has no targets", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_FAILED if failures else 0
+
+    return asyncio.run(run())
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    from notifier.api.handlers import delivery_view
+    from notifier.clock import SystemClock
+    from notifier.store import Store
+    from notifier.store import repository as repo
+
+    settings = _load(args.config)
+
+    async def run() -> int:
+        store = Store(settings.storage)
+        try:
+            await store.migrate()
+            async with store.begin() as conn:
+                if args.retry:
+                    before = await repo.retry_dead(conn, args.retry, SystemClock().now())
+                    if before != "dead":
+                        print(f"{args.retry}: not retried ({before})", file=sys.stderr)
+                        return EXIT_FAILED
+                    print(f"{args.retry}: pending again; a running notifier sends it")
+                    return 0
+                rows = await repo.list_deliveries(conn, args.state, args.limit)
+        finally:
+            await store.dispose()
+        for r in rows:
+            v = delivery_view(r)
+            err = f"  {v['last_error']}" if v["last_error"] else ""
+            print(f"{v['id']}  {v['state']:8} {v['target']:30} attempts={v['attempts']:<3} {v['updated_at']}{err}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="notifier", description="TRADERAGENT's alert-routing notifier")
+    p.add_argument("--config", "-c", help=f"config file (default $NOTIFIER_CONFIG or {default_config_path()})")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the notifier")
+    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("check-config", help="validate the config and render every template")
+    s.add_argument("path", nargs="?")
+    s.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("migrate", help="bring the store's schema up to date")
+    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("render", help="print what a receiver would send for a payload")
+    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    s.add_argument("--receiver", required=True)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("payload", help="an Alertmanager webhook JSON file")
+    s.set_defaults(func=cmd_render)
+
+    s = sub.add_parser("send-test", help="send a real test message to every target of a receiver")
+    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    s.add_argument("--receiver", required=True)
+    s.add_argument("--severity", choices=["critical", "warning", "info"], default="warning")
+    s.set_defaults(func=cmd_send_test)
+
+    s = sub.add_parser("deliveries", help="list the outbox, or retry a dead delivery")
+    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    s.add_argument("--state", choices=["pending", "sending", "sent", "dead"])
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--retry", metavar="ID", help="make a dead delivery pending again")
+    s.set_defaults(func=cmd_deliveries)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NotifierError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

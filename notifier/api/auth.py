@@ -1,0 +1,44 @@
+"""Who may post: a bearer token and/or basic auth from the config, compared in constant time."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from notifier.settings import AuthSettings
+
+
+def _eq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def authorized(auth: AuthSettings, header: str | None) -> bool:
+    """True when no auth is configured, or the Authorization header carries a configured credential."""
+    if not auth.enabled:
+        return True
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and auth.bearer_token:
+        return _eq(value, auth.bearer_token)
+    if scheme == "basic" and auth.basic_auth is not None:
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return False
+        ok_user = _eq(user, auth.basic_auth.username)
+        ok_pass = _eq(password, auth.basic_auth.password or "")
+        return ok_user and ok_pass
+    return False
+
+
+def challenge(auth: AuthSettings) -> str:
+    schemes = []
+    if auth.bearer_token:
+        schemes.append('Bearer realm="notifier"')
+    if auth.basic_auth is not None:
+        schemes.append('Basic realm="notifier", charset="UTF-8"')
+    return ", ".join(schemes)

@@ -1,0 +1,212 @@
+"""HTTP handlers: the webhook intake, health and metrics, and the operator's view of the outbox."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from notifier.api.auth import authorized, challenge
+from notifier.api.schema import PayloadError, decode_payload
+from notifier.clock import iso
+from notifier.domain import DeliveryState, Severity, WebhookOutcome
+from notifier.errors import StoreUnavailable
+from notifier.runtime import Runtime
+from notifier.store import repository as repo
+
+log = logging.getLogger("notifier.api")
+JSON = "application/json"
+
+
+def error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> Response[Any]:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return Response(content=body, status_code=status, media_type=JSON, headers=headers)
+
+
+def _rt(state: State) -> Runtime:
+    rt: Runtime = state.runtime
+    return rt
+
+
+def _auth_failure(rt: Runtime, request: Request[Any, Any, Any]) -> Response[Any] | None:
+    auth = rt.settings.server.auth
+    if authorized(auth, request.headers.get("authorization")):
+        return None
+    return error(401, "missing or wrong credentials", headers={"WWW-Authenticate": challenge(auth)})
+
+
+async def _read_payload(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[Any, bytes] | Response[Any]:
+    limit = rt.settings.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return error(413, f"the body is larger than server.max_body_bytes ({limit} bytes)")
+    body = await request.body()
+    if len(body) > limit:
+        return error(413, f"the body is larger than server.max_body_bytes ({limit} bytes)")
+    try:
+        return decode_payload(body), body
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+
+
+@post("/webhook/alertmanager", status_code=202)
+async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    rt = _rt(state)
+    started = time.perf_counter()
+    outcome = WebhookOutcome.INVALID
+    try:
+        denied = _auth_failure(rt, request)
+        if denied is not None:
+            outcome = WebhookOutcome.UNAUTHORIZED
+            return denied
+        read = await _read_payload(rt, request)
+        if isinstance(read, Response):
+            outcome = WebhookOutcome.TOO_LARGE if read.status_code == 413 else WebhookOutcome.INVALID
+            return read
+        payload, body = read
+        try:
+            result = await rt.committer.submit(lambda conn: rt.intake.run(conn, payload, body))
+        except StoreUnavailable as exc:
+            outcome = WebhookOutcome.UNAVAILABLE
+            log.error("webhook not stored, answering 503 so that Alertmanager retries: %s", exc)
+            return error(
+                503, "the notifier cannot store notifications right now; retry later", headers={"Retry-After": "5"}
+            )
+        if result.duplicate:
+            outcome = WebhookOutcome.DUPLICATE
+            rt.metrics.suppressed("duplicate")
+        else:
+            outcome = WebhookOutcome.ACCEPTED
+            for a in payload.alerts:
+                rt.metrics.alerts.labels(Severity.of(a.labels).value, a.status).inc()
+        return Response(
+            content={
+                "status": "accepted",
+                "notification_id": result.notification_id,
+                "alerts": result.alerts,
+                "duplicate": result.duplicate,
+                "queued": result.queued,
+                "receivers": result.receivers,
+                "suppressed": result.suppressed,
+            },
+            status_code=202,
+            media_type=JSON,
+        )
+    finally:
+        rt.metrics.webhooks.labels(outcome.value).inc()
+        rt.metrics.intake_latency.observe(time.perf_counter() - started)
+
+
+@post("/webhook/alertmanager/validate", status_code=200)
+async def validate_only(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """Validates a payload exactly as the webhook does, stores nothing: for checking a sender's setup."""
+    rt = _rt(state)
+    denied = _auth_failure(rt, request)
+    if denied is not None:
+        return denied
+    read = await _read_payload(rt, request)
+    if isinstance(read, Response):
+        return read
+    payload, _ = read
+    routed = sorted({m.receiver for m in rt.router.match({**payload.commonLabels, **payload.groupLabels})})
+    return Response(
+        content={"status": "valid", "alerts": len(payload.alerts), "receivers": routed},
+        status_code=200,
+        media_type=JSON,
+    )
+
+
+@get("/healthz")
+async def healthz() -> Response[Any]:
+    return Response(content={"status": "ok"}, media_type=JSON)
+
+
+@get("/readyz")
+async def readyz(state: State) -> Response[Any]:
+    rt = _rt(state)
+    problems = []
+    try:
+        await rt.store.ping()
+    except StoreUnavailable as exc:
+        problems.append(f"store: {exc}")
+    if not rt.worker.running:
+        problems.append("worker: not running")
+    if problems:
+        return Response(content={"status": "unavailable", "problems": problems}, status_code=503, media_type=JSON)
+    return Response(content={"status": "ready"}, media_type=JSON)
+
+
+@get("/metrics")
+async def metrics(state: State) -> Response[bytes]:
+    return Response(content=generate_latest(_rt(state).registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
+    change = msgspec.json.decode(row["change"]) if row.get("change") else {}
+    return {
+        "id": row["id"],
+        "state": row["state"],
+        "receiver": row["receiver"],
+        "target": row["target"],
+        "channel": row["channel"],
+        "group_key": row["group_key"],
+        "notification_id": row["notification_id"],
+        "kind": row["kind"],
+        "silent": bool(row["silent"]),
+        "attempts": row["attempts"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "next_attempt_at": iso(row["next_attempt_at"]) if row["state"] == DeliveryState.PENDING else None,
+        "sent_at": iso(row["sent_at"]),
+        "last_error": row["last_error"],
+        "provider_ref": row["provider_ref"],
+        "change": {k: v for k, v in change.items() if k in ("new", "resolved", "still_firing", "repeat")},
+    }
+
+
+@get("/api/v1/deliveries")
+async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    rt = _rt(state)
+    denied = _auth_failure(rt, request)
+    if denied is not None:
+        return denied
+    st = request.query_params.get("state")
+    if st is not None and st not in {s.value for s in DeliveryState}:
+        return error(400, "state must be one of pending, sending, sent, dead", "state")
+    raw_limit = request.query_params.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        return error(400, "limit must be a whole number from 1 to 1000", "limit")
+    try:
+        async with rt.store.begin() as conn:
+            rows = await repo.list_deliveries(conn, st, int(raw_limit), request.query_params.get("before"))
+    except StoreUnavailable:
+        return error(503, "the store is unavailable")
+    return Response(content={"deliveries": [delivery_view(r) for r in rows]}, media_type=JSON)
+
+
+@post("/api/v1/deliveries/{delivery_id:str}/retry", status_code=202)
+async def retry_delivery(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    rt = _rt(state)
+    delivery_id = str(request.path_params["delivery_id"])
+    denied = _auth_failure(rt, request)
+    if denied is not None:
+        return denied
+    try:
+        async with rt.store.begin() as conn:
+            before = await repo.retry_dead(conn, delivery_id, rt.clock.now())
+            row = await repo.get_delivery(conn, delivery_id)
+    except StoreUnavailable:
+        return error(503, "the store is unavailable")
+    if before == "missing" or row is None:
+        return error(404, f"no delivery {delivery_id}")
+    if before != DeliveryState.DEAD:
+        return error(409, f"delivery {delivery_id} is {before}; only dead deliveries can be retried")
+    rt.worker.wake()
+    return Response(content={"status": "retrying", "delivery": delivery_view(row)}, status_code=202, media_type=JSON)

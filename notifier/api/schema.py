@@ -1,0 +1,150 @@
+"""Alertmanager's webhook payload, version 4, as msgspec structs: unknown fields accepted, known ones typed."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from notifier.domain import ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus
+
+_AT = re.compile(r"^(?P<msg>.*) - at `\$\.?(?P<path>[^`]*)`$", re.S)
+
+
+class WebhookAlert(msgspec.Struct):
+    """One alert of the group."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    startsAt: datetime
+    endsAt: datetime
+    fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    generatorURL: str = ""
+
+
+class WebhookPayload(msgspec.Struct):
+    """The whole POST body."""
+
+    version: str
+    groupKey: Annotated[str, msgspec.Meta(min_length=1)]
+    status: Literal["firing", "resolved"]
+    receiver: str
+    alerts: Annotated[list[WebhookAlert], msgspec.Meta(min_length=1)]
+    groupLabels: dict[str, str] = msgspec.field(default_factory=dict)
+    commonLabels: dict[str, str] = msgspec.field(default_factory=dict)
+    commonAnnotations: dict[str, str] = msgspec.field(default_factory=dict)
+    externalURL: str = ""
+    truncatedAlerts: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class PayloadError(ValueError):
+    """The body is not an acceptable webhook; `field` names the offending field ('' for the body as a whole)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field or None
+
+
+_decoder = msgspec.json.Decoder(WebhookPayload)
+
+
+class _VersionOnly(msgspec.Struct):
+    version: object = None
+
+
+_version_decoder = msgspec.json.Decoder(_VersionOnly)
+
+
+def _check_version(version: object) -> None:
+    if version != "4":
+        shown = "missing" if version is None else repr(version)
+        raise PayloadError(f'unsupported payload version ({shown}); this receiver accepts version "4"', "version")
+
+
+def decode_payload(body: bytes) -> WebhookPayload:
+    """Decode and validate a body; raise PayloadError naming the field."""
+    if not body.strip():
+        raise PayloadError("the body is empty; expected Alertmanager's webhook JSON")
+    try:
+        payload = _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        with contextlib.suppress(msgspec.MsgspecError):  # a wrong version explains every other mismatch
+            _check_version(_version_decoder.decode(body).version)
+        m = _AT.match(str(exc))
+        msg, path = (m.group("msg"), m.group("path")) if m else (str(exc), "")
+        path = path.lstrip(".")
+        msg = msg.replace("Object missing required field", "missing required field")
+        if "[...]" in path:
+            path = _name_dict_key(body, path)
+        missing = re.match(r"missing required field `([^`]+)`", msg)
+        if missing:  # msgspec points at the object; the user wants the field
+            path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+        raise PayloadError(msg, path) from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"the body is not valid JSON: {exc}") from None
+    _check_version(payload.version)
+    for name, value in (("groupKey", payload.groupKey), ("receiver", payload.receiver)):
+        if "\x00" in value:
+            raise PayloadError("must not contain NUL characters", name)
+    return payload
+
+
+def _name_dict_key(body: bytes, path: str) -> str:
+    """msgspec writes a map's key as `[...]`; find the key whose value is not a string (labels and annotations are
+    the only maps in the payload, and their values must be strings)."""
+    try:
+        node: Any = msgspec.json.decode(body)
+    except msgspec.MsgspecError:
+        return path
+    out: list[str] = []
+    for seg in re.findall(r"[^.\[\]]+|\[\d+\]|\[\.\.\.\]", path):
+        if seg == "[...]":
+            bad = next((k for k, v in node.items() if not isinstance(v, str)), None) if isinstance(node, dict) else None
+            if bad is None:
+                return path
+            out.append(f".{bad}")
+            node = node[bad]
+        elif seg.startswith("["):
+            node = node[int(seg[1:-1])]
+            out.append(seg)
+        else:
+            node = node.get(seg) if isinstance(node, dict) else None
+            out.append(f".{seg}" if out else seg)
+        if node is None:
+            return path
+    return "".join(out)
+
+
+def to_group(p: WebhookPayload) -> AlertGroup:
+    alerts = tuple(
+        Alert(
+            status=AlertStatus(a.status),
+            labels=a.labels,
+            annotations=a.annotations,
+            starts_at=a.startsAt,
+            ends_at=None if a.endsAt.year == ZERO_TIME_YEAR else a.endsAt,
+            generator_url=a.generatorURL,
+            fingerprint=a.fingerprint,
+        )
+        for a in p.alerts
+    )
+    return AlertGroup(
+        receiver=p.receiver,
+        status=AlertStatus(p.status),
+        group_key=p.groupKey,
+        group_labels=p.groupLabels,
+        common_labels=p.commonLabels,
+        common_annotations=p.commonAnnotations,
+        external_url=p.externalURL,
+        alerts=alerts,
+        truncated_alerts=p.truncatedAlerts,
+    )
+
+
+def raw_redelivery_tuples(p: WebhookPayload) -> list[tuple[str, str, str, str]]:
+    return [(a.fingerprint, a.status, a.startsAt.isoformat(), a.endsAt.isoformat()) for a in p.alerts]

@@ -1,0 +1,74 @@
+"""The Litestar application: routes, error format, and the lifespan that starts and stops the runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
+
+from notifier.api import handlers
+from notifier.runtime import Runtime
+from notifier.settings import Settings
+from notifier.store.engine import redact_url
+
+log = logging.getLogger("notifier")
+
+
+def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return handlers.error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+
+def _unexpected(_request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_info=exc)
+    return handlers.error(500, "internal error; see the notifier's log")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None, **build: Any) -> Litestar:
+    """The notifier as an ASGI app. `build` goes to Runtime.build (clock, registry, channel_factory, ...)."""
+    rt = runtime or Runtime.build(settings, **build)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        auth = settings.server.auth
+        if not auth.enabled and not settings.server.loopback_only:
+            log.warning(
+                "server.auth is not set: anyone who can reach %s may post alerts. Set bearer_token_file "
+                "or basic_auth for production.",
+                settings.server.listen,
+            )
+        await rt.start()
+        log.info(
+            "notifier ready on %s, store %s, %d receivers",
+            settings.server.listen,
+            redact_url(settings.storage.url),
+            len(settings.receivers),
+        )
+        try:
+            yield
+        finally:
+            await rt.stop()
+            log.info("notifier stopped")
+
+    app = Litestar(
+        route_handlers=[
+            handlers.webhook,
+            handlers.validate_only,
+            handlers.healthz,
+            handlers.readyz,
+            handlers.metrics,
+            handlers.list_deliveries,
+            handlers.retry_delivery,
+        ],
+        lifespan=[lifespan],
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,  # the CLI sets up logging; Litestar's own would reformat every line
+        debug=False,
+    )
+    app.state.runtime = rt
+    return app

@@ -1,0 +1,187 @@
+"""The Slack channel (slack-sdk): an incoming webhook, or a bot token with chat.postMessage.
+
+With a bot token, a group's later messages go in the thread of its first message, and the first message is edited
+(chat.update) to show the group's current state, so the channel shows one line per incident. Incoming webhooks
+return no message reference, so they can neither thread nor edit: each message stands alone.
+
+Limits (api.slack.com/apis/rate-limits, api.slack.com/messaging/webhooks): about one message per second per channel;
+over it, HTTP 429 with Retry-After, which is honoured exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from notifier.channels import RateRule
+from notifier.clock import Clock
+from notifier.domain import DeliveryReceipt, Message, Severity
+from notifier.errors import PermanentError, RetryableError
+from notifier.settings import SlackTarget
+from notifier.templates import Renderer, SlackPart
+
+log = logging.getLogger("notifier.slack")
+
+PER_CHANNEL_PER_SECOND = 1  # chat.postMessage and incoming webhooks: ~1 message/s per channel
+# Slack's error codes that no retry can fix (api.slack.com/methods/chat.postMessage#errors)
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "invalid_blocks",
+        "invalid_attachments",
+        "msg_too_long",
+        "msg_blocks_too_long",
+        "too_many_attachments",
+        "restricted_action",
+        "invalid_arguments",
+        "channel_is_archived",
+        "no_service",
+        "invalid_token",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+        "invalid_payload",
+        "no_text",
+        "user_not_found",
+        "team_disabled",
+    }
+)
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = headers.get("Retry-After") or headers.get("retry-after")
+    except AttributeError:
+        return None
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class SlackChannel:
+    """Sends one target's messages to one Slack channel."""
+
+    name = "slack"
+
+    def __init__(self, key: str, target: SlackTarget, renderer: Renderer, clock: Clock) -> None:
+        self._key = key
+        self._target = target
+        self._renderer = renderer
+        self._clock = clock
+        secret = str(target.webhook_url or target.bot_token)
+        self._tag = hashlib.sha256(f"{secret}\x00{target.channel}".encode()).hexdigest()[:12]
+        self._web = (
+            AsyncWebClient(token=str(target.bot_token), base_url=target.api_url, timeout=15)
+            if target.bot_token
+            else None
+        )
+        self._hook = AsyncWebhookClient(str(target.webhook_url), timeout=15) if target.webhook_url else None
+
+    def rate_rules(self) -> list[RateRule]:
+        return [RateRule(f"slack:{self._tag}", PER_CHANNEL_PER_SECOND, 1.0)]
+
+    def _with_mention(self, parts: list[SlackPart], message: Message) -> list[SlackPart]:
+        mention = self._target.mention
+        loud = not message.silent and message.group.severity is Severity.CRITICAL and message.group.firing
+        if not mention or not loud:
+            return parts
+        first = parts[0]
+        section = {"type": "section", "text": {"type": "mrkdwn", "text": mention}}
+        return [SlackPart(f"{mention} {first.text}", first.color, [section, *first.blocks]), *parts[1:]]
+
+    async def send(self, message: Message) -> DeliveryReceipt:
+        parts = self._with_mention(self._renderer.slack_parts(message, self._clock.now()), message)
+        start = min(message.part, len(parts) - 1) if message.part else 0
+        if self._hook is not None:
+            for i in range(start, len(parts)):
+                await self._post_webhook(parts[i], i)
+            return DeliveryReceipt(ref=None, parts=len(parts))
+        first_ref: str | None = None
+        thread_ts = message.thread_ref.split("/", 1)[1] if message.thread_ref else None
+        for i in range(start, len(parts)):
+            channel, ts = await self._post_api(parts[i], i, thread_ts)
+            if first_ref is None:
+                first_ref = f"{channel}/{ts}"
+            if thread_ts is None:
+                thread_ts = ts  # later parts of a new incident go in its thread
+        if message.thread_ref:
+            await self._update_first(message.thread_ref, parts[0])
+        return DeliveryReceipt(ref=first_ref if not message.thread_ref else message.thread_ref, parts=len(parts))
+
+    async def _post_webhook(self, part: SlackPart, index: int) -> None:
+        assert self._hook is not None
+        try:
+            resp = await self._hook.send(**part.payload())
+        except (TimeoutError, aiohttp.ClientError, OSError, SlackClientError) as exc:
+            raise RetryableError(f"Slack webhook unreachable: {type(exc).__name__}", parts_done=index) from None
+        if resp.status_code == 200:
+            return
+        body = (resp.body or "").strip()[:200]
+        if resp.status_code == 429:
+            raise RetryableError(
+                "Slack rate limit (429)", retry_after=_retry_after(resp.headers) or 1.0, parts_done=index
+            )
+        if resp.status_code >= 500:
+            raise RetryableError(f"Slack webhook answered {resp.status_code}", parts_done=index)
+        raise PermanentError(f"Slack webhook refused the message: {resp.status_code} {body}", parts_done=index)
+
+    def _api_error(self, exc: SlackApiError, index: int) -> Exception:
+        resp = exc.response
+        status = getattr(resp, "status_code", 0)
+        code = ""
+        try:
+            code = str(resp.get("error", "")) if resp is not None else ""
+        except Exception:
+            code = ""
+        if status == 429 or code == "ratelimited":
+            return RetryableError(
+                "Slack rate limit (429)", retry_after=_retry_after(resp.headers) or 1.0, parts_done=index
+            )
+        if code in PERMANENT_ERRORS:
+            return PermanentError(f"Slack refused the message: {code}", parts_done=index)
+        return RetryableError(f"Slack API error: {code or status}", parts_done=index)
+
+    async def _post_api(self, part: SlackPart, index: int, thread_ts: str | None) -> tuple[str, str]:
+        assert self._web is not None
+        try:
+            resp = await self._web.chat_postMessage(
+                channel=str(self._target.channel),
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+                **part.payload(),
+            )
+        except SlackApiError as exc:
+            raise self._api_error(exc, index) from None
+        except (TimeoutError, aiohttp.ClientError, OSError, SlackClientError) as exc:
+            raise RetryableError(f"Slack unreachable: {type(exc).__name__}", parts_done=index) from None
+        return str(resp["channel"]), str(resp["ts"])
+
+    async def _update_first(self, ref: str, part: SlackPart) -> None:
+        """Best effort: the thread reply is what matters; a failed edit is logged, not retried."""
+        assert self._web is not None
+        channel, _, ts = ref.partition("/")
+        try:
+            await self._web.chat_update(channel=channel, ts=ts, **part.payload())
+        except (TimeoutError, SlackApiError, aiohttp.ClientError, OSError, SlackClientError) as exc:
+            log.warning("could not update the first Slack message of %s: %s", self._key, type(exc).__name__)
+
+    async def aclose(self) -> None:
+        return None

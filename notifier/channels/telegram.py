@@ -1,0 +1,188 @@
+"""The Telegram channel (python-telegram-bot): HTML messages, URL buttons, replies in the group's thread.
+
+Limits (core.telegram.org/bots/faq, "My bot is hitting limits"): about 1 message per second into one chat, 20 per
+minute into one group or channel, about 30 per second per bot. They are enforced before sending by rate rules; the
+API's own 429 (RetryAfter) is honoured to the second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from datetime import timedelta
+
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    ReplyParameters,
+)
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+
+from notifier.channels import RateRule
+from notifier.clock import Clock
+from notifier.domain import DeliveryReceipt, Message
+from notifier.errors import PermanentError, RetryableError
+from notifier.settings import TelegramTarget
+from notifier.templates import Renderer, html_to_plain
+from notifier.templates.context import alert_view, silence_url
+
+log = logging.getLogger("notifier.telegram")
+
+PER_CHAT_PER_SECOND = 1  # "avoid sending more than one message per second" per chat
+PER_GROUP_PER_MINUTE = 20  # "bots are not able to send more than 20 messages per minute to the same group"
+PER_BOT_PER_SECOND = 30  # "the API will not allow bulk notifications to more than ~30 users per second"
+MAX_BUTTONS = 4
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)  # type: ignore[arg-type]
+
+
+class TelegramChannel:
+    """Sends one target's messages to one Telegram chat (optionally a forum topic)."""
+
+    name = "telegram"
+
+    def __init__(self, key: str, target: TelegramTarget, renderer: Renderer, clock: Clock) -> None:
+        self._key = key
+        self._target = target
+        self._renderer = renderer
+        self._clock = clock
+        self.chat_id: int | str = target.chat_id
+        token = str(target.bot_token)
+        self._token_tag = hashlib.sha256(token.encode()).hexdigest()[:12]
+        request = HTTPXRequest(
+            connection_pool_size=8, connect_timeout=5.0, read_timeout=15.0, write_timeout=15.0, pool_timeout=5.0
+        )
+        self._bot = Bot(token, base_url=f"{target.api_url}/bot", request=request)
+
+    def rate_rules(self) -> list[RateRule]:
+        chat = str(self.chat_id)
+        rules = [
+            RateRule(f"tg:{self._token_tag}:chat:{chat}", PER_CHAT_PER_SECOND, 1.0),
+            RateRule(f"tg:{self._token_tag}:bot", PER_BOT_PER_SECOND, 1.0),
+        ]
+        is_group = chat.startswith("-") or chat.startswith("@")  # groups, supergroups and channels
+        if is_group:
+            rules.append(RateRule(f"tg:{self._token_tag}:group:{chat}", PER_GROUP_PER_MINUTE, 60.0))
+        return rules
+
+    def _buttons(self, message: Message) -> InlineKeyboardMarkup | None:
+        if not self._target.buttons:
+            return None
+        g = message.group
+        links: list[tuple[str, str]] = []
+        if len(g.alerts) == 1:
+            links = alert_view(g.alerts[0], g.external_url, self._clock.now()).links
+        else:
+            common = g.labels_for_routing()
+            sil = silence_url(g.external_url, common)
+            links = [
+                (n, u)
+                for n, u in (
+                    ("Alertmanager", g.external_url.rstrip("/") + "/#/alerts" if g.external_url else ""),
+                    ("Silence group", sil),
+                )
+                if u
+            ]
+        links = [(n, u) for n, u in links if u.startswith(("http://", "https://"))][:MAX_BUTTONS]
+        if not links:
+            return None
+        return InlineKeyboardMarkup([[InlineKeyboardButton(n, url=u) for n, u in links]])
+
+    async def send(self, message: Message) -> DeliveryReceipt:
+        parts = self._renderer.telegram_parts(message, self._clock.now())
+        markup = self._buttons(message)
+        first_ref: str | None = None
+        start = min(message.part, len(parts) - 1) if message.part else 0
+        for i in range(start, len(parts)):
+            reply_to = message.thread_ref if i == 0 else first_ref
+            msg_id = await self._send_part(parts[i], message, i, reply_to, markup if i == len(parts) - 1 else None)
+            if first_ref is None:
+                first_ref = str(msg_id)
+        return DeliveryReceipt(ref=first_ref, parts=len(parts))
+
+    async def _send_part(
+        self, text: str, message: Message, index: int, reply_to: str | None, markup: InlineKeyboardMarkup | None
+    ) -> int:
+        plain = False
+        migrated = False
+        while True:
+            try:
+                sent = await self._bot.send_message(
+                    chat_id=self.chat_id,
+                    text=html_to_plain(text) if plain else text,
+                    parse_mode=None if plain else ParseMode.HTML,
+                    disable_notification=message.silent,
+                    message_thread_id=self._target.message_thread_id,
+                    reply_parameters=ReplyParameters(int(reply_to), allow_sending_without_reply=True)
+                    if reply_to and reply_to.isdigit()
+                    else None,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    reply_markup=markup,
+                )
+                return int(sent.message_id)
+            except RetryAfter as exc:
+                raise RetryableError(
+                    f"Telegram rate limit: retry after {_seconds(exc.retry_after):g}s",
+                    retry_after=_seconds(exc.retry_after),
+                    parts_done=index,
+                ) from None
+            except ChatMigrated as exc:
+                if migrated:
+                    raise PermanentError("Telegram chat migrated twice in a row", parts_done=index) from None
+                migrated = True
+                log.error(
+                    "TELEGRAM CHAT MIGRATED: target %s chat %s is now %s; sending there. Update chat_id in "
+                    "the config to %s.",
+                    self._key,
+                    self.chat_id,
+                    exc.new_chat_id,
+                    exc.new_chat_id,
+                )
+                self.chat_id = exc.new_chat_id
+            except BadRequest as exc:
+                text_l = exc.message.lower()
+                if "can't parse entities" in text_l and not plain:
+                    log.warning(
+                        "Telegram rejected the HTML of %s (%s); resending as plain text",
+                        message.delivery_id,
+                        exc.message,
+                    )
+                    plain = True
+                elif "button" in text_l and markup is not None:
+                    log.warning(
+                        "Telegram rejected the buttons of %s (%s); resending without them",
+                        message.delivery_id,
+                        exc.message,
+                    )
+                    markup = None
+                else:
+                    raise PermanentError(f"Telegram refused the message: {exc.message}", parts_done=index) from None
+            except (Forbidden, InvalidToken, EndPointNotFound) as exc:
+                raise PermanentError(f"Telegram refused the bot: {exc.message}", parts_done=index) from None
+            except (TimedOut, NetworkError) as exc:
+                raise RetryableError(f"Telegram unreachable: {exc.message}", parts_done=index) from None
+            except TelegramError as exc:
+                raise RetryableError(f"Telegram error: {exc.message}", parts_done=index) from None
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(TelegramError):
+            await self._bot.shutdown()

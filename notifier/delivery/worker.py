@@ -1,0 +1,297 @@
+"""The outbox worker: claims due messages, renders and sends them through their target's channel, and records the
+outcome. Retries follow the provider's retry-after or back off exponentially; after `max_attempts` or `max_age` a
+message goes `dead` with its last error, where the operator API shows it. One bad target never blocks the others:
+each message is its own task, bounded by `concurrency`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import socket
+import uuid
+from typing import Any
+
+import msgspec
+
+from notifier.api.schema import WebhookAlert, WebhookPayload, to_group
+from notifier.channels import Channel
+from notifier.clock import Clock
+from notifier.delivery.ratelimit import RateLimiter
+from notifier.delivery.retry import retry_delay
+from notifier.domain import (
+    AlertGroup,
+    AlertStatus,
+    Change,
+    DeliveryOutcome,
+    DeliveryReceipt,
+    Message,
+    MessageKind,
+)
+from notifier.errors import DeliveryError, PermanentError, RetryableError, StoreUnavailable
+from notifier.metrics import NotifierMetrics
+from notifier.settings import Settings
+from notifier.store import Store
+from notifier.store import repository as repo
+
+log = logging.getLogger("notifier.delivery")
+
+
+def build_message(
+    row: dict[str, Any], notification: dict[str, Any], send_resolved: bool, thread_ref: str | None
+) -> Message:
+    """The message a row stands for: the newest state of its group, plus alerts that left the group while it
+    waited, minus resolved alerts when the receiver does not want them."""
+    payload = msgspec.json.decode(notification["payload"], type=WebhookPayload)
+    change: dict[str, Any] = msgspec.json.decode(row["change"]) if row["change"] else {}
+    gone = [msgspec.convert(a, WebhookAlert) for a in change.get("gone", [])]
+    if gone:
+        payload = msgspec.structs.replace(payload, alerts=[*payload.alerts, *gone])
+    group: AlertGroup = to_group(payload)
+    if not send_resolved and group.firing:
+        group = dataclasses.replace(group, alerts=group.firing)
+    if change.get("repeat"):
+        ch = Change(still_firing=len(group.firing))
+    else:
+        ch = Change(
+            new=change.get("new", 0), resolved=change.get("resolved", 0), still_firing=change.get("still_firing", 0)
+        )
+    return Message(
+        delivery_id=row["id"],
+        receiver=row["receiver"],
+        target=row["target"],
+        group=group,
+        kind=MessageKind(row["kind"]),
+        silent=bool(row["silent"]),
+        change=ch,
+        thread_ref=thread_ref,
+        part=int(row["parts_sent"] or 0),
+    )
+
+
+class DeliveryWorker:
+    """Drains the outbox into the channels."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        channels: dict[str, Channel],
+        clock: Clock,
+        metrics: NotifierMetrics,
+        limiter: RateLimiter,
+        owner: str | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._d = settings.delivery
+        self._channels = channels
+        self._clock = clock
+        self._metrics = metrics
+        self._limiter = limiter
+        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._send_resolved = {r.name: r.send_resolved for r in settings.receivers}
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        if self._store.is_sqlite:
+            # SQLite serves one process: whatever a previous run left half-sent is ours to send again, now.
+            await self._release(all_owners=True)
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+        self._metrics.worker_up.set(1)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; give messages in flight `grace` seconds, then cancel them and hand their rows back."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._inflight:
+            _done, pending = await asyncio.wait(self._inflight, timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await self._release(all_owners=False)
+        except StoreUnavailable:
+            log.warning("could not hand back leased messages; they are retaken when their lease runs out")
+        self._metrics.worker_up.set(0)
+
+    async def _release(self, *, all_owners: bool) -> None:
+        from sqlalchemy import update
+
+        from notifier.store.tables import deliveries
+
+        q = update(deliveries).where(deliveries.c.state == "sending")
+        if not all_owners:
+            q = q.where(deliveries.c.lease_owner == self.owner)
+        async with self._store.begin() as conn:
+            await conn.execute(q.values(state="pending", lease_owner=None, lease_until=None))
+
+    async def _run(self) -> None:
+        last_gauges = 0.0
+        while not self._stopping:
+            try:
+                claimed = await self._claim()
+                now = self._clock.now()
+                if now - last_gauges >= 5.0 or not claimed:
+                    await self._update_gauges()
+                    last_gauges = now
+                if claimed and len(self._inflight) < self._d.concurrency:
+                    continue
+                timeout = await self._until_next_due()
+            except StoreUnavailable as exc:
+                log.warning("outbox unavailable: %s", exc)
+                timeout = self._d.poll_interval
+            except Exception:
+                log.exception("delivery loop error")
+                timeout = self._d.poll_interval
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _until_next_due(self) -> float:
+        async with self._store.begin() as conn:
+            nd = await repo.next_due_at(conn)
+        if nd is None:
+            return float(self._d.poll_interval)
+        return max(0.005, min(float(self._d.poll_interval), nd - self._clock.now()))
+
+    async def _claim(self) -> int:
+        free = self._d.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        now = self._clock.now()
+        async with self._store.begin() as conn:
+            rows = await repo.claim_due(conn, self.owner, now, self._d.lease, free)
+        for row in rows:
+            t = asyncio.create_task(self._deliver(row), name=f"deliver-{row['id']}")
+            self._inflight.add(t)
+            t.add_done_callback(self._done)
+        return len(rows)
+
+    def _done(self, t: asyncio.Task[None]) -> None:
+        self._inflight.discard(t)
+        self._wake.set()
+
+    async def _update_gauges(self) -> None:
+        async with self._store.begin() as conn:
+            counts = await repo.count_pending_by_channel(conn)
+            oldest = await repo.oldest_pending_created(conn)
+        for ch in ("telegram", "slack", "email", "log"):
+            self._metrics.outbox_pending.labels(ch).set(counts.get(ch, 0))
+        self._metrics.outbox_oldest.set(max(0.0, self._clock.now() - oldest) if oldest else 0.0)
+
+    async def drain_once(self) -> int:
+        """Claim and deliver everything due now, waiting for it (tests and `notifier send-test`)."""
+        n = await self._claim()
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        return n
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        try:
+            await self._deliver_row(row)
+        except StoreUnavailable as exc:
+            log.warning("delivery %s: store unavailable (%s); it is retried when its lease runs out", row["id"], exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery %s failed unexpectedly", row["id"])
+
+    async def _deliver_row(self, row: dict[str, Any]) -> None:
+        now = self._clock.now()
+        did, target, channel_name = row["id"], row["target"], row["channel"]
+        channel = self._channels.get(target)
+        if channel is None:
+            await self._finish_dead(row, f"target {target} is no longer in the configuration", 0)
+            return
+        wait = await self._limiter.reserve(channel.rate_rules(), now)
+        if wait > 0:
+            self._metrics.deliveries.labels(channel_name, row["receiver"], DeliveryOutcome.RATE_LIMITED.value).inc()
+            async with self._store.begin() as conn:
+                await repo.mark_retry(
+                    conn, did, self.owner, now, now + wait, None, row["parts_sent"], count_attempt=False
+                )
+            return
+        async with self._store.begin() as conn:
+            notification = await repo.get_notification(conn, row["notification_id"])
+            thread = await repo.get_thread(conn, target, row["group_hash"])
+        if notification is None:
+            await self._finish_dead(row, "its notification is missing from the store", 0)
+            return
+        message = build_message(row, notification, self._send_resolved.get(row["receiver"], True), thread)
+        started = asyncio.get_running_loop().time()
+        try:
+            receipt = await asyncio.wait_for(channel.send(message), timeout=self._d.send_timeout)
+        except RetryableError as exc:
+            await self._finish_retry(row, exc, exc.retry_after)
+            return
+        except PermanentError as exc:
+            await self._finish_dead(row, str(exc), exc.parts_done if exc.parts_done is not None else row["parts_sent"])
+            return
+        except TimeoutError:
+            await self._finish_retry(row, RetryableError(f"no answer within {self._d.send_timeout:g}s"), None)
+            return
+        finally:
+            self._metrics.delivery_duration.labels(channel_name).observe(asyncio.get_running_loop().time() - started)
+        await self._finish_sent(row, message, receipt)
+
+    async def _finish_sent(self, row: dict[str, Any], message: Message, receipt: DeliveryReceipt) -> None:
+        now = self._clock.now()
+        async with self._store.begin() as conn:
+            await repo.mark_sent(conn, row["id"], self.owner, now, receipt.ref, receipt.parts)
+            if message.group.status is AlertStatus.RESOLVED and not message.group.firing:
+                # the incident is over: its next firing starts a new thread
+                await repo.clear_thread(conn, row["target"], row["group_hash"])
+            elif receipt.ref and message.thread_ref is None and message.kind is MessageKind.ALERT:
+                await repo.set_thread(conn, row["target"], row["group_hash"], receipt.ref, now)
+        self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.SENT.value).inc()
+        log.info("delivered %s to %s (%s)", row["id"], row["target"], message.group.status.value)
+
+    async def _finish_retry(self, row: dict[str, Any], exc: DeliveryError, retry_after: float | None) -> None:
+        now = self._clock.now()
+        attempts = int(row["attempts"]) + 1
+        parts = int(exc.parts_done if exc.parts_done is not None else row["parts_sent"] or 0)
+        too_old = now - float(row["created_at"]) >= self._d.max_age
+        if attempts >= self._d.max_attempts or too_old:
+            why = "max_age" if too_old else "max_attempts"
+            await self._finish_dead(row, f"{exc} (gave up after {attempts} attempts: {why})", parts)
+            return
+        delay = retry_delay(attempts, self._d, retry_after)
+        async with self._store.begin() as conn:
+            await repo.mark_retry(conn, row["id"], self.owner, now, now + delay, str(exc), parts)
+        self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.RETRY.value).inc()
+        log.warning(
+            "delivery %s to %s failed (attempt %d), retry in %.1fs: %s", row["id"], row["target"], attempts, delay, exc
+        )
+
+    async def _finish_dead(self, row: dict[str, Any], error: str, parts: int) -> None:
+        now = self._clock.now()
+        async with self._store.begin() as conn:
+            await repo.mark_dead(conn, row["id"], self.owner, now, error, parts)
+        self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.DEAD.value).inc()
+        log.error(
+            "delivery %s to %s is dead: %s (retry it with POST /api/v1/deliveries/%s/retry)",
+            row["id"],
+            row["target"],
+            error,
+            row["id"],
+        )

@@ -1,0 +1,168 @@
+"""The notifier's vocabulary, shared by every stage: alerts, groups, messages, states and reasons. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+ZERO_TIME_YEAR = 1  # Alertmanager sends endsAt=0001-01-01T00:00:00Z for a firing alert
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    @classmethod
+    def of(cls, labels: dict[str, str]) -> Severity:
+        """The alert's severity label; an unknown or missing one counts as warning, so it is never silenced as info."""
+        try:
+            return cls(labels.get("severity", "").lower())
+        except ValueError:
+            return cls.WARNING
+
+
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class MessageKind(StrEnum):
+    ALERT = "alert"
+    TEST = "test"
+
+
+class WebhookOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    INVALID = "invalid"
+    UNAUTHORIZED = "unauthorized"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+
+
+class DeliveryOutcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert of a group, as Alertmanager sent it."""
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    generator_url: str
+    fingerprint: str
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.of(self.labels)
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "alert")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertGroup:
+    """One Alertmanager notification: a group of alerts under one groupKey."""
+
+    receiver: str
+    status: AlertStatus
+    group_key: str
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    external_url: str
+    alerts: tuple[Alert, ...]
+    truncated_alerts: int = 0
+
+    @property
+    def severity(self) -> Severity:
+        """The most severe alert of the group decides how the group is treated."""
+        if not self.alerts:
+            return Severity.of(self.common_labels)
+        return min((a.severity for a in self.alerts), key=SEVERITY_RANK.__getitem__)
+
+    @property
+    def firing(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if a.status is AlertStatus.FIRING)
+
+    @property
+    def resolved(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if a.status is AlertStatus.RESOLVED)
+
+    def labels_for_routing(self) -> dict[str, str]:
+        """Group labels win over common labels, as Alertmanager's own routing saw them."""
+        return {**self.common_labels, **self.group_labels}
+
+
+def redelivery_key(group_key: str, receiver: str, alerts: list[tuple[str, str, str, str]]) -> str:
+    """Identity of one notification: an HA peer's copy or a resend has the same key; any change gives another."""
+    h = hashlib.sha256()
+    h.update(group_key.encode())
+    h.update(b"\x00")
+    h.update(receiver.encode())
+    for fp, status, starts, ends in sorted(alerts):
+        h.update(f"\x00{fp}\x01{status}\x01{starts}\x01{ends}".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What changed in a group since its last delivery to one receiver."""
+
+    new: int = 0
+    resolved: int = 0
+    still_firing: int = 0
+
+    def describe(self) -> str:
+        parts = []
+        if self.new:
+            parts.append(f"{self.new} new")
+        if self.resolved:
+            parts.append(f"{self.resolved} resolved")
+        if self.still_firing:
+            parts.append(f"{self.still_firing} still firing")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a channel is asked to deliver: one group's state for one target, with threading and loudness."""
+
+    delivery_id: str
+    receiver: str
+    target: str
+    group: AlertGroup
+    kind: MessageKind = MessageKind.ALERT
+    silent: bool = False
+    change: Change = field(default_factory=Change)
+    thread_ref: str | None = None  # provider's reference of the group's first message on this target
+    part: int = 0  # which part to start from when an earlier attempt delivered the first parts
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """What a channel got back: the provider's reference of the first message it sent, and how many parts."""
+
+    ref: str | None
+    parts: int = 1

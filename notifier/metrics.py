@@ -1,0 +1,85 @@
+"""notifier_* metrics. One NotifierMetrics per app, on a registry it is handed; label children are created at start
+so that every series exists (as 0) from the first scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from notifier.domain import AlertStatus, DeliveryOutcome, Severity, WebhookOutcome
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double every counter for no use in alerting
+SUPPRESS_REASONS = ("duplicate", "unchanged", "quiet_hours_drop")
+CHANNELS = ("telegram", "slack", "email", "log")
+
+
+class NotifierMetrics:
+    """Every metric the notifier exports."""
+
+    def __init__(self, registry: CollectorRegistry, receivers: list[tuple[str, str]] | None = None) -> None:
+        self.registry = registry
+        self.webhooks = Counter(
+            "notifier_webhooks_received_total", "Webhook requests by outcome.", ["outcome"], registry=registry
+        )
+        self.alerts = Counter(
+            "notifier_alerts_received_total",
+            "Alerts in accepted webhooks (duplicates excluded).",
+            ["severity", "status"],
+            registry=registry,
+        )
+        self.intake_latency = Histogram(
+            "notifier_intake_duration_seconds",
+            "Time from a webhook's arrival to its answer, storage included.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "notifier_deliveries_total",
+            "Delivery attempts by channel, receiver and outcome.",
+            ["channel", "receiver", "outcome"],
+            registry=registry,
+        )
+        self.delivery_duration = Histogram(
+            "notifier_delivery_duration_seconds",
+            "Time a channel took to deliver one message.",
+            ["channel"],
+            buckets=_DELIVERY_BUCKETS,
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "notifier_outbox_pending", "Messages waiting in the outbox.", ["channel"], registry=registry
+        )
+        self.outbox_oldest = Gauge(
+            "notifier_outbox_oldest_pending_seconds", "Age of the oldest waiting message.", registry=registry
+        )
+        self.suppressed_total = Counter(
+            "notifier_notifications_suppressed_total",
+            "Notifications not sent, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.deferred_total = Counter(
+            "notifier_notifications_deferred_total", "Messages held until quiet hours end.", registry=registry
+        )
+        self.worker_up = Gauge("notifier_worker_running", "1 while the delivery worker runs.", registry=registry)
+
+        for o in WebhookOutcome:
+            self.webhooks.labels(o.value)
+        for sev in Severity:
+            for st in AlertStatus:
+                self.alerts.labels(sev.value, st.value)
+        for r in SUPPRESS_REASONS:
+            self.suppressed_total.labels(r)
+        for ch in CHANNELS:
+            self.outbox_pending.labels(ch)
+            self.delivery_duration.labels(ch)
+        for receiver, channel in receivers or []:
+            for out in DeliveryOutcome:
+                self.deliveries.labels(channel, receiver, out.value)
+
+    def suppressed(self, reason: str) -> None:
+        self.suppressed_total.labels(reason).inc()
+
+    def deferred(self) -> None:
+        self.deferred_total.inc()

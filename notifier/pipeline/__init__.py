@@ -1,0 +1,1 @@
+"""Intake: idempotency -> route -> dedup -> quiet hours -> enqueue, committed in one transaction per webhook."""

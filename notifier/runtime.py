@@ -1,0 +1,120 @@
+"""The running notifier's parts, built once from the settings; the app's handlers and the CLI reach them here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from notifier.channels import Channel
+from notifier.clock import Clock, SystemClock
+from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter
+from notifier.delivery.worker import DeliveryWorker
+from notifier.metrics import NotifierMetrics
+from notifier.pipeline.committer import GroupCommitter
+from notifier.pipeline.intake import IntakeStage
+from notifier.routing import Router
+from notifier.settings import ReceiverSettings, Settings
+from notifier.store import Store
+from notifier.templates import Renderer
+
+log = logging.getLogger("notifier")
+ChannelFactory = Callable[[ReceiverSettings, str, str, object, Renderer, Clock], Channel]
+
+
+def build_channel(
+    receiver: ReceiverSettings, key: str, kind: str, target: object, renderer: Renderer, clock: Clock
+) -> Channel:
+    """The real channel for one target."""
+    from notifier.settings import EmailTarget, LogTarget, SlackTarget, TelegramTarget
+
+    if kind == "log":
+        from notifier.channels.log import LogChannel
+
+        assert isinstance(target, LogTarget)
+        return LogChannel(target, renderer, clock)
+    if kind == "telegram":
+        from notifier.channels.telegram import TelegramChannel
+
+        assert isinstance(target, TelegramTarget)
+        return TelegramChannel(key, target, renderer, clock)
+    if kind == "slack":
+        from notifier.channels.slack import SlackChannel
+
+        assert isinstance(target, SlackTarget)
+        return SlackChannel(key, target, renderer, clock)
+    if kind == "email":
+        from notifier.channels.email import EmailChannel
+
+        assert isinstance(target, EmailTarget)
+        return EmailChannel(key, target, renderer, clock)
+    raise ValueError(f"unknown channel {kind}")
+
+
+@dataclass
+class Runtime:
+    """Everything one notifier process runs on."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    metrics: NotifierMetrics
+    router: Router
+    intake: IntakeStage
+    committer: GroupCommitter
+    worker: DeliveryWorker
+    channels: dict[str, Channel]
+    renderers: dict[str, Renderer]
+    registry: CollectorRegistry
+    started: bool = field(default=False)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        channel_factory: ChannelFactory | None = None,
+        limiter: RateLimiter | None = None,
+        store: Store | None = None,
+        worker_owner: str | None = None,
+    ) -> Runtime:
+        clock = clock or SystemClock()
+        registry = registry or CollectorRegistry()
+        store = store or Store(settings.storage)
+        targets = [(r.name, kind) for r in settings.receivers for _k, kind, _t in r.targets()]
+        metrics = NotifierMetrics(registry, targets)
+        router = Router(settings.routes)
+        renderers = {r.name: Renderer(r.templates) for r in settings.receivers}
+        factory = channel_factory or build_channel
+        channels: dict[str, Channel] = {}
+        for r in settings.receivers:
+            for key, kind, target in r.targets():
+                channels[key] = factory(r, key, kind, target, renderers[r.name], clock)
+        worker = DeliveryWorker(
+            store, settings, channels, clock, metrics, limiter or MemoryRateLimiter(), owner=worker_owner
+        )
+        committer = GroupCommitter(store, on_commit=worker.wake)
+        intake = IntakeStage(settings, router, clock, metrics)
+        return cls(settings, store, clock, metrics, router, intake, committer, worker, channels, renderers, registry)
+
+    async def start(self, *, worker: bool = True) -> None:
+        await self.store.migrate()
+        self.committer.start()
+        if worker:
+            await self.worker.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        await self.committer.stop()
+        await self.worker.stop()
+        for ch in self.channels.values():
+            try:
+                await ch.aclose()
+            except Exception:
+                log.debug("closing a channel failed", exc_info=True)
+        await self.store.dispose()
+        self.started = False

@@ -1,0 +1,488 @@
+"""Typed configuration: one YAML file, ${ENV} substitution, *_file secrets, validated once at start.
+
+Every error names the file, the key path and the reason, e.g.
+`notifier.yml: receivers[1].telegram[0].chat_id: expected an integer or @channelname`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from notifier.errors import ConfigError
+
+DEFAULT_CONFIG = "notifier.yml"
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+class Secret(str):
+    """A string that never shows itself in a repr, so secrets cannot reach a log through a settings dump."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+class Duration(float):
+    """Seconds, written in the config as Prometheus-style durations: 30s, 10m, 1h30m, 24h, 0."""
+
+    __slots__ = ()
+
+
+def parse_duration(text: str | float | int) -> Duration:
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError("a duration cannot be negative")
+        return Duration(text)
+    s = str(text).strip()
+    if s == "0":
+        return Duration(0.0)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"invalid duration {s!r}; use forms like 30s, 10m, 1h30m, 24h")
+    return Duration(total)
+
+
+def _read_secret_file(path: str, key: str) -> Secret:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    if not value:
+        raise ValueError(f"{key}: {path} is empty")
+    return Secret(value)
+
+
+def _secret(value: str | None, file: str | None, key: str, *, required: bool) -> Secret | None:
+    """Resolve `key` / `key_file`: exactly one of them, the file's content stripped of surrounding white space."""
+    if value and file:
+        raise ValueError(f"{key}: give either {key} or {key}_file, not both")
+    if file:
+        return _read_secret_file(file, f"{key}_file")
+    if value:
+        return Secret(value)
+    if required:
+        raise ValueError(f"{key}: required (or {key}_file)")
+    return None
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every settings struct: unknown keys are refused, so a typo never silently turns a feature off."""
+
+
+class BasicAuthSettings(_Strict, kw_only=True):
+    username: str
+    password: str | None = None
+    password_file: str | None = None
+
+    def __post_init__(self) -> None:
+        self.password = _secret(self.password, self.password_file, "password", required=True)
+
+
+class AuthSettings(_Strict, kw_only=True):
+    bearer_token: str | None = None
+    bearer_token_file: str | None = None
+    basic_auth: BasicAuthSettings | None = None
+
+    def __post_init__(self) -> None:
+        self.bearer_token = _secret(self.bearer_token, self.bearer_token_file, "bearer_token", required=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bearer_token or self.basic_auth)
+
+
+class ServerSettings(_Strict, kw_only=True):
+    listen: str = "0.0.0.0:9095"
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout: Duration = Duration(20.0)
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen: expected HOST:PORT, e.g. 0.0.0.0:9095")
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def loopback_only(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+
+class StorageSettings(_Strict, kw_only=True):
+    url: str = "sqlite:///data/notifier.db"
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    connect_timeout: Duration = Duration(5.0)
+
+    def __post_init__(self) -> None:
+        scheme = self.url.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("url: expected sqlite:///PATH or postgresql://USER@HOST/DB")
+
+
+class DedupSettings(_Strict, kw_only=True):
+    redelivery_window: Duration = Duration(600.0)
+
+
+class DeliverySettings(_Strict, kw_only=True):
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 12
+    max_age: Duration = Duration(86400.0)
+    backoff_initial: Duration = Duration(2.0)
+    backoff_max: Duration = Duration(300.0)
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
+    lease: Duration = Duration(60.0)
+    poll_interval: Duration = Duration(1.0)
+    send_timeout: Duration = Duration(20.0)
+
+
+class TemplateOverride(_Strict, kw_only=True):
+    """A receiver's own template for one channel: inline text, or a file."""
+
+    inline: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.inline) == bool(self.file):
+            raise ValueError("give exactly one of inline or file")
+        if self.file:
+            try:
+                self.inline = Path(self.file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"file: cannot read {self.file}: {exc.strerror or exc}") from None
+
+    @property
+    def source(self) -> str:
+        return self.inline or ""
+
+
+class TemplatesSettings(_Strict, kw_only=True):
+    telegram: TemplateOverride | None = None
+    slack: TemplateOverride | None = None
+    email_subject: TemplateOverride | None = None
+    email_text: TemplateOverride | None = None
+    email_html: TemplateOverride | None = None
+    log: TemplateOverride | None = None
+
+
+class TelegramTarget(_Strict, kw_only=True):
+    bot_token: str | None = None
+    bot_token_file: str | None = None
+    chat_id: int | str
+    message_thread_id: int | None = None
+    api_url: str = "https://api.telegram.org"
+    silent_severities: list[Literal["critical", "warning", "info"]] = msgspec.field(default_factory=lambda: ["info"])
+    buttons: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chat_id, str) and not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,}", self.chat_id):
+            raise ValueError("chat_id: expected an integer or @channelname")
+        self.bot_token = _secret(self.bot_token, self.bot_token_file, "bot_token", required=True)
+        self.api_url = self.api_url.rstrip("/")
+
+
+class SlackTarget(_Strict, kw_only=True):
+    webhook_url: str | None = None
+    webhook_url_file: str | None = None
+    bot_token: str | None = None
+    bot_token_file: str | None = None
+    channel: str | None = None
+    api_url: str = "https://slack.com/api/"
+    mention: str | None = None  # e.g. "<!channel>" or "<@U123>" for critical alerts outside quiet hours
+
+    def __post_init__(self) -> None:
+        self.webhook_url = _secret(self.webhook_url, self.webhook_url_file, "webhook_url", required=False)
+        self.bot_token = _secret(self.bot_token, self.bot_token_file, "bot_token", required=False)
+        if bool(self.webhook_url) == bool(self.bot_token):
+            raise ValueError("give either webhook_url(_file) or bot_token(_file) with channel")
+        if self.bot_token and not self.channel:
+            raise ValueError("channel: required with bot_token")
+        if not self.api_url.endswith("/"):
+            self.api_url += "/"
+
+
+class EmailTarget(_Strict, kw_only=True):
+    host: str
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    from_: str = msgspec.field(name="from")
+    to: Annotated[list[str], msgspec.Meta(min_length=1)]
+    ca_file: str | None = None
+    timeout: Duration = Duration(30.0)
+    rate_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 30
+
+    def __post_init__(self) -> None:
+        self.password = _secret(self.password, self.password_file, "password", required=False)
+        if self.password and not self.username:
+            raise ValueError("username: required with password")
+        for i, addr in enumerate(self.to):
+            if "@" not in addr:
+                raise ValueError(f"to[{i}]: {addr!r} is not an email address")
+        if "@" not in self.from_:
+            raise ValueError("from: not an email address")
+
+
+class LogTarget(_Strict, kw_only=True):
+    stream: Literal["stdout", "stderr"] = "stdout"
+
+
+class ReceiverSettings(_Strict, kw_only=True):
+    name: str
+    send_resolved: bool = True
+    telegram: list[TelegramTarget] = msgspec.field(default_factory=list)
+    slack: list[SlackTarget] = msgspec.field(default_factory=list)
+    email: list[EmailTarget] = msgspec.field(default_factory=list)
+    log: list[LogTarget] = msgspec.field(default_factory=list)
+    templates: TemplatesSettings = msgspec.field(default_factory=TemplatesSettings)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
+            raise ValueError("name: use letters, digits, '_', '.', '-'")
+
+    def targets(self) -> list[tuple[str, str, Any]]:
+        """(target key, channel, target settings) for every target; the key names it in the outbox and the logs."""
+        out: list[tuple[str, str, Any]] = []
+        for channel in ("telegram", "slack", "email", "log"):
+            for i, t in enumerate(getattr(self, channel)):
+                out.append((f"{self.name}/{channel}/{i}", channel, t))
+        return out
+
+
+QuietMode = Literal["defer", "silent", "digest", "drop"]
+
+
+class RouteQuietHours(_Strict, kw_only=True):
+    schedule: str
+    mode: QuietMode = "defer"
+    bypass_severities: list[Literal["critical", "warning", "info"]] = msgspec.field(
+        default_factory=lambda: ["critical"]
+    )
+
+
+class RouteSettings(_Strict, kw_only=True):
+    matchers: list[str] = msgspec.field(default_factory=list)
+    receiver: str | None = None
+    receivers: list[str] = msgspec.field(default_factory=list)
+    routes: list[RouteSettings] = msgspec.field(default_factory=list)
+    continue_: bool = msgspec.field(default=False, name="continue")
+    quiet_hours: RouteQuietHours | None = None
+    repeat_interval: Duration | None = None
+
+    def all_receivers(self) -> list[str]:
+        return ([self.receiver] if self.receiver else []) + list(self.receivers)
+
+
+class TimeRange(_Strict, kw_only=True):
+    start: str
+    end: str
+
+    def __post_init__(self) -> None:
+        for key in ("start", "end"):
+            value = getattr(self, key)
+            m = re.fullmatch(r"(\d{2}):(\d{2})", value)
+            if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59 or (m.group(1) == "24" and m.group(2) != "00"):
+                raise ValueError(f"{key}: expected HH:MM (00:00 to 24:00), got {value!r}")
+
+
+class ScheduleSettings(_Strict, kw_only=True):
+    location: str = "UTC"
+    weekdays: list[str] = msgspec.field(default_factory=lambda: ["monday:sunday"])
+    times: list[TimeRange] = msgspec.field(default_factory=list)
+    dates: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.location)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"location: unknown time zone {self.location!r}") from None
+        from notifier.schedules import parse_weekdays
+
+        for i, w in enumerate(self.weekdays):
+            try:
+                parse_weekdays(w)
+            except ValueError as exc:
+                raise ValueError(f"weekdays[{i}]: {exc}") from None
+        for i, d in enumerate(self.dates):
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", d):
+                raise ValueError(f"dates[{i}]: expected YYYY-MM-DD, got {d!r}")
+
+
+class Settings(_Strict, kw_only=True):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    dedup: DedupSettings = msgspec.field(default_factory=DedupSettings)
+    delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+    receivers: list[ReceiverSettings] = msgspec.field(default_factory=list)
+    routes: RouteSettings = msgspec.field(default_factory=lambda: RouteSettings(receiver="console"))
+    quiet_hours: dict[str, ScheduleSettings] = msgspec.field(default_factory=dict)
+    source: str = ""  # the file this came from; not a config key
+
+    def receiver(self, name: str) -> ReceiverSettings:
+        for r in self.receivers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def _substitute(node: Any, path: str, env: Mapping[str, str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string scalar; `$$` stands for a literal `$`."""
+    if isinstance(node, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "$" not in node:
+        return node
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"environment variable {name} is not set (write ${{{name}:-default}} for a default)", path=path
+        )
+
+    return _ENV_REF.sub(repl, node)
+
+
+def _dec_hook(typ: type, obj: Any) -> Any:
+    if typ is Duration:
+        return parse_duration(obj)
+    raise NotImplementedError
+
+
+_MSGSPEC_AT = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
+
+
+def _split_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """msgspec says `reason - at $.a[1].b`; we say `a[1].b: reason` (a field named in the reason joins the path)."""
+    text = str(exc)
+    m = _MSGSPEC_AT.match(text)
+    path, msg = (m.group("path").lstrip("."), m.group("msg")) if m else ("", text)
+    inner = re.match(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?): (.*)$", msg, re.S)
+    if inner:
+        path = f"{path}.{inner.group(1)}" if path else inner.group(1)
+        msg = inner.group(2)
+    msg = msg.replace("Object contains unknown field", "unknown key").replace(
+        "Object missing required field", "missing required key"
+    )
+    return path, msg
+
+
+def _check_references(s: Settings) -> None:
+    names: set[str] = set()
+    for i, r in enumerate(s.receivers):
+        if r.name in names:
+            raise ConfigError(f"receiver name {r.name!r} is used twice", path=f"receivers[{i}].name")
+        names.add(r.name)
+
+    from notifier.routing import parse_matcher
+
+    def walk(route: RouteSettings, path: str) -> None:
+        for name in route.all_receivers():
+            if name not in names:
+                known = ", ".join(sorted(names)) or "none"
+                raise ConfigError(f"unknown receiver {name!r} (receivers: {known})", path=f"{path}.receivers")
+        for i, m in enumerate(route.matchers):
+            try:
+                parse_matcher(m)
+            except ValueError as exc:
+                raise ConfigError(str(exc), path=f"{path}.matchers[{i}]") from None
+        if route.quiet_hours and route.quiet_hours.schedule not in s.quiet_hours:
+            known = ", ".join(sorted(s.quiet_hours)) or "none"
+            raise ConfigError(
+                f"unknown schedule {route.quiet_hours.schedule!r} (quiet_hours: {known})",
+                path=f"{path}.quiet_hours.schedule",
+            )
+        for i, child in enumerate(route.routes):
+            walk(child, f"{path}.routes[{i}]")
+
+    if not s.routes.all_receivers():
+        raise ConfigError("the top-level route needs a default receiver", path="routes.receiver")
+    walk(s.routes, "routes")
+
+
+def _check_named_maps(data: dict[str, Any]) -> None:
+    """msgspec cannot name a map's key in its error path; validate named maps one entry at a time."""
+    schedules = data.get("quiet_hours")
+    if isinstance(schedules, dict):
+        for name, value in schedules.items():
+            try:
+                msgspec.convert(value, ScheduleSettings, dec_hook=_dec_hook, strict=False)
+            except msgspec.ValidationError as exc:
+                path, msg = _split_validation_error(exc)
+                raise ConfigError(msg, path=f"quiet_hours.{name}" + (f".{path}" if path else "")) from None
+
+
+def load_settings_from_mapping(data: Any, *, source: str = "", env: Mapping[str, str] | None = None) -> Settings:
+    """Validate an already-parsed config; the same checks as `load_settings`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of keys", source=source)
+    try:
+        data = _substitute(data, "", os.environ if env is None else env)
+        _check_named_maps(data)
+        settings = msgspec.convert(data, Settings, dec_hook=_dec_hook, strict=False)
+        _check_references(settings)
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, path=exc.path, source=source) from None
+    except msgspec.ValidationError as exc:
+        path, msg = _split_validation_error(exc)
+        raise ConfigError(msg, path=path, source=source) from None
+    settings.source = source
+    return settings
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read, substitute and validate a config file; raise ConfigError naming the file, key path and reason."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config: {exc.strerror or exc}", source=source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}not valid YAML: {problem}", source=source) from None
+    return load_settings_from_mapping(data, source=source, env=env)
+
+
+def default_config_path() -> str:
+    return os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG)

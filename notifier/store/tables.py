@@ -1,0 +1,103 @@
+"""The notifier's tables (SQLAlchemy Core); one schema for SQLite and PostgreSQL. Times are unix seconds (double).
+
+notifications  every webhook accepted, as received (raw JSON), one row per distinct notification
+intake_keys    redelivery keys with their expiry: what makes an HA peer's copy a duplicate, across replicas
+deliveries     the outbox: one row per message to one target; at most one `pending` per (target, group)
+threads        the provider's reference of a group's first message per target (reply / thread / In-Reply-To)
+group_state    per (receiver, group): the alerts last committed for delivery, for per-receiver dedup
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("received_at", Double, nullable=False),
+    Column("am_receiver", Text, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("alert_count", Integer, nullable=False),
+    Column("redelivery_key", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Index("ix_notifications_received_at", "received_at"),
+)
+
+intake_keys = Table(
+    "intake_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("notification_id", String(26), nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("notification_id", String(26), ForeignKey("notifications.id"), nullable=False),
+    Column("receiver", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("group_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("silent", Boolean, nullable=False, default=False),
+    Column("change", Text, nullable=False, default="{}"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("parts_sent", Integer, nullable=False, default=0),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("sent_at", Double),
+    Column("last_error", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Double),
+    Column("provider_ref", Text),
+    Index("ix_deliveries_state_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_target_group", "target", "group_hash", "state"),
+    Index(
+        "uq_deliveries_one_pending",
+        "target",
+        "group_hash",
+        unique=True,
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("group_hash", String(64), primary_key=True),
+    Column("provider_ref", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+group_state = Table(
+    "group_state",
+    metadata,
+    Column("receiver", Text, primary_key=True),
+    Column("group_hash", String(64), primary_key=True),
+    Column("group_key", Text, nullable=False),
+    Column("alerts", Text, nullable=False),
+    Column("last_sent_at", Double, nullable=False),
+)

@@ -1,0 +1,214 @@
+"""A fake Slack server: incoming webhooks and the Web API (chat.postMessage, chat.update), real HTTP on loopback.
+
+Strict like Slack: the bot token and the channel are checked; Block Kit limits (50 blocks, section text 3,000,
+header 150) are enforced; a test can script 429 with Retry-After, or 5xx. Accepted messages are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+class BlockError(ValueError):
+    pass
+
+
+def check_blocks(blocks: list[dict[str, Any]]) -> None:
+    if len(blocks) > 50:
+        raise BlockError("invalid_blocks")
+    for b in blocks:
+        t = b.get("type")
+        if t == "header":
+            if b["text"]["type"] != "plain_text" or len(b["text"]["text"]) > 150:
+                raise BlockError("invalid_blocks")
+        elif t == "section":
+            if len(b["text"]["text"]) > 3000:
+                raise BlockError("invalid_blocks")
+        elif t == "context":
+            if len(b["elements"]) > 10:
+                raise BlockError("invalid_blocks")
+        elif t not in ("divider", "actions"):
+            raise BlockError("invalid_blocks")
+
+
+def all_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    out = list(body.get("blocks") or [])
+    for a in body.get("attachments") or []:
+        out += a.get("blocks") or []
+    return out
+
+
+@dataclass
+class Posted:
+    """One accepted message."""
+
+    via: str  # webhook | api
+    channel: str
+    text: str
+    blocks: list[dict[str, Any]]
+    color: str | None
+    ts: str
+    thread_ts: str | None
+    at: float
+
+    @property
+    def all_text(self) -> str:
+        parts = [self.text]
+        for b in self.blocks:
+            if "text" in b:
+                parts.append(b["text"]["text"])
+            for e in b.get("elements", []):
+                parts.append(e.get("text", ""))
+        return "\n".join(parts)
+
+
+@dataclass
+class Failure:
+    status: int
+    retry_after: int | None = None
+    error: str = ""
+
+
+@dataclass
+class FakeSlack:
+    """The fake server; `webhook_url` and `api_url` go into the notifier's config."""
+
+    token: str = "xoxb-test-token"
+    hook_path: str = "/services/T000/B000/XXXXXXXX"
+    channels: dict[str, str] = field(default_factory=lambda: {"#trading-alerts": "C0TRADING", "C0TRADING": "C0TRADING"})
+    posted: list[Posted] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    failures: deque[Failure] = field(default_factory=deque)
+    refused: int = 0
+    url: str = ""
+    _runner: web.AppRunner | None = None
+    _ts: int = 0
+
+    @property
+    def webhook_url(self) -> str:
+        return self.url + self.hook_path
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def fail_next(self, n: int, status: int, retry_after: int | None = None, error: str = "") -> None:
+        for _ in range(n):
+            self.failures.append(Failure(status, retry_after, error))
+
+    async def start(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_post(self.hook_path, self._hook)
+        app.router.add_post("/services/{rest:.*}", self._bad_hook)
+        app.router.add_post("/api/{method}", self._api)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _next_ts(self) -> str:
+        self._ts += 1
+        return f"{int(time.time())}.{self._ts:06d}"
+
+    def _scripted(self, api: bool) -> web.Response | None:
+        if not self.failures:
+            return None
+        f = self.failures.popleft()
+        headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
+        if api and f.status == 200:
+            return web.json_response({"ok": False, "error": f.error}, headers=headers)
+        if api and f.status == 429:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=headers)
+        return web.Response(status=f.status, text=f.error or "error", headers=headers)
+
+    async def _bad_hook(self, request: web.Request) -> web.Response:
+        self.refused += 1
+        return web.Response(status=404, text="no_service")
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        scripted = self._scripted(api=False)
+        if scripted is not None:
+            return scripted
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        if not body.get("text") and not all_blocks(body):
+            return web.Response(status=400, text="no_text")
+        try:
+            check_blocks(all_blocks(body))
+        except BlockError:
+            self.refused += 1
+            return web.Response(status=400, text="invalid_blocks")
+        atts = body.get("attachments") or [{}]
+        self.posted.append(
+            Posted(
+                "webhook",
+                "webhook",
+                body.get("text", ""),
+                all_blocks(body),
+                atts[0].get("color"),
+                self._next_ts(),
+                None,
+                time.time(),
+            )
+        )
+        return web.Response(text="ok")
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self.refused += 1
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        scripted = self._scripted(api=True)
+        if scripted is not None:
+            return scripted
+        if request.content_type == "application/json":
+            body = await request.json()
+        else:
+            body = dict(await request.post())
+        channel = self.channels.get(str(body.get("channel")))
+        if channel is None:
+            self.refused += 1
+            return web.json_response({"ok": False, "error": "channel_not_found"})
+        try:
+            check_blocks(all_blocks(body))
+        except BlockError:
+            self.refused += 1
+            return web.json_response({"ok": False, "error": "invalid_blocks"})
+        if method == "chat.postMessage":
+            ts = self._next_ts()
+            atts = body.get("attachments") or [{}]
+            self.posted.append(
+                Posted(
+                    "api",
+                    channel,
+                    body.get("text", ""),
+                    all_blocks(body),
+                    atts[0].get("color"),
+                    ts,
+                    body.get("thread_ts"),
+                    time.time(),
+                )
+            )
+            return web.json_response({"ok": True, "channel": channel, "ts": ts, "message": {"text": body.get("text")}})
+        if method == "chat.update":
+            if not any(p.ts == body.get("ts") for p in self.posted):
+                return web.json_response({"ok": False, "error": "message_not_found"})
+            self.updates.append(
+                {"channel": channel, "ts": body.get("ts"), "text": body.get("text"), "blocks": all_blocks(body)}
+            )
+            return web.json_response({"ok": True, "channel": channel, "ts": body.get("ts")})
+        return web.json_response({"ok": False, "error": "unknown_method"}, status=404)

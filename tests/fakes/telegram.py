@@ -1,0 +1,279 @@
+"""A fake Telegram Bot API server: real HTTP on loopback, strict like the real one.
+
+It checks the token and the method, the chat, the text's length after entity parsing (4096), and the HTML: only the
+tags Telegram knows, balanced, and only its entities; anything else is 400 "can't parse entities". Tests can script
+failures (429 with retry_after, 5xx, a migrated chat) and enforce the per-group flood limit. Every accepted message
+is kept, with the time it arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from html import unescape
+from html.parser import HTMLParser
+from typing import Any
+
+from aiohttp import web
+
+ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "tg-spoiler",
+    "span",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-emoji",
+}
+_TAG_START = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
+_ENTITY = re.compile(r"&(?!(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);)")
+
+
+class EntityError(ValueError):
+    pass
+
+
+class _Checker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ALLOWED_TAGS:
+            raise EntityError(f'Unsupported start tag "{tag}"')
+        if tag == "a" and not dict(attrs).get("href"):
+            raise EntityError('Can\'t find "href" attribute of "a" tag')
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            raise EntityError(f'Can\'t find end tag corresponding to start tag "{tag}"')
+        self.stack.pop()
+
+    def handle_entityref(self, name: str) -> None:
+        if name not in ("lt", "gt", "amp", "quot"):
+            raise EntityError(f'Unsupported HTML entity "&{name};"')
+
+
+def check_html(text: str) -> str:
+    """Validate Telegram HTML; returns the visible text."""
+    pos = 0
+    for m in re.finditer(r"<", text):
+        if m.start() < pos:
+            continue
+        tm = _TAG_START.match(text, m.start())
+        if not tm:
+            raise EntityError(f"Unexpected '<' at byte offset {len(text[: m.start()].encode())}")
+        pos = tm.end()
+    if _ENTITY.search(_TAG_START.sub("", text)):
+        raise EntityError("Character '&' is reserved and must be escaped")
+    c = _Checker()
+    c.feed(text)
+    c.close()
+    if c.stack:
+        raise EntityError(f'Can\'t find end tag corresponding to start tag "{c.stack[-1]}"')
+    return unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+@dataclass
+class Sent:
+    """One message the fake accepted."""
+
+    message_id: int
+    chat_id: int | str
+    text: str
+    parse_mode: str | None
+    disable_notification: bool
+    message_thread_id: int | None
+    reply_to_message_id: int | None
+    reply_markup: dict[str, Any] | None
+    at: float
+    method: str = "sendMessage"
+
+
+@dataclass
+class Failure:
+    status: int
+    description: str
+    retry_after: int | None = None
+    migrate_to: int | None = None
+
+
+@dataclass
+class FakeTelegram:
+    """The fake server. `url` is the base for `api_url` (python-telegram-bot adds /bot<token>/<method>)."""
+
+    token: str = "123456:TEST-token"
+    chats: set[int | str] = field(default_factory=lambda: {-1001234567890, 42, "@alerts_channel"})
+    group_limit_per_minute: int | None = None  # enforce Telegram's flood limit with 429s
+    sent: list[Sent] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    failures: deque[Failure] = field(default_factory=deque)
+    refused: int = 0
+    rate_limited: int = 0
+    url: str = ""
+    _next_id: int = 1000
+    _runner: web.AppRunner | None = None
+    _recent: dict[str, deque[float]] = field(default_factory=dict)
+    down: bool = False
+
+    def fail_next(
+        self, n: int, status: int, description: str = "", retry_after: int | None = None, migrate_to: int | None = None
+    ) -> None:
+        for _ in range(n):
+            self.failures.append(Failure(status, description or f"Error {status}", retry_after, migrate_to))
+
+    async def start(self, port: int = 0) -> FakeTelegram:
+        app = web.Application(client_max_size=10 * 1024 * 1024)
+        app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @staticmethod
+    def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=status)
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            data = await request.json()
+            return dict(data) if isinstance(data, dict) else {}
+        form = await request.post()
+        out: dict[str, Any] = {}
+        for k, v in form.items():
+            s = str(v)
+            try:
+                out[k] = json.loads(s) if k in ("reply_markup", "reply_parameters", "link_preview_options") else s
+            except ValueError:
+                out[k] = s
+        return out
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=502, text="Bad Gateway")
+        token = request.match_info["token"]
+        method = request.match_info["method"]
+        params = await self._params(request)
+        self.requests.append({"method": method, "params": params, "at": time.time()})
+        if token != self.token:
+            self.refused += 1
+            return self._error(401, "Unauthorized")
+        if method == "getMe":
+            return web.json_response(
+                {"ok": True, "result": {"id": 123456, "is_bot": True, "first_name": "Fake", "username": "fake_bot"}}
+            )
+        if method not in ("sendMessage", "editMessageText"):
+            return self._error(404, "Not Found")
+        if self.failures:
+            f = self.failures.popleft()
+            if f.status >= 500:
+                return web.Response(status=f.status, text=f.description)
+            params_out: dict[str, Any] = {}
+            if f.retry_after is not None:
+                params_out["retry_after"] = f.retry_after
+                self.rate_limited += 1
+            if f.migrate_to is not None:
+                params_out["migrate_to_chat_id"] = f.migrate_to
+            return self._error(f.status, f.description, params_out or None)
+        return self._send(params, method)
+
+    def _send(self, p: dict[str, Any], method: str) -> web.Response:
+        chat_raw = p.get("chat_id")
+        if chat_raw is None:
+            return self._error(400, "Bad Request: chat_id is empty")
+        chat: int | str
+        try:
+            chat = int(chat_raw)
+        except (TypeError, ValueError):
+            chat = str(chat_raw)
+        if chat not in self.chats:
+            self.refused += 1
+            return self._error(400, "Bad Request: chat not found")
+        text = p.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return self._error(400, "Bad Request: message text is empty")
+        mode = p.get("parse_mode")
+        visible = text
+        if mode == "HTML":
+            try:
+                visible = check_html(text)
+            except EntityError as exc:
+                self.refused += 1
+                return self._error(400, f"Bad Request: can't parse entities: {exc}")
+        elif mode is not None:
+            return self._error(400, f"Bad Request: unsupported parse_mode {mode}")
+        if utf16(visible) > 4096:
+            self.refused += 1
+            return self._error(400, "Bad Request: message is too long")
+        if self.group_limit_per_minute and str(chat).startswith(("-", "@")):
+            now = time.monotonic()
+            log = self._recent.setdefault(str(chat), deque())
+            while log and log[0] <= now - 60:
+                log.popleft()
+            if len(log) >= self.group_limit_per_minute:
+                wait = int(log[0] + 60 - now) + 1
+                self.rate_limited += 1
+                return self._error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
+            log.append(now)
+        reply = p.get("reply_parameters") or {}
+        if isinstance(reply, str):
+            reply = json.loads(reply)
+        reply_to = reply.get("message_id") if isinstance(reply, dict) else None
+        if reply_to is None and p.get("reply_to_message_id") is not None:
+            reply_to = int(p["reply_to_message_id"])
+        self._next_id += 1
+        dn = p.get("disable_notification")
+        sent = Sent(
+            message_id=self._next_id,
+            chat_id=chat,
+            text=text,
+            parse_mode=mode,
+            disable_notification=dn in (True, "true", "True", 1, "1"),
+            message_thread_id=int(p["message_thread_id"]) if p.get("message_thread_id") is not None else None,
+            reply_to_message_id=int(reply_to) if reply_to is not None else None,
+            reply_markup=p.get("reply_markup") if isinstance(p.get("reply_markup"), dict) else None,
+            at=time.time(),
+            method=method,
+        )
+        self.sent.append(sent)
+        return web.json_response(
+            {
+                "ok": True,
+                "result": {
+                    "message_id": sent.message_id,
+                    "date": int(sent.at),
+                    "text": visible,
+                    "chat": {"id": chat if isinstance(chat, int) else -100999, "type": "supergroup"},
+                },
+            }
+        )

@@ -1,0 +1,185 @@
+"""Helpers for tests: settings from dicts, captured payloads, waiting, the services switch, a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier.settings import Settings, load_settings_from_mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager-0.25"
+PG_ADMIN_URL = os.environ.get("NOTIFIER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE = os.environ.get("NOTIFIER_REQUIRE_SERVICES", "") not in ("", "0", "false")
+TOKEN = "s3cret"
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip without `what`, or fail when the CI says every service must be there."""
+    if condition:
+        return
+    if REQUIRE:
+        pytest.fail(f"{what} is required (NOTIFIER_REQUIRE_SERVICES=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def fixture_names() -> list[str]:
+    return sorted(p.name for p in FIXTURES.glob("0*.json"))
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_json(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(fixture_bytes(name))
+    return data
+
+
+def settings_from(data: dict[str, Any], url: str) -> Settings:
+    d = copy.deepcopy(data)
+    d.setdefault("storage", {})["url"] = url
+    d.setdefault("delivery", {}).setdefault("poll_interval", "50ms")
+    return load_settings_from_mapping(d, source="test.yml", env={})
+
+
+def console_settings(url: str, **extra: Any) -> Settings:
+    base: dict[str, Any] = {
+        "server": {"auth": {"bearer_token": TOKEN}},
+        "receivers": [{"name": "console", "log": [{}]}],
+        "routes": {"receiver": "console"},
+    }
+    base.update(extra)
+    return settings_from(base, url)
+
+
+def make_group(
+    n: int,
+    *,
+    status: str = "firing",
+    severity: str = "warning",
+    name: str = "LargeDrawdown",
+    group_key: str | None = None,
+    resolved: set[int] | None = None,
+    starts: str = "2026-11-26T04:05:13Z",
+    extra_labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    resolved = resolved or set()
+    alerts = []
+    for i in range(n):
+        st = "resolved" if (status == "resolved" or i in resolved) else "firing"
+        labels = {
+            "alertname": name,
+            "severity": severity,
+            "bot": f"bot-{i:03d}",
+            "symbol": "BTC/USDT",
+            **(extra_labels or {}),
+        }
+        alerts.append(
+            {
+                "status": st,
+                "labels": labels,
+                "annotations": {"summary": f"{name} on bot-{i:03d}", "description": f"Drawdown is {10 + i % 10}.5%."},
+                "startsAt": starts,
+                "endsAt": "2026-11-26T05:05:13Z" if st == "resolved" else "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph?g0.expr=x",
+                "fingerprint": f"{i:016x}",
+            }
+        )
+    gk = group_key or f'{{}}:{{alertname="{name}", severity="{severity}"}}'
+    return {
+        "receiver": "notifier",
+        "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
+        "alerts": alerts,
+        "groupLabels": {"alertname": name, "severity": severity},
+        "commonLabels": {"alertname": name, "severity": severity},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": gk,
+        "truncatedAlerts": 0,
+    }
+
+
+async def wait_for(cond: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = cond()
+        if not isinstance(r, bool):
+            r = await r
+        if r:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`notifier serve` in its own process, as in production."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.port = port
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = config.parent / f"server-{port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "notifier", "serve", "--config", str(self.config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=str(self.config.parent),
+        )
+        deadline = time.monotonic() + timeout
+        import httpx
+
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready:\n{self.log.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

@@ -1,0 +1,96 @@
+"""When the store cannot commit, the webhook answers 503 (Alertmanager retries 5xx), never a 500, and readiness
+says so; when the store is back, intake works again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from sqlalchemy import event
+
+from tests.helpers import console_settings, fixture_bytes
+from tests.notifier.harness import count, post, running
+
+
+class TcpProxy:
+    """A loopback TCP proxy that a test can cut, to take a real PostgreSQL away from the notifier."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.server: asyncio.Server | None = None
+        self.conns: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        w.close()
+
+    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
+        self.conns += [w, uw]
+        await asyncio.gather(self._pipe(r, uw), self._pipe(ur, w))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        for c in self.conns:
+            c.close()
+        self.conns.clear()
+
+
+async def test_postgres_down_gives_503_and_recovers(pg_url: str) -> None:
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    s = console_settings(url, storage={"url": url, "connect_timeout": "2s"})
+    async with running(s) as (client, rt):
+        assert (await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))).status_code == 202
+        await proxy.cut()
+        r = await post(client, fixture_bytes("02-info-firing-unicode.json"))
+        assert r.status_code == 503, r.text
+        assert r.headers.get("retry-after")
+        assert "traceback" not in r.text.lower()
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert "store" in ready.json()["problems"][0]
+        await proxy.start()  # the database is back, on the same port
+        r = await post(client, fixture_bytes("02-info-firing-unicode.json"))
+        assert r.status_code == 202, r.text
+        assert (await client.get("/readyz")).status_code == 200
+        assert await count(rt) == 2
+        metrics = (await client.get("/metrics")).text
+        assert 'notifier_webhooks_received_total{outcome="unavailable"} 1.0' in metrics
+
+
+async def test_sqlite_full_gives_503_and_nothing_half_stored(sqlite_url: str) -> None:
+    s = console_settings(sqlite_url)
+    async with running(s) as (client, rt):
+        assert (await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))).status_code == 202
+
+        # cap the database at its current size: the next write finds the disk full
+        @event.listens_for(rt.store.engine.sync_engine, "connect")
+        def _cap(dbapi_conn: Any, _rec: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA page_count")
+            pages = cur.fetchone()[0]
+            cur.execute(f"PRAGMA max_page_count={pages}")
+            cur.close()
+
+        await rt.store.engine.dispose()
+        big = (
+            fixture_bytes("01-critical-firing-two-alerts.json")
+            .replace(b"check_me_now", b"x" * 200_000)
+            .replace(b"80186a74e3a77957", b"80186a74e3a77958")
+        )
+        r = await post(client, big)
+        assert r.status_code == 503, r.text
+        assert await count(rt) == 1

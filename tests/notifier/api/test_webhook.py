@@ -1,0 +1,225 @@
+"""The webhook intake: every captured payload stored and readable back, bad input answered exactly, duplicates
+stored once, SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from notifier.store import repository as repo
+from notifier.store.tables import deliveries, notifications
+from tests.helpers import console_settings, fixture_bytes, fixture_json, fixture_names, make_group, settings_from
+from tests.notifier.harness import AUTH, count, post, running
+
+
+@pytest.mark.parametrize("name", fixture_names())
+async def test_captured_payload_is_stored_and_reads_back_field_for_field(store_url: str, name: str) -> None:
+    async with running(console_settings(store_url)) as (client, rt):
+        r = await post(client, fixture_bytes(name))
+        assert r.status_code == 202, r.text
+        body = r.json()
+        expected = fixture_json(name)
+        assert body["alerts"] == len(expected["alerts"])
+        assert body["duplicate"] is False
+        async with rt.store.begin() as conn:
+            row = await repo.get_notification(conn, body["notification_id"])
+        assert row is not None
+        assert json.loads(row["payload"]) == expected
+        assert row["group_key"] == expected["groupKey"]
+        assert row["status"] == expected["status"]
+        assert row["alert_count"] == len(expected["alerts"])
+
+
+async def test_unknown_fields_from_newer_senders_are_accepted(sqlite_url: str) -> None:
+    p = fixture_json("01-critical-firing-two-alerts.json")
+    p["notification_reason"] = "first notification"
+    p["routeLabels"] = {"team": "trading"}
+    p["alerts"][0]["somethingNew"] = {"x": 1}
+    async with running(console_settings(sqlite_url)) as (client, _rt):
+        r = await post(client, json.dumps(p))
+        assert r.status_code == 202, r.text
+
+
+def _broken(mutate: Any) -> str:
+    p = fixture_json("01-critical-firing-two-alerts.json")
+    mutate(p)
+    return json.dumps(p)
+
+
+BAD_INPUTS = [
+    ("missing groupKey", _broken(lambda p: p.pop("groupKey")), "groupKey"),
+    ("missing alerts", _broken(lambda p: p.pop("alerts")), "alerts"),
+    ("empty alerts", _broken(lambda p: p.update(alerts=[])), "alerts"),
+    ("alert without fingerprint", _broken(lambda p: p["alerts"][1].pop("fingerprint")), "alerts[1].fingerprint"),
+    ("startsAt not a time", _broken(lambda p: p["alerts"][0].update(startsAt="yesterday")), "alerts[0].startsAt"),
+    ("label value not a string", _broken(lambda p: p["alerts"][0]["labels"].update(bot=7)), "alerts[0].labels.bot"),
+    ("status unknown", _broken(lambda p: p.update(status="burning")), "status"),
+    ("truncatedAlerts negative", _broken(lambda p: p.update(truncatedAlerts=-1)), "truncatedAlerts"),
+    ("version 3", _broken(lambda p: p.update(version="3")), "version"),
+    ("version 3 and fields missing", json.dumps({"version": "3", "alerts": []}), "version"),
+    ("version missing", _broken(lambda p: p.pop("version")), "version"),
+    ("version as a number", _broken(lambda p: p.update(version=4)), "version"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+async def test_bad_payload_is_400_naming_the_field(sqlite_url: str, case: str, body: str, field: str) -> None:
+    async with running(console_settings(sqlite_url)) as (client, rt):
+        r = await post(client, body)
+        assert r.status_code == 400, r.text
+        err = r.json()
+        assert err["field"] == field, err
+        assert err["error"]
+        assert await count(rt) == 0
+
+
+@pytest.mark.parametrize("body", [b"not json", b"", b"{", b"[1,2]", b"\xff\xfe", b"null"])
+async def test_body_that_is_not_a_json_object_is_400(sqlite_url: str, body: bytes) -> None:
+    async with running(console_settings(sqlite_url)) as (client, rt):
+        r = await post(client, body)
+        assert r.status_code == 400, r.text
+        assert "error" in r.json()
+        assert await count(rt) == 0
+
+
+async def test_body_over_the_limit_is_413(sqlite_url: str) -> None:
+    s = console_settings(sqlite_url, server={"max_body_bytes": 20_000, "auth": {"bearer_token": "s3cret"}})
+    big = json.dumps(make_group(100))
+    assert len(big) > 20_000
+    async with running(s) as (client, rt):
+        r = await post(client, big)
+        assert r.status_code == 413, r.text
+        assert "max_body_bytes" in r.json()["error"]
+
+        # the same body without a Content-Length (chunked) is refused too
+        async def chunks() -> Any:
+            for i in range(0, len(big), 4096):
+                yield big[i : i + 4096].encode()
+
+        r = await client.post("/webhook/alertmanager", content=chunks(), headers=AUTH)
+        assert r.status_code == 413, r.text
+        assert await count(rt) == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic " + base64.b64encode(b"am:s3cret").decode()},
+        {"Authorization": "s3cret"},
+        {"Authorization": "Bearer "},
+    ],
+    ids=["none", "wrong-token", "basic-not-configured", "no-scheme", "empty-token"],
+)
+async def test_missing_or_wrong_credentials_are_401(sqlite_url: str, headers: dict[str, str]) -> None:
+    async with running(console_settings(sqlite_url)) as (client, rt):
+        r = await client.post(
+            "/webhook/alertmanager", content=fixture_bytes("02-info-firing-unicode.json"), headers=headers
+        )
+        assert r.status_code == 401
+        assert "Bearer" in r.headers["www-authenticate"]
+        assert await count(rt) == 0
+        r = await client.get("/api/v1/deliveries", headers=headers)
+        assert r.status_code == 401
+
+
+async def test_basic_auth(sqlite_url: str, tmp_path: Any) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2\n")
+    s = settings_from(
+        {
+            "server": {"auth": {"basic_auth": {"username": "am", "password_file": str(pw)}}},
+            "receivers": [{"name": "console", "log": [{}]}],
+            "routes": {"receiver": "console"},
+        },
+        sqlite_url,
+    )
+    good = "Basic " + base64.b64encode(b"am:hunter2").decode()
+    bad = "Basic " + base64.b64encode(b"am:hunter3").decode()
+    async with running(s) as (client, _rt):
+        body = fixture_bytes("02-info-firing-unicode.json")
+        assert (
+            await client.post("/webhook/alertmanager", content=body, headers={"Authorization": bad})
+        ).status_code == 401
+        assert (
+            await client.post("/webhook/alertmanager", content=body, headers={"Authorization": "Basic !!"})
+        ).status_code == 401
+        assert (
+            await client.post("/webhook/alertmanager", content=body, headers={"Authorization": good})
+        ).status_code == 202
+
+
+async def test_redelivery_is_stored_once_and_processed_once(store_url: str) -> None:
+    body = fixture_bytes("01-critical-firing-two-alerts.json")
+    async with running(console_settings(store_url)) as (client, rt):
+        first = (await post(client, body)).json()
+        # an HA peer sends the same notification, with its keys in another order
+        again = json.dumps(json.loads(body), sort_keys=True, indent=1)
+        second = (await post(client, again)).json()
+        third = (await post(client, body)).json()
+        assert first["duplicate"] is False
+        assert second["duplicate"] is True and third["duplicate"] is True
+        assert second["notification_id"] == first["notification_id"]
+        assert await count(rt, notifications) == 1
+        assert await count(rt, deliveries) == 1
+        # a real change of the group (one alert resolves) is a new notification
+        changed = (await post(client, fixture_bytes("03-critical-one-resolved-one-firing.json"))).json()
+        assert changed["duplicate"] is False
+        assert await count(rt, notifications) == 2
+
+
+async def test_concurrent_copies_from_ha_peers_are_stored_once(store_url: str) -> None:
+    import asyncio
+
+    body = fixture_bytes("01-critical-firing-two-alerts.json")
+    async with running(console_settings(store_url)) as (client, rt):
+        results = await asyncio.gather(*(post(client, body) for _ in range(8)))
+        assert all(r.status_code == 202 for r in results)
+        assert sum(1 for r in results if not r.json()["duplicate"]) == 1
+        assert len({r.json()["notification_id"] for r in results}) == 1
+        assert await count(rt, notifications) == 1
+
+
+async def test_redelivery_after_the_window_is_new(sqlite_url: str) -> None:
+    from notifier.clock import FrozenClock
+
+    clock = FrozenClock(1_800_000_000.0)
+    s = console_settings(sqlite_url, dedup={"redelivery_window": "10m"})
+    body = fixture_bytes("02-info-firing-unicode.json")
+    async with running(s, clock=clock) as (client, rt):
+        assert (await post(client, body)).json()["duplicate"] is False
+        await clock.advance(9 * 60)
+        assert (await post(client, body)).json()["duplicate"] is True
+        await clock.advance(2 * 60)
+        assert (await post(client, body)).json()["duplicate"] is False
+        assert await count(rt, notifications) == 2
+
+
+async def test_health_ready_and_metrics(sqlite_url: str) -> None:
+    async with running(console_settings(sqlite_url)) as (client, _rt):
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        assert (await client.get("/readyz")).status_code == 200
+        await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))
+        await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))
+        await post(client, b"nope")
+        text = (await client.get("/metrics")).text
+        assert 'notifier_webhooks_received_total{outcome="accepted"} 1.0' in text
+        assert 'notifier_webhooks_received_total{outcome="duplicate"} 1.0' in text
+        assert 'notifier_webhooks_received_total{outcome="invalid"} 1.0' in text
+        assert 'notifier_alerts_received_total{severity="critical",status="firing"} 2.0' in text
+        assert "notifier_intake_duration_seconds_bucket" in text
+        assert "_created" not in text
+
+
+async def test_validate_only_endpoint_stores_nothing(sqlite_url: str) -> None:
+    async with running(console_settings(sqlite_url)) as (client, rt):
+        r = await post(
+            client, fixture_bytes("01-critical-firing-two-alerts.json"), path="/webhook/alertmanager/validate"
+        )
+        assert r.status_code == 200
+        assert r.json() == {"status": "valid", "alerts": 2, "receivers": ["console"]}
+        assert await count(rt) == 0
