@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _graceful_server_class() -> type:
     import uvicorn
 
-    class GracefulServer(uvicorn.Server):  # type: ignore[misc]
+    class GracefulServer(uvicorn.Server):
         """uvicorn's server, except that SIGTERM/SIGINT end in exit code 0 once the graceful shutdown is done
         (uvicorn re-raises the signal afterwards, which makes every orderly stop look like a crash)."""
 
