@@ -14,7 +14,7 @@ from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter
 from notifier.delivery.worker import DeliveryWorker
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.committer import GroupCommitter
-from notifier.pipeline.intake import IntakeStage
+from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
 from notifier.routing import Router
 from notifier.settings import ReceiverSettings, Settings
 from notifier.store import Store
@@ -63,7 +63,7 @@ class Runtime:
     metrics: NotifierMetrics
     router: Router
     intake: IntakeStage
-    committer: GroupCommitter
+    committer: GroupCommitter[IntakeJob, IntakeResult]
     worker: DeliveryWorker
     channels: dict[str, Channel]
     renderers: dict[str, Renderer]
@@ -97,8 +97,15 @@ class Runtime:
         worker = DeliveryWorker(
             store, settings, channels, clock, metrics, limiter or MemoryRateLimiter(), owner=worker_owner
         )
-        committer = GroupCommitter(store, on_commit=worker.wake)
         intake = IntakeStage(settings, router, clock, metrics)
+
+        def wake_if_queued(results: list[IntakeResult | Exception]) -> None:
+            if any(isinstance(r, IntakeResult) and r.queued for r in results):
+                worker.wake()
+
+        committer: GroupCommitter[IntakeJob, IntakeResult] = GroupCommitter(
+            store, intake.commit_batch, on_commit=wake_if_queued
+        )
         return cls(settings, store, clock, metrics, router, intake, committer, worker, channels, renderers, registry)
 
     async def start(self, *, worker: bool = True) -> None:

@@ -72,7 +72,7 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             return read
         payload, body = read
         try:
-            result = await rt.committer.submit(lambda conn: rt.intake.run(conn, payload, body))
+            result = await rt.committer.submit(rt.intake.prepare(payload, body))
         except StoreUnavailable as exc:
             outcome = WebhookOutcome.UNAVAILABLE
             log.error("webhook not stored, answering 503 so that Alertmanager retries: %s", exc)
@@ -184,7 +184,7 @@ async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Resp
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
         return error(400, "limit must be a whole number from 1 to 1000", "limit")
     try:
-        async with rt.store.begin() as conn:
+        async with rt.store.begin(readonly=True) as conn:
             rows = await repo.list_deliveries(conn, st, int(raw_limit), request.query_params.get("before"))
     except StoreUnavailable:
         return error(503, "the store is unavailable")

@@ -37,6 +37,7 @@ from notifier.store import Store
 from notifier.store import repository as repo
 
 log = logging.getLogger("notifier.delivery")
+GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
 
 
 def build_message(
@@ -151,7 +152,7 @@ class DeliveryWorker:
             try:
                 claimed = await self._claim()
                 now = self._clock.now()
-                if now - last_gauges >= 5.0 or not claimed:
+                if now - last_gauges >= GAUGE_INTERVAL or now < last_gauges:
                     await self._update_gauges()
                     last_gauges = now
                 if claimed and len(self._inflight) < self._d.concurrency:
@@ -168,7 +169,7 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _until_next_due(self) -> float:
-        async with self._store.begin() as conn:
+        async with self._store.begin(readonly=True) as conn:
             nd = await repo.next_due_at(conn)
         if nd is None:
             return float(self._d.poll_interval)
@@ -192,7 +193,7 @@ class DeliveryWorker:
         self._wake.set()
 
     async def _update_gauges(self) -> None:
-        async with self._store.begin() as conn:
+        async with self._store.begin(readonly=True) as conn:
             counts = await repo.count_pending_by_channel(conn)
             oldest = await repo.oldest_pending_created(conn)
         for ch in ("telegram", "slack", "email", "log"):
@@ -231,7 +232,7 @@ class DeliveryWorker:
                     conn, did, self.owner, now, now + wait, None, row["parts_sent"], count_attempt=False
                 )
             return
-        async with self._store.begin() as conn:
+        async with self._store.begin(readonly=True) as conn:
             notification = await repo.get_notification(conn, row["notification_id"])
             thread = await repo.get_thread(conn, target, row["group_hash"])
         if notification is None:

@@ -3,45 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-from sqlalchemy import and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Insert
 
 from notifier.domain import DeliveryState
-from notifier.store.tables import deliveries, group_state, intake_keys, notifications, threads
+from notifier.store.tables import deliveries, intake_keys, notifications, threads
 
 
-def _insert(conn: AsyncConnection, table: Any) -> Any:
+def dialect_insert(conn: AsyncConnection | Connection, table: Any) -> Any:
     """The dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
-
-
-async def claim_intake_key(
-    conn: AsyncConnection, key: str, notification_id: str, now: float, window: float
-) -> str | None:
-    """Take the redelivery key for a new notification. Returns None when it is new (or its old claim expired), else
-    the id of the notification that holds it: the caller has a duplicate. A unique key, so it holds across replicas."""
-    ins = _insert(conn, intake_keys).values(key=key, notification_id=notification_id, expires_at=now + window)
-    stmt = ins.on_conflict_do_update(
-        index_elements=[intake_keys.c.key],
-        set_={"notification_id": ins.excluded.notification_id, "expires_at": ins.excluded.expires_at},
-        where=intake_keys.c.expires_at <= now,
-    ).returning(intake_keys.c.key)
-    if (await conn.execute(stmt)).first() is not None:
-        return None
-    holder = await conn.scalar(select(intake_keys.c.notification_id).where(intake_keys.c.key == key))
-    return str(holder) if holder is not None else None
-
-
-async def insert_notification(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    await conn.execute(notifications.insert().values(**row))
 
 
 async def get_notification(conn: AsyncConnection, notification_id: str) -> dict[str, Any] | None:
@@ -54,23 +31,6 @@ async def get_notifications(conn: AsyncConnection, ids: Sequence[str]) -> dict[s
         return {}
     rows = (await conn.execute(select(notifications).where(notifications.c.id.in_(list(set(ids)))))).mappings()
     return {r["id"]: dict(r) for r in rows}
-
-
-@dataclass(slots=True)
-class PendingDelivery:
-    """What intake hands the outbox for one target."""
-
-    id: str
-    notification_id: str
-    receiver: str
-    target: str
-    channel: str
-    group_key: str
-    group_hash: str
-    kind: str
-    silent: bool
-    change: dict[str, Any]
-    not_before: float
 
 
 async def find_pending(conn: AsyncConnection, target: str, group_hash: str) -> dict[str, Any] | None:
@@ -88,46 +48,6 @@ async def find_pending(conn: AsyncConnection, target: str, group_hash: str) -> d
         .first()
     )
     return dict(row) if row else None
-
-
-async def enqueue(conn: AsyncConnection, d: PendingDelivery, now: float) -> str:
-    """Put a message in the outbox, or merge it into the target's pending message of the same group, so that at most
-    one waits per (target, group) and what is sent is the newest state. Returns the id of the pending row."""
-    values = {
-        "id": d.id,
-        "notification_id": d.notification_id,
-        "receiver": d.receiver,
-        "target": d.target,
-        "channel": d.channel,
-        "group_key": d.group_key,
-        "group_hash": d.group_hash,
-        "state": DeliveryState.PENDING.value,
-        "kind": d.kind,
-        "silent": d.silent,
-        "change": msgspec.json.encode(d.change).decode(),
-        "attempts": 0,
-        "parts_sent": 0,
-        "created_at": now,
-        "updated_at": now,
-        "next_attempt_at": d.not_before,
-    }
-    ins: Insert = _insert(conn, deliveries).values(**values)
-    stmt = ins.on_conflict_do_update(  # type: ignore[attr-defined]
-        index_elements=[deliveries.c.target, deliveries.c.group_hash],
-        # a literal, not a parameter: PostgreSQL's generic plans cannot match a partial index to a parameter
-        index_where=text("state = 'pending'"),
-        set_={
-            "notification_id": values["notification_id"],
-            "change": values["change"],
-            "silent": values["silent"],
-            "updated_at": now,
-            # a deferred message that a newer, sendable state joins goes out with it; a retry keeps its back-off
-            "next_attempt_at": func.min(deliveries.c.next_attempt_at, values["next_attempt_at"])
-            if conn.dialect.name == "sqlite"
-            else func.least(deliveries.c.next_attempt_at, values["next_attempt_at"]),
-        },
-    ).returning(deliveries.c.id)
-    return str((await conn.execute(stmt)).scalar_one())
 
 
 def _claimable(now: float) -> Any:
@@ -350,43 +270,12 @@ async def get_thread(conn: AsyncConnection, target: str, group_hash: str) -> str
 
 
 async def set_thread(conn: AsyncConnection, target: str, group_hash: str, ref: str, now: float) -> None:
-    ins = _insert(conn, threads).values(target=target, group_hash=group_hash, provider_ref=ref, created_at=now)
+    ins = dialect_insert(conn, threads).values(target=target, group_hash=group_hash, provider_ref=ref, created_at=now)
     await conn.execute(ins.on_conflict_do_nothing(index_elements=[threads.c.target, threads.c.group_hash]))
 
 
 async def clear_thread(conn: AsyncConnection, target: str, group_hash: str) -> None:
     await conn.execute(delete(threads).where(threads.c.target == target, threads.c.group_hash == group_hash))
-
-
-async def get_group_state(conn: AsyncConnection, receiver: str, group_hash: str) -> dict[str, Any] | None:
-    row = (
-        (
-            await conn.execute(
-                select(group_state).where(group_state.c.receiver == receiver, group_state.c.group_hash == group_hash)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
-async def put_group_state(
-    conn: AsyncConnection, receiver: str, group_hash: str, group_key: str, alerts: dict[str, str], now: float
-) -> None:
-    ins = _insert(conn, group_state).values(
-        receiver=receiver,
-        group_hash=group_hash,
-        group_key=group_key,
-        alerts=msgspec.json.encode(alerts).decode(),
-        last_sent_at=now,
-    )
-    await conn.execute(
-        ins.on_conflict_do_update(
-            index_elements=[group_state.c.receiver, group_state.c.group_hash],
-            set_={"alerts": ins.excluded.alerts, "last_sent_at": ins.excluded.last_sent_at},
-        )
-    )
 
 
 async def purge_expired_keys(conn: AsyncConnection, now: float) -> int:

@@ -77,7 +77,9 @@ async def test_sqlite_full_gives_503_and_nothing_half_stored(sqlite_url: str) ->
         assert (await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))).status_code == 202
 
         # cap the database at its current size: the next write finds the disk full
-        @event.listens_for(rt.store.engine.sync_engine, "connect")
+        assert rt.store.writer_engine is not None
+
+        @event.listens_for(rt.store.writer_engine, "connect")
         def _cap(dbapi_conn: Any, _rec: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA page_count")
@@ -85,7 +87,7 @@ async def test_sqlite_full_gives_503_and_nothing_half_stored(sqlite_url: str) ->
             cur.execute(f"PRAGMA max_page_count={pages}")
             cur.close()
 
-        await rt.store.engine.dispose()
+        rt.store.writer_engine.dispose()
         big = (
             fixture_bytes("01-critical-firing-two-alerts.json")
             .replace(b"check_me_now", b"x" * 200_000)
