@@ -33,10 +33,7 @@ from tests.helpers import fixture_json, free_port, make_group  # noqa: E402
 def bodies(kind: str, n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
-        if kind == "2-alert":
-            b = fixture_json("01-critical-firing-two-alerts.json")
-        else:
-            b = make_group(100)
+        b = fixture_json("01-critical-firing-two-alerts.json") if kind == "2-alert" else make_group(100)
         b["groupKey"] = f'{{}}:{{bench="{kind}-{i}"}}'
         for a in b["alerts"]:
             a["fingerprint"] = f"{i:08x}{a['fingerprint'][8:]}"

@@ -191,7 +191,7 @@ async def test_bad_chat_id_goes_dead_visible_and_retryable_while_others_deliver(
 ) -> None:
     cfg = all_channels(fake_telegram, fake_slack, None)
     cfg["receivers"][0]["telegram"][0]["chat_id"] = -100999  # not a chat the bot is in
-    async with running(settings_from(cfg, sqlite_url)) as (client, rt):
+    async with running(settings_from(cfg, sqlite_url)) as (client, _rt):
         await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))
 
         async def dead() -> list[dict[str, Any]]:
