@@ -8,6 +8,7 @@ is kept, with the time it arrived.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -132,6 +133,7 @@ class FakeTelegram:
     _runner: web.AppRunner | None = None
     _recent: dict[str, deque[float]] = field(default_factory=dict)
     down: bool = False
+    delay: float = 0.0  # seconds before answering sendMessage; a request cancelled meanwhile is not delivered
 
     def fail_next(
         self, n: int, status: int, description: str = "", retry_after: int | None = None, migrate_to: int | None = None
@@ -179,12 +181,12 @@ class FakeTelegram:
         return out
 
     async def _handle(self, request: web.Request) -> web.Response:
-        if self.down:
-            return web.Response(status=502, text="Bad Gateway")
         token = request.match_info["token"]
         method = request.match_info["method"]
         params = await self._params(request)
         self.requests.append({"method": method, "params": params, "at": time.time()})
+        if self.down:
+            return web.Response(status=502, text="Bad Gateway")
         if token != self.token:
             self.refused += 1
             return self._error(401, "Unauthorized")
@@ -205,6 +207,8 @@ class FakeTelegram:
             if f.migrate_to is not None:
                 params_out["migrate_to_chat_id"] = f.migrate_to
             return self._error(f.status, f.description, params_out or None)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return self._send(params, method)
 
     def _send(self, p: dict[str, Any], method: str) -> web.Response:

@@ -1,0 +1,76 @@
+"""The CLI: render prints what a receiver would send; send-test sends a real message; deliveries lists the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fakes.telegram import FakeTelegram, check_html
+from tests.helpers import FIXTURES, ROOT
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "NO_PROXY": "127.0.0.1"},
+    )
+
+
+def config(tmp_path: Path, tg: FakeTelegram) -> Path:
+    p = tmp_path / "n.yml"
+    p.write_text(
+        f"storage: {{url: 'sqlite:///{tmp_path}/n.db'}}\n"
+        f"receivers: [{{name: tg, telegram: [{{bot_token: '{tg.token}', chat_id: 42, api_url: '{tg.url}'}}],"
+        " slack: [{webhook_url: 'http://127.0.0.1:9/x'}], log: [{}]}]\nroutes: {receiver: tg}\n"
+    )
+    return p
+
+
+async def test_render_prints_every_target(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    cfg = config(tmp_path, fake_telegram)
+    r = await asyncio.to_thread(
+        cli,
+        "--config",
+        str(cfg),
+        "render",
+        "--receiver",
+        "tg",
+        "--json",
+        str(FIXTURES / "01-critical-firing-two-alerts.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [e["channel"] for e in out] == ["telegram", "slack", "log"]
+    assert "grid-btc" in check_html(out[0]["messages"][0])
+    assert out[1]["messages"][0]["attachments"][0]["blocks"]
+    assert fake_telegram.sent == []  # render sends nothing
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "render", "--receiver", "nobody", str(cfg))
+    assert r.returncode == 1 and "no receiver 'nobody'" in r.stderr
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "render", "--receiver", "tg", str(cfg))
+    assert r.returncode == 1 and "not valid JSON" in r.stderr
+
+
+async def test_send_test_sends_a_real_message_and_reports_failures(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    cfg = config(tmp_path, fake_telegram)
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "send-test", "--receiver", "tg", "--severity", "critical")
+    assert r.returncode == 1  # the slack target is unreachable
+    assert "tg/telegram/0: sent" in r.stdout and "tg/slack/0: FAILED" in r.stderr
+    assert len(fake_telegram.sent) == 1
+    assert "[TEST]" in fake_telegram.sent[0].text and "CRITICAL" in fake_telegram.sent[0].text
+    assert fake_telegram.token not in r.stdout + r.stderr
+
+
+async def test_deliveries_cli(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    cfg = config(tmp_path, fake_telegram)
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "deliveries", "--state", "dead")
+    assert r.returncode == 0 and r.stdout == ""
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "deliveries", "--retry", "nope")
+    assert r.returncode == 1 and "missing" in r.stderr
