@@ -36,7 +36,7 @@ def test_matchers(matcher: str, labels: dict[str, str], expected: bool) -> None:
 
 @pytest.mark.parametrize("bad", ["severity", "=x", 'a=~"("', 'severity=="x"', "1abc=x"])
 def test_bad_matchers_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="matcher|regular expression"):
+    with pytest.raises(ValueError, match=r"matcher|regular expression"):
         parse_matcher(bad)
 
 

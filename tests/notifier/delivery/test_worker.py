@@ -4,6 +4,7 @@ the provider has to say 429, and the Telegram edge cases (bad markup, migrated c
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -95,7 +96,7 @@ async def test_per_chat_rate_limit_holds_before_the_provider_has_to_429(
             await post(client, json.dumps(make_group(1, group_key=f'{{}}:{{g="{i}"}}', name=f"A{i}")))
         await wait_for(lambda: _all_sent(rt), timeout=20)
         times = sorted(s.at for s in fake_telegram.sent)
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(times) == 4
         assert min(gaps) >= 0.95, gaps  # 1 message/s into one chat
         assert fake_telegram.rate_limited == 0
