@@ -257,14 +257,15 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         store = Store(settings.storage)
         try:
             await store.migrate()
-            async with store.begin() as conn:
-                if args.retry:
-                    before = await repo.retry_dead(conn, args.retry, SystemClock().now())
-                    if before != "dead":
-                        print(f"{args.retry}: not retried ({before})", file=sys.stderr)
-                        return EXIT_FAILED
-                    print(f"{args.retry}: pending again; a running notifier sends it")
-                    return 0
+            if args.retry:
+                now = SystemClock().now()
+                before = await store.run_in_transaction(lambda conn: repo.retry_dead(conn, args.retry, now))
+                if before != "dead":
+                    print(f"{args.retry}: not retried ({before})", file=sys.stderr)
+                    return EXIT_FAILED
+                print(f"{args.retry}: pending again; a running notifier sends it")
+                return 0
+            async with store.begin(readonly=True) as conn:
                 rows = await repo.list_deliveries(conn, args.state, args.limit)
         finally:
             await store.dispose()

@@ -97,10 +97,13 @@ class Runtime:
         worker = DeliveryWorker(
             store, settings, channels, clock, metrics, limiter or MemoryRateLimiter(), owner=worker_owner
         )
-        intake = IntakeStage(settings, router, clock, metrics)
+        intake = IntakeStage(settings, router, clock, metrics, lease_to=worker.lease_offer)
 
         def wake_if_queued(results: list[IntakeResult | Exception]) -> None:
-            if any(isinstance(r, IntakeResult) and r.queued for r in results):
+            leased = [row for r in results if isinstance(r, IntakeResult) for row in r.leased]
+            if leased:
+                worker.accept(leased)
+            if any(isinstance(r, IntakeResult) and r.queued > len(r.leased) for r in results):
                 worker.wake()
 
         committer: GroupCommitter[IntakeJob, IntakeResult] = GroupCommitter(

@@ -198,9 +198,10 @@ async def retry_delivery(request: Request[Any, Any, Any], state: State) -> Respo
     denied = _auth_failure(rt, request)
     if denied is not None:
         return denied
+    now = rt.clock.now()
     try:
-        async with rt.store.begin() as conn:
-            before = await repo.retry_dead(conn, delivery_id, rt.clock.now())
+        before = await rt.store.run_in_transaction(lambda conn: repo.retry_dead(conn, delivery_id, now))
+        async with rt.store.begin(readonly=True) as conn:
             row = await repo.get_delivery(conn, delivery_id)
     except StoreUnavailable:
         return error(503, "the store is unavailable")

@@ -11,10 +11,10 @@ import contextlib
 import dataclasses
 import logging
 import socket
-import uuid
 from typing import Any
 
 import msgspec
+from sqlalchemy.engine import Connection
 
 from notifier.api.schema import WebhookAlert, WebhookPayload, to_group
 from notifier.channels import Channel
@@ -40,12 +40,10 @@ log = logging.getLogger("notifier.delivery")
 GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
 
 
-def build_message(
-    row: dict[str, Any], notification: dict[str, Any], send_resolved: bool, thread_ref: str | None
-) -> Message:
+def build_message(row: dict[str, Any], payload_text: str, send_resolved: bool, thread_ref: str | None) -> Message:
     """The message a row stands for: the newest state of its group, plus alerts that left the group while it
     waited, minus resolved alerts when the receiver does not want them."""
-    payload = msgspec.json.decode(notification["payload"], type=WebhookPayload)
+    payload = msgspec.json.decode(payload_text, type=WebhookPayload)
     change: dict[str, Any] = msgspec.json.decode(row["change"]) if row["change"] else {}
     gone = [msgspec.convert(a, WebhookAlert) for a in change.get("gone", [])]
     if gone:
@@ -92,7 +90,7 @@ class DeliveryWorker:
         self._clock = clock
         self._metrics = metrics
         self._limiter = limiter
-        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{socket.gethostname()}:{settings.server.port}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -106,10 +104,26 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def lease_offer(self) -> tuple[str, int]:
+        """Who intake may lease new messages to, and how many it can take now (0 when not running)."""
+        if not self.running or self._stopping:
+            return self.owner, 0
+        return self.owner, max(0, self._d.concurrency - len(self._inflight))
+
+    def accept(self, rows: list[dict[str, Any]]) -> None:
+        """Messages intake leased to this worker in its transaction: send them now, no claim needed."""
+        for row in rows:
+            if self._stopping:
+                break  # their lease runs out, or the next start on SQLite hands them back
+            t = asyncio.create_task(self._deliver(row), name=f"deliver-{row['id']}")
+            self._inflight.add(t)
+            t.add_done_callback(self._done)
+
     async def start(self) -> None:
-        if self._store.is_sqlite:
-            # SQLite serves one process: whatever a previous run left half-sent is ours to send again, now.
-            await self._release(all_owners=True)
+        # SQLite serves one process: whatever a previous run left half-sent is ours to send again, now. On
+        # PostgreSQL, what our own previous incarnation (same owner id: host and port) leased is ours too; other
+        # replicas' leases are taken over when they run out.
+        await self._release(all_owners=self._store.is_sqlite)
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="delivery-worker")
         self._metrics.worker_up.set(1)
@@ -136,27 +150,22 @@ class DeliveryWorker:
         self._metrics.worker_up.set(0)
 
     async def _release(self, *, all_owners: bool) -> None:
-        from sqlalchemy import update
-
-        from notifier.store.tables import deliveries
-
-        q = update(deliveries).where(deliveries.c.state == "sending")
-        if not all_owners:
-            q = q.where(deliveries.c.lease_owner == self.owner)
-        async with self._store.begin() as conn:
-            await conn.execute(q.values(state="pending", lease_owner=None, lease_until=None))
+        owner = None if all_owners else self.owner
+        await self._store.run_in_transaction(lambda conn: repo.release_leases(conn, owner))
 
     async def _run(self) -> None:
         last_gauges = 0.0
         while not self._stopping:
+            self._wake.clear()  # before claiming: a wake-up that comes while we claim is not lost
             try:
+                free_before = self._d.concurrency - len(self._inflight)
                 claimed = await self._claim()
                 now = self._clock.now()
                 if now - last_gauges >= GAUGE_INTERVAL or now < last_gauges:
                     await self._update_gauges()
                     last_gauges = now
-                if claimed and len(self._inflight) < self._d.concurrency:
-                    continue
+                if claimed and claimed >= free_before and len(self._inflight) < self._d.concurrency:
+                    continue  # the claim was full: there may be more due right now
                 timeout = await self._until_next_due()
             except StoreUnavailable as exc:
                 log.warning("outbox unavailable: %s", exc)
@@ -164,7 +173,6 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery loop error")
                 timeout = self._d.poll_interval
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
@@ -180,8 +188,8 @@ class DeliveryWorker:
         if free <= 0:
             return 0
         now = self._clock.now()
-        async with self._store.begin() as conn:
-            rows = await repo.claim_due(conn, self.owner, now, self._d.lease, free)
+        owner, lease = self.owner, self._d.lease
+        rows = await self._store.run_in_transaction(lambda conn: repo.claim_due(conn, owner, now, lease, free))
         for row in rows:
             t = asyncio.create_task(self._deliver(row), name=f"deliver-{row['id']}")
             self._inflight.add(t)
@@ -227,18 +235,15 @@ class DeliveryWorker:
         wait = await self._limiter.reserve(channel.rate_rules(), now)
         if wait > 0:
             self._metrics.deliveries.labels(channel_name, row["receiver"], DeliveryOutcome.RATE_LIMITED.value).inc()
-            async with self._store.begin() as conn:
-                await repo.mark_retry(
-                    conn, did, self.owner, now, now + wait, None, row["parts_sent"], count_attempt=False
-                )
+            owner, parts = self.owner, row["parts_sent"]
+            await self._store.run_in_transaction(
+                lambda conn: repo.mark_retry(conn, did, owner, now, now + wait, None, parts, count_attempt=False)
+            )
             return
-        async with self._store.begin(readonly=True) as conn:
-            notification = await repo.get_notification(conn, row["notification_id"])
-            thread = await repo.get_thread(conn, target, row["group_hash"])
-        if notification is None:
+        if row["payload"] is None:
             await self._finish_dead(row, "its notification is missing from the store", 0)
             return
-        message = build_message(row, notification, self._send_resolved.get(row["receiver"], True), thread)
+        message = build_message(row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"])
         started = asyncio.get_running_loop().time()
         try:
             receipt = await asyncio.wait_for(channel.send(message), timeout=self._d.send_timeout)
@@ -257,13 +262,18 @@ class DeliveryWorker:
 
     async def _finish_sent(self, row: dict[str, Any], message: Message, receipt: DeliveryReceipt) -> None:
         now = self._clock.now()
-        async with self._store.begin() as conn:
-            await repo.mark_sent(conn, row["id"], self.owner, now, receipt.ref, receipt.parts)
-            if message.group.status is AlertStatus.RESOLVED and not message.group.firing:
-                # the incident is over: its next firing starts a new thread
-                await repo.clear_thread(conn, row["target"], row["group_hash"])
-            elif receipt.ref and message.thread_ref is None and message.kind is MessageKind.ALERT:
-                await repo.set_thread(conn, row["target"], row["group_hash"], receipt.ref, now)
+        owner = self.owner
+        over = message.group.status is AlertStatus.RESOLVED and not message.group.firing
+        first = receipt.ref is not None and message.thread_ref is None and message.kind is MessageKind.ALERT
+
+        def write(conn: Connection) -> None:
+            repo.mark_sent(conn, row["id"], owner, now, receipt.ref, receipt.parts)
+            if over:  # the incident is over: its next firing starts a new thread
+                repo.clear_thread(conn, row["target"], row["group_hash"])
+            elif first and receipt.ref is not None:
+                repo.set_thread(conn, row["target"], row["group_hash"], receipt.ref, now)
+
+        await self._store.run_in_transaction(write)
         self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.SENT.value).inc()
         log.info("delivered %s to %s (%s)", row["id"], row["target"], message.group.status.value)
 
@@ -277,8 +287,10 @@ class DeliveryWorker:
             await self._finish_dead(row, f"{exc} (gave up after {attempts} attempts: {why})", parts)
             return
         delay = retry_delay(attempts, self._d, retry_after)
-        async with self._store.begin() as conn:
-            await repo.mark_retry(conn, row["id"], self.owner, now, now + delay, str(exc), parts)
+        owner, error = self.owner, str(exc)
+        await self._store.run_in_transaction(
+            lambda conn: repo.mark_retry(conn, row["id"], owner, now, now + delay, error, parts)
+        )
         self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.RETRY.value).inc()
         log.warning(
             "delivery %s to %s failed (attempt %d), retry in %.1fs: %s", row["id"], row["target"], attempts, delay, exc
@@ -286,8 +298,8 @@ class DeliveryWorker:
 
     async def _finish_dead(self, row: dict[str, Any], error: str, parts: int) -> None:
         now = self._clock.now()
-        async with self._store.begin() as conn:
-            await repo.mark_dead(conn, row["id"], self.owner, now, error, parts)
+        owner = self.owner
+        await self._store.run_in_transaction(lambda conn: repo.mark_dead(conn, row["id"], owner, now, error, parts))
         self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.DEAD.value).inc()
         log.error(
             "delivery %s to %s is dead: %s (retry it with POST /api/v1/deliveries/%s/retry)",

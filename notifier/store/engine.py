@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -18,7 +19,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from notifier.errors import StoreUnavailable
@@ -77,6 +78,8 @@ class Store:
             kwargs["connect_args"] = {"timeout": settings.connect_timeout, "command_timeout": 30}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._read_engine = self.engine.execution_options(**{_READONLY: True})
+        self._write_queue: asyncio.Queue[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._write_task: asyncio.Task[None] | None = None
         self.writer_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         if self.is_sqlite:
@@ -91,22 +94,72 @@ class Store:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
-        """Run a synchronous function in one transaction: in the writer thread on SQLite, through the async
-        connection (greenlet) on PostgreSQL. Store failures raise StoreUnavailable; the function's own errors pass."""
-        if self._writer is None:
-            async with self.begin() as conn:
-                return await conn.run_sync(fn)
-        loop = asyncio.get_running_loop()
-        result: T = await loop.run_in_executor(self._writer, self._sync_transaction, fn)
+        """Run a synchronous write function and return once it is durably committed.
+
+        Every write of the process goes through here. Functions submitted while a commit is under way are run
+        together in the next transaction, each in its own savepoint, and share one commit (one disk flush): group
+        commit for intake, claims and delivery outcomes alike. On SQLite the transaction runs in the one writer
+        thread, so no two connections of this process contend for the write lock; on PostgreSQL it runs through the
+        async engine. A function's own exception is raised to its caller only; a failed commit raises
+        StoreUnavailable to every caller of that transaction."""
+        if self._write_task is None or self._write_task.done():
+            self._write_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._write_queue.put((fn, fut))
+        result: T = await fut
         return result
 
-    def _sync_transaction(self, fn: Callable[[Connection], T]) -> T:
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._write_queue.get()]
+            while not self._write_queue.empty() and len(batch) < 512:
+                batch.append(self._write_queue.get_nowait())
+            live = [(fn, fut) for fn, fut in batch if not fut.cancelled()]
+            outcomes = await self._run_guarded([fn for fn, _ in live]) if live else []
+            if len(live) > 1 and all(not ok and isinstance(v, StoreUnavailable) for ok, v in outcomes):
+                # the shared transaction failed: one function's writes may be what the database refused, so each
+                # is retried alone and only that one fails
+                outcomes = [(await self._run_guarded([fn]))[0] for fn, _ in live]
+            for (_fn, fut), (ok, value) in zip(live, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            for _ in batch:
+                self._write_queue.task_done()
+
+    async def _run_guarded(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+        try:
+            return await self._run_batch(fns)
+        except StoreUnavailable as exc:
+            return [(False, exc)] * len(fns)
+        except Exception as exc:
+            log.warning("write transaction failed: %s", describe_db_error(exc))
+            return [(False, StoreUnavailable(describe_db_error(exc)))] * len(fns)
+
+    async def _run_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+        if self._writer is None:
+            async with self.begin() as conn:
+                result: list[tuple[bool, Any]] = await conn.run_sync(_run_each, fns)
+            return result
+        loop = asyncio.get_running_loop()
+        done: list[tuple[bool, Any]] = await loop.run_in_executor(self._writer, self._sync_batch, fns)
+        return done
+
+    def _sync_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
         assert self.writer_engine is not None
         try:
             with self.writer_engine.begin() as conn:
-                return fn(conn)
+                return _run_each(conn, fns)
         except (OperationalError, DBAPIError, OSError) as exc:
             raise StoreUnavailable(describe_db_error(exc)) from exc
+
+    async def drain_writes(self) -> None:
+        """Wait until every submitted write is committed (shutdown)."""
+        if self._write_task is not None and not self._write_task.done():
+            await self._write_queue.join()
 
     @asynccontextmanager
     async def begin(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -135,9 +188,32 @@ class Store:
             await conn.run_sync(_upgrade)
 
     async def dispose(self) -> None:
+        await self.drain_writes()
+        if self._write_task is not None:
+            self._write_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._write_task
+            self._write_task = None
         await self.engine.dispose()
         if self.writer_engine is not None:
             self.writer_engine.dispose()
+
+
+def _run_each(conn: Connection, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+    """Each function in its own savepoint: one that raises is undone alone. A database error that voids the whole
+    transaction (SQLite rolls back on a full disk) propagates and fails the batch."""
+    out: list[tuple[bool, Any]] = []
+    for fn in fns:
+        try:
+            with conn.begin_nested():
+                out.append((True, fn(conn)))
+        except IntegrityError as exc:  # a constraint: that function's problem, undone by its savepoint
+            out.append((False, exc))
+        except SQLAlchemyError:
+            raise  # the database itself failed: the batch is retried one function at a time
+        except Exception as exc:
+            out.append((False, exc))
+    return out
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -121,6 +121,7 @@ class FakeTelegram:
     """The fake server. `url` is the base for `api_url` (python-telegram-bot adds /bot<token>/<method>)."""
 
     token: str = "123456:TEST-token"
+    extra_tokens: set[str] = field(default_factory=set)  # more bots served by the same fake
     chats: set[int | str] = field(default_factory=lambda: {-1001234567890, 42, "@alerts_channel"})
     group_limit_per_minute: int | None = None  # enforce Telegram's flood limit with 429s
     sent: list[Sent] = field(default_factory=list)
@@ -187,7 +188,7 @@ class FakeTelegram:
         self.requests.append({"method": method, "params": params, "at": time.time()})
         if self.down:
             return web.Response(status=502, text="Bad Gateway")
-        if token != self.token:
+        if token != self.token and token not in self.extra_tokens:
             self.refused += 1
             return self._error(401, "Unauthorized")
         if method == "getMe":
