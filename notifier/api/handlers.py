@@ -84,8 +84,12 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             rt.metrics.suppressed("duplicate")
         else:
             outcome = WebhookOutcome.ACCEPTED
+            counts: dict[tuple[str, str], int] = {}
             for a in payload.alerts:
-                rt.metrics.alerts.labels(Severity.of(a.labels).value, a.status).inc()
+                k = (Severity.of(a.labels).value, a.status)
+                counts[k] = counts.get(k, 0) + 1
+            for (sev, status), n in counts.items():
+                rt.metrics.alerts.labels(sev, status).inc(n)
         return Response(
             content={
                 "status": "accepted",
