@@ -4,8 +4,9 @@ One notifier process as in production; load from another process (bench/loadgen.
 payload and a 100-alert group, it measures (a) POST /webhook/alertmanager with durable SQLite storage
 (WAL, synchronous=FULL, group commit) routed to a receiver without targets, so that intake alone is measured, and
 (b) POST /webhook/alertmanager/validate in the same app, which only validates the same payload. A third row,
-"+deliver", routes to a `log` target, so the same process also renders and delivers every message. Every request of (a) is a distinct notification (no duplicate short-cuts). It prints
-requests/s, p50 and p99, and the ratio a/b, under uvicorn (httptools, uvloop) and under granian.
+"+deliver", routes to a `log` target, so the same process also renders and delivers every message. Every request
+of (a) is a distinct notification (no duplicate short-cuts). It prints requests/s, p50 and p99, and the ratio a/b,
+under uvicorn (httptools, uvloop) and under granian.
 
     make bench-intake            # or: .venv/bin/python bench/intake.py --duration 8
 """
@@ -122,9 +123,10 @@ def main() -> None:
                 continue
             for kind, f in files.items():
                 res = {}
-                for endpoint, path in (
-                    ("validate", "/webhook/alertmanager/validate"),
-                    ("durable", "/webhook/alertmanager"),
+                for endpoint, path, receiver in (
+                    ("validate", "/webhook/alertmanager/validate", "none"),
+                    ("durable", "/webhook/alertmanager", "none"),
+                    ("+deliver", "/webhook/alertmanager", "sink"),
                 ):
                     db = workdir / f"{server}-{kind}-{endpoint}.db"
                     port = free_port()
@@ -132,9 +134,8 @@ def main() -> None:
                     cfg.write_text(
                         f"server: {{listen: '127.0.0.1:{port}', auth: {{bearer_token: bench}}}}\n"
                         f"storage: {{url: 'sqlite:///{db}'}}\n"
-                        "receivers: [{name: sink, log: [{stream: stdout}]}, {name: none}]\nroutes: {receiver: "
-                        + os.environ.get("BENCH_RECEIVER", "sink")
-                        + "}\n"
+                        "receivers: [{name: sink, log: [{stream: stdout}]}, {name: none}]\n"
+                        f"routes: {{receiver: {receiver}}}\n"
                     )
                     proc = start_server(server, cfg, port, workdir)
                     try:
@@ -148,12 +149,20 @@ def main() -> None:
                         f"{server:8} {kind:10} {endpoint:10} {r['rps']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}"
                         f"   {r['statuses']}"
                     )
-                summary.append((server, kind, res["durable"]["rps"] / res["validate"]["rps"],
-                                res["+deliver"]["rps"] / res["validate"]["rps"]))
+                summary.append(
+                    (
+                        server,
+                        kind,
+                        res["durable"]["rps"] / res["validate"]["rps"],
+                        res["+deliver"]["rps"] / res["validate"]["rps"],
+                    )
+                )
         print()
         for server, kind, ratio, with_delivery in summary:
-            print(f"{server:8} {kind:10} a/b durable/validate-only = {ratio:.2f}"
-                  f"   (with each message also delivered by the same process: {with_delivery:.2f})")
+            print(
+                f"{server:8} {kind:10} a/b durable/validate-only = {ratio:.2f}"
+                f"   (with each message also delivered by the same process: {with_delivery:.2f})"
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
