@@ -109,13 +109,16 @@ class Schedule:
 
 
 def _local_to_utc(local: datetime, zone: ZoneInfo) -> datetime:
-    """Wall-clock time in `zone` to UTC. A skipped time (spring forward) maps to the first instant after the gap;
-    an ambiguous one (fall back) to its first occurrence."""
-    aware = local.replace(tzinfo=zone, fold=0)
-    back = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    if back != local:  # inside a spring-forward gap: the clock jumps over this time, so use the moment it jumps
-        aware = local.replace(tzinfo=zone, fold=1)
-        after = aware.astimezone(UTC)
-        before = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
-        return min(after, before) if after != before else after
-    return aware.astimezone(UTC)
+    """Wall-clock time in `zone` to UTC. A time the clock skips (spring forward) maps to the moment the clock jumps,
+    i.e. the first wall-clock time after the gap; a repeated time (fall back) to its first occurrence."""
+
+    def exists(t: datetime) -> bool:
+        aware = t.replace(tzinfo=zone, fold=0)
+        return aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == t
+
+    t = local
+    for _ in range(24 * 60):  # gaps are an hour, rarely two; a minute step finds their end
+        if exists(t):
+            break
+        t = (t + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    return t.replace(tzinfo=zone, fold=0).astimezone(UTC)

@@ -76,8 +76,9 @@ def diff_states(base: dict[str, str], current: dict[str, str]) -> dict[str, int]
     resolved_before = {fp for fp, s in base.items() if s == AlertStatus.RESOLVED}
     firing = {fp for fp, s in current.items() if s == AlertStatus.FIRING}
     resolved = {fp for fp, s in current.items() if s == AlertStatus.RESOLVED}
+    unseen_resolved = {fp for fp in resolved if fp not in base}  # fired and resolved without ever being told
     return {
-        "new": len(firing - firing_before),
+        "new": len((firing - firing_before) | unseen_resolved),
         "resolved": len(resolved - resolved_before),
         "still_firing": len(firing & firing_before),
     }
@@ -287,9 +288,10 @@ class IntakeStage:
                 # delivery, and carry alerts that left the group meanwhile (fired and resolved while held)
                 old = msgspec.json.decode(waiting["change"])
                 info["base"] = old.get("base", base)
-                info.update(diff_states(info["base"], current))
                 info["repeat"] = False
                 info["gone"] = self._carry_gone(st, waiting, old, group)
+                with_gone = {**{g["fingerprint"]: AlertStatus.RESOLVED.value for g in info["gone"]}, **current}
+                info.update(diff_states(info["base"], with_gone))
                 target_silent = target_silent and bool(waiting["silent"])
                 row_id, attempts, created = waiting["id"], waiting["attempts"], waiting["created_at"]
                 if attempts == 0:
