@@ -286,6 +286,11 @@ class RouteQuietHours(_Strict, kw_only=True):
         default_factory=lambda: ["critical"]
     )
 
+    def __post_init__(self) -> None:
+        if self.mode == "digest":
+            # refused rather than treated as something else: email digests are not built yet
+            raise ValueError("mode: 'digest' is not available yet; use defer, silent or drop")
+
 
 class RouteSettings(_Strict, kw_only=True):
     matchers: list[str] = msgspec.field(default_factory=list)

@@ -147,6 +147,12 @@ BAD = [
         "delivery.max_attempts",
         ">= 1",
     ),
+    (
+        "receivers: [{name: a, log: [{}]}]\nquiet_hours: {n: {}}\n"
+        "routes: {receiver: a, quiet_hours: {schedule: n, mode: digest}}\n",
+        "routes.quiet_hours.mode",
+        "not available yet",
+    ),
     ("- just\n- a list\n", "", "top level must be a mapping"),
     ("receivers: [{name: a, log: [{}]}\n", "", "not valid YAML"),
 ]
