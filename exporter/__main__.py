@@ -1,13 +1,98 @@
-"""The `bot-exporter` command."""
+"""The `bot-exporter` command: TRADERAGENT's Prometheus exporter (default :9100)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
 import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from exporter.server import Exporter
+from exporter.sources import DatabaseSource, EventState, RedisEvents
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bot-exporter", description="TRADERAGENT's Prometheus exporter")
+    p.add_argument("--listen", default=os.environ.get("BOT_EXPORTER_LISTEN", "0.0.0.0:9100"))
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("BOT_EXPORTER_DATABASE_URL"),
+        help="the bot's database (postgresql://... or sqlite:///...); or $BOT_EXPORTER_DATABASE_URL",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("BOT_EXPORTER_REDIS_URL"),
+        help="subscribe to trading_events:* (optional); or $BOT_EXPORTER_REDIS_URL",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("BOT_EXPORTER_DATA_DIR", "data/exporter"),
+        help="where the drawdown peaks are kept",
+    )
+    p.add_argument("--cache-ttl", type=float, default=5.0, help="seconds a database read serves scrapes")
+    p.add_argument("--query-timeout", type=float, default=5.0)
+    p.add_argument("--demo", action="store_true", help="simulate bots trading into a local SQLite database")
+    p.add_argument("--demo-scenario", choices=["normal", "crash", "stalled"], default="normal")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--demo-interval", type=float, default=1.0, help="seconds between market ticks")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    host, _, port = args.listen.rpartition(":")
+    data_dir = Path(args.data_dir)
+    demo_task = None
+    if args.demo:
+        from exporter.demo import DemoMarket
+
+        market = DemoMarket(data_dir / "demo.db", args.demo_scenario, args.seed)
+        url = market.url
+        demo_task = asyncio.create_task(market.run(args.demo_interval))
+    elif args.database_url:
+        url = args.database_url
+    else:
+        print("bot-exporter: give --database-url (or --demo)", file=sys.stderr)
+        return 2
+    events = EventState()
+    redis = RedisEvents(args.redis_url, events) if args.redis_url else None
+    exporter = Exporter(
+        DatabaseSource(url, ttl=args.cache_ttl, timeout=args.query_timeout),
+        events,
+        data_dir,
+        redis_enabled=redis is not None,
+    )
+    if redis is not None:
+        redis.start()
+    runner = web.AppRunner(exporter.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host.strip("[]") or None, int(port)).start()
+    logging.getLogger("exporter").info("bot-exporter on %s%s", args.listen, " (demo)" if args.demo else "")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    if demo_task is not None:
+        demo_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await demo_task
+    if redis is not None:
+        await redis.stop()
+    await runner.cleanup()
+    await exporter.db.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("bot-exporter: not built yet (see the exporter issue)", file=sys.stderr)
-    return 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

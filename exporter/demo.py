@@ -1,0 +1,246 @@
+"""Demo mode: a SQLite database with TRADERAGENT's schema and a small deterministic market in which a grid bot, a
+DCA bot and a hybrid bot trade in real time. The exporter reads it through its production code path.
+
+Scenarios: `normal`; `crash` (ETH falls steadily, so dca-eth's drawdown passes 20 % within about two minutes);
+`stalled` (nothing trades any more, so NoRecentTrades fires). Same seed, same market.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import Connection, Engine, create_engine, insert, update
+
+from exporter.schema import bot_logs, bots, dca_history, exchange_credentials, grid_levels, metadata, orders, trades
+
+log = logging.getLogger("exporter.demo")
+Scenario = Literal["normal", "crash", "stalled"]
+INVESTED = 10_000.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # the bot stores naive UTC
+
+
+@dataclass
+class DemoBot:
+    id: int
+    name: str
+    symbol: str
+    strategy: str
+    price: float
+    drift: float = 0.0
+    base: float = 0.0
+    cost: float = 0.0
+    realised: float = 0.0
+    dca_step: int = 0
+    last_buy: float = 0.0
+    grid: list[float] = field(default_factory=list)
+    orders_seq: int = 0
+
+
+class DemoMarket:
+    """The simulation; `tick()` advances it one step and writes what happened."""
+
+    def __init__(self, path: Path, scenario: Scenario = "normal", seed: int = 7) -> None:
+        self.path = path
+        self.scenario = scenario
+        self.rng = random.Random(seed)  # noqa: S311 -- a reproducible market, not a secret
+        self.ticks = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.unlink()
+        self.engine: Engine = create_engine(f"sqlite:///{path}")
+        metadata.create_all(self.engine)
+        self.bots: list[DemoBot] = []
+        self._seed()
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def _seed(self) -> None:
+        now = _now()
+        with self.engine.begin() as c:
+            c.execute(
+                insert(exchange_credentials).values(
+                    name="demo",
+                    exchange_id="binance",
+                    api_key_encrypted="-",
+                    api_secret_encrypted="-",
+                    is_sandbox=True,
+                    is_active=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            for name, symbol, strategy, price in (
+                ("grid-btc", "BTC/USDT", "grid", 60_000.0),
+                ("dca-eth", "ETH/USDT", "dca", 3_000.0),
+                ("hybrid-sol", "SOL/USDT", "hybrid", 150.0),
+            ):
+                res = c.execute(
+                    insert(bots).values(
+                        name=name,
+                        credentials_id=1,
+                        symbol=symbol,
+                        strategy=strategy,
+                        status="running",
+                        config_version=1,
+                        config_data=json.dumps({"demo": True}),
+                        total_invested=INVESTED,
+                        current_profit=0,
+                        total_trades=0,
+                        started_at=now - timedelta(hours=2),
+                        created_at=now - timedelta(days=1),
+                        updated_at=now,
+                    )
+                )
+                pk = res.inserted_primary_key
+                assert pk is not None
+                bot = DemoBot(int(pk[0]), name, symbol, strategy, price)
+                if strategy in ("grid", "hybrid"):
+                    bot.grid = [price * (1 + 0.004 * k) for k in range(-5, 6) if k]
+                    for lvl, p in enumerate(bot.grid):
+                        c.execute(
+                            insert(grid_levels).values(
+                                bot_id=bot.id, level=lvl, price=p, is_active=True, created_at=now, updated_at=now
+                            )
+                        )
+                self.bots.append(bot)
+                # history, so that the last trade is not "now" in the stalled scenario
+                self._trade(c, bot, "buy", 1000.0 / price, price, None, now - timedelta(hours=1, minutes=30))
+        if self.scenario == "crash":
+            self.bots[1].drift = -0.006
+
+    def _trade(
+        self, c: Connection, bot: DemoBot, side: str, amount: float, price: float, profit: float | None, at: datetime
+    ) -> None:
+        bot.orders_seq += 1
+        oid = f"{bot.name}-{bot.orders_seq}"
+        conn = c
+        conn.execute(
+            insert(orders).values(
+                bot_id=bot.id,
+                exchange_order_id=oid,
+                symbol=bot.symbol,
+                order_type="limit",
+                side=side,
+                price=price,
+                amount=amount,
+                filled=amount,
+                status="closed",
+                is_dca=bot.strategy == "dca",
+                created_at=at,
+                updated_at=at,
+                filled_at=at,
+            )
+        )
+        conn.execute(
+            insert(trades).values(
+                bot_id=bot.id,
+                exchange_trade_id=f"t-{oid}",
+                exchange_order_id=oid,
+                symbol=bot.symbol,
+                side=side,
+                price=price,
+                amount=amount,
+                fee=0,
+                fee_currency="USDT",
+                profit=profit,
+                executed_at=at,
+                created_at=at,
+            )
+        )
+        if side == "buy":
+            bot.base += amount
+            bot.cost += amount * price
+        else:
+            bot.base -= amount
+            bot.cost -= amount * price
+
+    def tick(self) -> None:
+        self.ticks += 1
+        now = _now()
+        with self.engine.begin() as c:
+            for bot in self.bots:
+                old = bot.price
+                bot.price *= 1 + bot.drift + self.rng.gauss(0, 0.002)
+                if self.scenario != "stalled":
+                    self._trade_step(c, bot, old, now)
+                profit = bot.base * bot.price - bot.cost
+                c.execute(
+                    update(bots).where(bots.c.id == bot.id).values(current_profit=round(profit, 8), updated_at=now)
+                )
+            if self.scenario != "stalled" and self.rng.random() < 0.05:
+                bot = self.rng.choice(self.bots)
+                c.execute(
+                    insert(orders).values(
+                        bot_id=bot.id,
+                        exchange_order_id=f"rej-{self.ticks}",
+                        symbol=bot.symbol,
+                        order_type="limit",
+                        side="buy",
+                        price=bot.price,
+                        amount=0.001,
+                        filled=0,
+                        status="rejected",
+                        is_dca=False,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                c.execute(
+                    insert(bot_logs).values(
+                        bot_id=bot.id, level="ERROR", message="order rejected: demo", created_at=now
+                    )
+                )
+
+    def _trade_step(self, c: Connection, bot: DemoBot, old: float, now: datetime) -> None:
+        if bot.strategy in ("grid", "hybrid"):
+            for level in bot.grid:
+                if old > level >= bot.price:  # fell through a level: buy
+                    self._trade(c, bot, "buy", 200.0 / level, level, None, now)
+                elif old < level <= bot.price and bot.base > 0:  # rose through a level: sell with the spacing
+                    amount = min(bot.base, 200.0 / level)
+                    gain = amount * level * 0.004
+                    bot.realised += gain
+                    self._trade(c, bot, "sell", amount, level, round(gain, 8), now)
+        if bot.strategy in ("dca", "hybrid"):
+            if bot.dca_step == 0 or bot.price <= bot.last_buy * 0.98:
+                if bot.dca_step < 8:
+                    bot.dca_step += 1
+                    bot.last_buy = bot.price
+                    amount = 1000.0 / bot.price
+                    self._trade(c, bot, "buy", amount, bot.price, None, now)
+                    avg = bot.cost / bot.base if bot.base else bot.price
+                    c.execute(
+                        insert(dca_history).values(
+                            bot_id=bot.id,
+                            trigger_price=bot.price,
+                            buy_price=bot.price,
+                            amount=amount,
+                            total_cost=bot.cost,
+                            average_price=avg,
+                            dca_step=bot.dca_step,
+                            executed_at=now,
+                            created_at=now,
+                        )
+                    )
+            elif bot.base > 0 and bot.price >= (bot.cost / bot.base) * 1.015:
+                gain = bot.base * bot.price - bot.cost
+                bot.realised += gain
+                self._trade(c, bot, "sell", bot.base, bot.price, round(gain, 8), now)
+                bot.base, bot.cost, bot.dca_step = 0.0, 0.0, 0
+
+    async def run(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.to_thread(self.tick)
+            await asyncio.sleep(interval)
