@@ -74,7 +74,7 @@ class DemoMarket:
                     name="demo",
                     exchange_id="binance",
                     api_key_encrypted="-",
-                    api_secret_encrypted="-",
+                    api_secret_encrypted="-",  # noqa: S106 -- the demo has no exchange account
                     is_sandbox=True,
                     is_active=True,
                     created_at=now,

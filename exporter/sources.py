@@ -284,7 +284,7 @@ class EventState:
     connected: bool = False
 
     # event type -> the exchange endpoint it implies
-    ENDPOINTS = {
+    ENDPOINTS: ClassVar[dict[str, str]] = {
         "order_placed": "create_order",
         "order_failed": "create_order",
         "order_cancelled": "cancel_order",
