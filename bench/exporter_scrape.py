@@ -44,26 +44,31 @@ async def load(trades: int, orders: int) -> None:
     await eng.dispose()
     conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{DB}")
     t0 = time.perf_counter()
-    await conn.execute("INSERT INTO exchange_credentials (name, exchange_id, api_key_encrypted, api_secret_encrypted,"
-                       " is_sandbox, is_active, created_at, updated_at) VALUES ('b','binance','-','-',false,true,"
-                       " now(), now())")
+    await conn.execute(
+        "INSERT INTO exchange_credentials (name, exchange_id, api_key_encrypted, api_secret_encrypted,"
+        " is_sandbox, is_active, created_at, updated_at) VALUES ('b','binance','-','-',false,true,"
+        " now(), now())"
+    )
     await conn.execute(
         "INSERT INTO bots (name, credentials_id, symbol, strategy, status, config_version, config_data,"
         " total_invested, current_profit, total_trades, started_at, created_at, updated_at)"
         " SELECT 'bot-' || g, 1, 'BTC/USDT', (ARRAY['grid','dca','hybrid'])[1 + g % 3]::strategy_type,"
-        " 'running', 1, '{}', 10000, 100, 0, now() - interval '1 day', now(), now() FROM generate_series(1, 10) g")
+        " 'running', 1, '{}', 10000, 100, 0, now() - interval '1 day', now(), now() FROM generate_series(1, 10) g"
+    )
     await conn.execute(
         "INSERT INTO trades (bot_id, exchange_trade_id, exchange_order_id, symbol, side, price, amount, fee,"
         " fee_currency, profit, executed_at, created_at)"
         " SELECT 1 + g % 10, 't' || g, 'o' || g, 'BTC/USDT', (ARRAY['buy','sell'])[1 + g % 2]::trade_side,"
         " 60000 + g % 1000, 0.001, 0, 'USDT', CASE WHEN g % 2 = 1 THEN (g % 7) - 3 END,"
-        f" now() - (g || ' seconds')::interval, now() FROM generate_series(1, {trades}) g")
+        f" now() - (g || ' seconds')::interval, now() FROM generate_series(1, {trades}) g"
+    )
     await conn.execute(
         "INSERT INTO orders (bot_id, exchange_order_id, symbol, order_type, side, price, amount, filled, status,"
         " is_dca, created_at, updated_at)"
         " SELECT 1 + g % 10, 'o' || g, 'BTC/USDT', 'limit', 'buy', 60000, 0.001, 0,"
         " (ARRAY['open','closed','closed','closed','canceled','rejected','expired'])[1 + g % 7]::order_status,"
-        f" false, now(), now() FROM generate_series(1, {orders}) g")
+        f" false, now(), now() FROM generate_series(1, {orders}) g"
+    )
     await conn.execute("VACUUM ANALYZE")
     await conn.close()
     print(f"loaded {trades:,} trades and {orders:,} orders in {time.perf_counter() - t0:.0f}s")
@@ -90,10 +95,26 @@ async def measure(n: int) -> None:
         base.append(time.perf_counter() - t)
     port = free_port()
     data = Path(f"/tmp/bench-exporter-{port}")
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--listen", f"127.0.0.1:{port}", "--database-url",
-                             f"postgresql://postgres@127.0.0.1:5432/{DB}", "--cache-ttl", "0", "--query-timeout",
-                             "120", "--data-dir", str(data)], cwd=str(ROOT), stderr=subprocess.DEVNULL,
-                            env={**os.environ, "NO_PROXY": "127.0.0.1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--database-url",
+            f"postgresql://postgres@127.0.0.1:5432/{DB}",
+            "--cache-ttl",
+            "0",
+            "--query-timeout",
+            "120",
+            "--data-dir",
+            str(data),
+        ],
+        cwd=str(ROOT),
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "NO_PROXY": "127.0.0.1"},
+    )
     try:
         async with httpx.AsyncClient(timeout=300) as client:
             for _ in range(100):
@@ -113,7 +134,8 @@ async def measure(n: int) -> None:
                     "INSERT INTO trades (bot_id, exchange_trade_id, exchange_order_id, symbol, side, price, amount,"
                     " fee, fee_currency, profit, executed_at, created_at) SELECT 1 + g % 10, 'n' || g, 'n', 'BTC/USDT',"
                     " 'sell', 60000, 0.001, 0, 'USDT', 1, now(), now()"
-                    f" FROM generate_series({i * 100}, {i * 100 + 99}) g")
+                    f" FROM generate_series({i * 100}, {i * 100 + 99}) g"
+                )
                 t = time.perf_counter()
                 await client.get(f"http://127.0.0.1:{port}/metrics")
                 times.append(time.perf_counter() - t)
@@ -122,10 +144,12 @@ async def measure(n: int) -> None:
         proc.terminate()
         proc.wait(10)
         await conn.close()
-    print(f"{n:>12,} trades  first scrape {first * 1000:8.0f} ms   scrape p50 {pct(times, .5):6.1f} ms  "
-          f"p99 {pct(times, .99):6.1f} ms   SELECT 1 p50 {pct(base, .5):5.2f} ms   "
-          f"ratio p50 {statistics.median(times) / statistics.median(base):6.1f}x   RSS {rss:5.1f} MB"
-          "   (targets: p50 < 100 ms, RSS < 80 MB)")
+    print(
+        f"{n:>12,} trades  first scrape {first * 1000:8.0f} ms   scrape p50 {pct(times, 0.5):6.1f} ms  "
+        f"p99 {pct(times, 0.99):6.1f} ms   SELECT 1 p50 {pct(base, 0.5):5.2f} ms   "
+        f"ratio p50 {statistics.median(times) / statistics.median(base):6.1f}x   RSS {rss:5.1f} MB"
+        "   (targets: p50 < 100 ms, RSS < 80 MB)"
+    )
 
 
 async def main() -> None:
