@@ -75,7 +75,7 @@ def test_the_readme_alerts_exist_with_their_severities_and_annotations() -> None
         ann = rs[name]["annotations"]
         assert {"summary", "description", "runbook_url"} <= ann.keys(), name
         if name != "Watchdog":
-            assert "dashboard_url" in ann and "$value" in ann["description"] or "$labels" in ann["description"], name
+            assert ("dashboard_url" in ann and "$value" in ann["description"]) or "$labels" in ann["description"], name
     assert "pg_up" in rs["DatabaseDown"]["expr"] and "redis_up" in rs["RedisDown"]["expr"]
     assert "> 0" in rs["RedisHighMemory"]["expr"]  # guarded: maxmemory unset is 0
 
