@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= notifier.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck pytest bench bench-intake check-config clean
+.PHONY: help install run test lint typecheck pytest bench bench-intake bench-delivery bench-exporter check-config stack dashboards clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,10 +38,22 @@ pytest: $(STAMP) ## the test suite only
 
 test: lint typecheck pytest ## install everything, then lint, type-check and run the whole test suite
 
-bench: bench-intake ## every benchmark (prints ratios against an in-run baseline)
+bench: bench-intake bench-delivery bench-exporter ## every benchmark (prints ratios against an in-run baseline)
 
 bench-intake: $(STAMP) ## webhook intake throughput: durable SQLite vs validate-only, uvicorn vs granian
 	$(BIN)/python bench/intake.py
 
+bench-delivery: $(STAMP) ## webhook -> Telegram latency at 50/s vs python-telegram-bot straight to the fake
+	$(BIN)/python bench/delivery_latency.py
+
+bench-exporter: $(STAMP) ## exporter scrape time with 1M and 10M trades in PostgreSQL vs SELECT 1
+	$(BIN)/python bench/exporter_scrape.py --trades 1000000 --trades 10000000
+
+stack: $(STAMP) ## the whole stack from the Debian binaries: demo exporter -> Prometheus -> Alertmanager -> notifier
+	$(BIN)/python scripts/stack.py
+
+dashboards: $(STAMP) ## regenerate monitoring/grafana/dashboards from scripts/dashboards.py
+	$(BIN)/python scripts/dashboards.py
+
 clean: ## remove the virtualenv, caches and ./data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data .stack

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-scenario", choices=["normal", "crash", "stalled"], default="normal")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--demo-interval", type=float, default=1.0, help="seconds between market ticks")
+    p.add_argument("--demo-crash-ticks", type=int, default=150, help="crash scenario: ticks before the recovery")
     return p
 
 
@@ -51,7 +52,7 @@ async def serve(args: argparse.Namespace) -> int:
     if args.demo:
         from exporter.demo import DemoMarket
 
-        market = DemoMarket(data_dir / "demo.db", args.demo_scenario, args.seed)
+        market = DemoMarket(data_dir / "demo.db", args.demo_scenario, args.seed, args.demo_crash_ticks)
         url = market.url
         demo_task = asyncio.create_task(market.run(args.demo_interval))
     elif args.database_url:

@@ -1,7 +1,8 @@
 """Demo mode: a SQLite database with TRADERAGENT's schema and a small deterministic market in which a grid bot, a
 DCA bot and a hybrid bot trade in real time. The exporter reads it through its production code path.
 
-Scenarios: `normal`; `crash` (ETH falls steadily, so dca-eth's drawdown passes 20 % within about two minutes);
+Scenarios: `normal`; `crash` (ETH falls steadily, so dca-eth's drawdown passes 20 % within about two minutes, then
+the market recovers after `crash_ticks` ticks);
 `stalled` (nothing trades any more, so NoRecentTrades fires). Same seed, same market.
 """
 
@@ -49,7 +50,9 @@ class DemoBot:
 class DemoMarket:
     """The simulation; `tick()` advances it one step and writes what happened."""
 
-    def __init__(self, path: Path, scenario: Scenario = "normal", seed: int = 7) -> None:
+    def __init__(self, path: Path, scenario: Scenario = "normal", seed: int = 7, crash_ticks: int = 150) -> None:
+        """`crash_ticks`: in the crash scenario ETH falls for this many ticks, then recovers."""
+        self.crash_ticks = crash_ticks
         self.path = path
         self.scenario = scenario
         self.rng = random.Random(seed)  # noqa: S311 -- a reproducible market, not a secret
@@ -168,6 +171,8 @@ class DemoMarket:
 
     def tick(self) -> None:
         self.ticks += 1
+        if self.scenario == "crash" and self.ticks == self.crash_ticks:
+            self.bots[1].drift = 0.012  # the market turns: the DCA bot sells at a profit, drawdown goes back
         now = _now()
         with self.engine.begin() as c:
             for bot in self.bots:

@@ -200,6 +200,8 @@ class TelegramTarget(_Strict, kw_only=True):
     buttons: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.chat_id, str) and re.fullmatch(r"-?\d+", self.chat_id.strip()):
+            self.chat_id = int(self.chat_id)  # a number that came through ${ENV} substitution
         if isinstance(self.chat_id, str) and not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,}", self.chat_id):
             raise ValueError("chat_id: expected an integer or @channelname")
         self.bot_token = _secret(self.bot_token, self.bot_token_file, "bot_token", required=True)

@@ -1,0 +1,242 @@
+"""End to end on the real binaries: the demo exporter's crash -> Prometheus evaluating the project's rules (a
+generated copy with shorter `for`) -> Alertmanager with the project's routing and inhibitions -> the notifier ->
+the fake Telegram server. And every dashboard panel's query run against that live Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.catalogue import CONTRACT
+from scripts.stack import Ports, Stack
+from tests.fakes.telegram import FakeTelegram, check_html
+from tests.helpers import free_port
+from tests.monitoring.conftest import MON, binary
+
+TOKEN = "123456:e2e-token"
+
+
+class ThreadedFake:
+    """The fake Telegram server on its own event loop in a thread, for synchronous tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.fake = FakeTelegram(token=TOKEN, chats={-1001234567890})
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+
+    def texts(self) -> list[str]:
+        return [check_html(s.text) for s in list(self.fake.sent)]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def wait(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, ThreadedFake]]:
+    binary("prometheus")
+    binary("prometheus-alertmanager")
+    tg = ThreadedFake()
+    notifier_config = {
+        "receivers": [
+            {"name": "oncall", "telegram": [{"bot_token": TOKEN, "chat_id": -1001234567890, "api_url": tg.fake.url}]}
+        ],
+        "routes": {"receiver": "oncall"},
+    }
+    ports = Ports(exporter=free_port(), prometheus=free_port(), alertmanager=free_port(), notifier=free_port())
+    s = Stack(
+        Path(tmp_path_factory.mktemp("stack")), ports, scenario="crash", fast=True, notifier_config=notifier_config
+    )
+    try:
+        s.start()
+        yield s, tg
+    finally:
+        s.stop()
+        tg.stop()
+
+
+def test_crash_pages_criticaldrawdown_inhibits_largedrawdown_and_resolves(stack: tuple[Stack, ThreadedFake]) -> None:
+    s, tg = stack
+
+    def critical() -> list[str]:
+        return [t for t in tg.texts() if "CriticalDrawdown" in t and "dca-eth" in t and "CRITICAL" in t]
+
+    wait(lambda: bool(critical()), 90, "CriticalDrawdown for dca-eth at the fake Telegram")
+    # LargeDrawdown fired in Prometheus as well, and Alertmanager held it back
+    am = f"http://127.0.0.1:{s.ports.alertmanager}"
+
+    def large_inhibited() -> bool:
+        alerts = httpx.get(f"{am}/api/v2/alerts", timeout=5).json()
+        return any(
+            a["labels"]["alertname"] == "LargeDrawdown"
+            and a["labels"].get("bot") == "dca-eth"
+            and a["status"]["inhibitedBy"]
+            for a in alerts
+        )
+
+    wait(large_inhibited, 30, "LargeDrawdown of dca-eth inhibited by CriticalDrawdown")
+    assert not [t for t in tg.texts() if "LargeDrawdown" in t and "dca-eth" in t]
+    assert "Portfolio drawdown of dca-eth is" in critical()[0]
+    # the market recovers: the resolved message follows, in the thread of the first
+    wait(
+        lambda: any("RESOLVED" in t and "CriticalDrawdown" in t for t in tg.texts()),
+        120,
+        "the resolved CriticalDrawdown message",
+    )
+    sent = list(tg.fake.sent)
+    first = next(m for m in sent if "CriticalDrawdown" in m.text and "CRITICAL" in m.text)
+    resolved = next(m for m in sent if "RESOLVED" in m.text and "CriticalDrawdown" in m.text)
+    assert resolved.reply_to_message_id == first.message_id
+    # while CriticalDrawdown fired, LargeDrawdown stayed silent; on the way back up, once the critical alert has
+    # resolved and drawdown is still above 10 %, the warning may rightly follow
+    large = [m for m in sent if "LargeDrawdown" in m.text and "dca-eth" in m.text]
+    assert all(m.at >= resolved.at - 3.0 for m in large), [(m.at, resolved.at) for m in large]
+
+
+def _panels() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for f in sorted((MON / "grafana" / "dashboards").glob("*.json")):
+        d = json.loads(f.read_text())
+        out += [(d["title"], p) for p in d["panels"]]
+    return out
+
+
+def _concrete(expr: str) -> str:
+    for var, value in (
+        ("$__rate_interval", "1m"),
+        ("$__interval", "15s"),
+        ("$bot", ".*"),
+        ("$job", ".*"),
+        ("$instance", ".*"),
+    ):
+        expr = expr.replace(var, value)
+    return expr
+
+
+def test_every_dashboard_query_parses_and_bot_panels_show_data(stack: tuple[Stack, ThreadedFake]) -> None:
+    s, _ = stack
+    prom = f"http://127.0.0.1:{s.ports.prometheus}"
+    wait(
+        lambda: httpx.get(f"{prom}/api/v1/query", params={"query": "bot_total_trades"}).json()["data"]["result"],
+        30,
+        "bot series in Prometheus",
+    )
+    time.sleep(5)  # a few scrapes, so that rates and deltas have two samples
+    empty = []
+    for title, panel in _panels():
+        for t in panel["targets"]:
+            r = httpx.get(f"{prom}/api/v1/query", params={"query": _concrete(t["expr"])}, timeout=10).json()
+            assert r["status"] == "success", (title, panel["title"], t["expr"], r)
+            if panel.get("meta", {}).get("expects_bot_data") and not r["data"]["result"]:
+                empty.append((title, panel["title"], t["expr"]))
+    assert empty == []
+
+
+def test_dashboards_use_only_metrics_that_exist() -> None:
+    contract = {s.exposed for s in CONTRACT} | {f"{s.name}_bucket" for s in CONTRACT if s.kind == "histogram"}
+    from prometheus_client import CollectorRegistry
+
+    from notifier.metrics import NotifierMetrics
+
+    reg = CollectorRegistry()
+    NotifierMetrics(reg, [("oncall", "telegram")])
+    notifier = {s.name for fam in reg.collect() for s in fam.samples} | {f.name for f in reg.collect()}
+    exporter_own = {"bot_exporter_source_up", "bot_exporter_scrape_duration_seconds_bucket"}
+    external = {  # metrics of node-exporter, postgres-exporter, redis-exporter and Prometheus itself
+        "up",
+        "ALERTS",
+        "node_cpu_seconds_total",
+        "node_memory_MemAvailable_bytes",
+        "node_memory_MemTotal_bytes",
+        "node_filesystem_avail_bytes",
+        "node_filesystem_size_bytes",
+        "pg_up",
+        "pg_stat_activity_count",
+        "pg_settings_max_connections",
+        "pg_stat_database_xact_commit",
+        "pg_database_size_bytes",
+        "redis_memory_used_bytes",
+    }
+    known = contract | notifier | exporter_own | external
+    words = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{|\[|\)|$|\s)")
+    functions = {
+        "sum",
+        "by",
+        "rate",
+        "increase",
+        "delta",
+        "deriv",
+        "histogram_quantile",
+        "avg",
+        "max",
+        "min",
+        "time",
+        "clamp_min",
+        "avg_over_time",
+        "stddev_over_time",
+        "on",
+        "le",
+        "endpoint",
+        "bot",
+        "channel",
+        "outcome",
+        "severity",
+        "status",
+        "instance",
+        "receiver",
+        "reason",
+        "datname",
+    }
+    for title, panel in _panels():
+        datasource = panel["datasource"]
+        assert datasource == {"type": "prometheus", "uid": "${datasource}"}, (title, panel["title"])
+        for t in panel["targets"]:
+            names = {m for m in words.findall(t["expr"]) if m not in functions}
+            assert names <= known, (title, panel["title"], names - known)
+
+
+def test_dashboards_variables_and_provisioning() -> None:
+    import yaml
+
+    ds = yaml.safe_load((MON / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert ds["datasources"][0]["uid"] == "prometheus"
+    titles = set()
+    for f in (MON / "grafana" / "dashboards").glob("*.json"):
+        d = json.loads(f.read_text())
+        titles.add(d["title"])
+        names = {v["name"] for v in d["templating"]["list"]}
+        assert {"datasource", "job", "instance"} <= names, f.name
+        dsvar = next(v for v in d["templating"]["list"] if v["name"] == "datasource")
+        assert dsvar["current"]["value"] == "prometheus"
+    assert titles == {
+        "Trading Bot Overview",
+        "Trading Performance",
+        "System Health",
+        "Database Performance",
+        "API Performance",
+        "Notifier",
+    }
+    overview = json.loads((MON / "grafana" / "dashboards" / "traderagent-overview.json").read_text())
+    dd = next(p for p in overview["panels"] if p["title"] == "Drawdown by bot")
+    steps = [s["value"] for s in dd["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert steps == [None, 10, 20]  # the LargeDrawdown and CriticalDrawdown thresholds
