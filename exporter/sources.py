@@ -22,6 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger("exporter")
 FAILED_STATUSES = ("rejected", "expired")
+TRADE_CHUNK = 1_000_000  # trade ids read per query while catching up
+_TRADES_SINCE = text(
+    "SELECT bot_id, COUNT(*), "
+    "SUM(CASE WHEN profit > 0 THEN 1 ELSE 0 END), SUM(CASE WHEN profit < 0 THEN 1 ELSE 0 END), "
+    "SUM(COALESCE(profit, 0)), MAX(executed_at), "
+    "SUM(CASE WHEN side = 'buy' THEN amount ELSE -amount END), "
+    "SUM(CASE WHEN side = 'buy' THEN amount * price ELSE -(amount * price) END), "
+    "MAX(CASE WHEN side = 'sell' THEN executed_at END) "
+    "FROM trades WHERE id > :last AND id <= :upper GROUP BY bot_id"
+)
 
 
 def async_db_url(url: str) -> str:
@@ -185,20 +195,13 @@ class DatabaseSource:
                     )
                 )
             ).all()
-            new = (
-                await conn.execute(
-                    text(
-                        "SELECT bot_id, COUNT(*), "
-                        "SUM(CASE WHEN profit > 0 THEN 1 ELSE 0 END), SUM(CASE WHEN profit < 0 THEN 1 ELSE 0 END), "
-                        "SUM(COALESCE(profit, 0)), MAX(executed_at), MAX(id), "
-                        "SUM(CASE WHEN side = 'buy' THEN amount ELSE -amount END), "
-                        "SUM(CASE WHEN side = 'buy' THEN amount * price ELSE -(amount * price) END), "
-                        "MAX(CASE WHEN side = 'sell' THEN executed_at END) "
-                        "FROM trades WHERE id > :last GROUP BY bot_id"
-                    ),
-                    {"last": self._last_trade_id},
-                )
-            ).all()
+            newest = (await conn.execute(text("SELECT MAX(id) FROM trades"))).scalar()
+            while newest is not None and self._last_trade_id < int(newest):
+                # in id ranges: a first read of a large table makes progress that a timed-out scrape keeps
+                upper = min(int(newest), self._last_trade_id + TRADE_CHUNK)
+                rows = (await conn.execute(_TRADES_SINCE, {"last": self._last_trade_id, "upper": upper})).all()
+                self._add_trades(rows)
+                self._last_trade_id = upper
             orders = (
                 await conn.execute(text("SELECT bot_id, status, COUNT(*) FROM orders GROUP BY bot_id, status"))
             ).all()
@@ -217,17 +220,6 @@ class DatabaseSource:
                     text("SELECT bot_id, COUNT(*) FROM bot_logs WHERE level IN ('ERROR', 'CRITICAL') GROUP BY bot_id")
                 )
             ).all()
-        for bot_id, n, won, lost, profit, last_at, max_id, base, cost, last_sell in new:
-            t = self._totals.setdefault(bot_id, TradeTotals())
-            t.count += int(n)
-            t.won += int(won or 0)
-            t.lost += int(lost or 0)
-            t.realised += Decimal(profit or 0)
-            t.base += Decimal(base or 0)
-            t.cost += Decimal(cost or 0)
-            t.last_at = max(filter(None, (t.last_at, _ts(last_at))), default=None)
-            t.last_sell_at = max(filter(None, (t.last_sell_at, _ts(last_sell))), default=None)
-            self._last_trade_id = max(self._last_trade_id, int(max_id))
         out: dict[int, BotRow] = {}
         for bid, name, symbol, strategy, status, invested, profit, started in bots:
             out[bid] = BotRow(
@@ -264,6 +256,18 @@ class DatabaseSource:
                 out[bid].errors = int(n)
         self._totals = {k: v for k, v in self._totals.items() if k in out}  # deleted bots disappear
         return list(out.values())
+
+    def _add_trades(self, rows: Any) -> None:
+        for bot_id, n, won, lost, profit, last_at, base, cost, last_sell in rows:
+            t = self._totals.setdefault(bot_id, TradeTotals())
+            t.count += int(n)
+            t.won += int(won or 0)
+            t.lost += int(lost or 0)
+            t.realised += Decimal(profit or 0)
+            t.base += Decimal(base or 0)
+            t.cost += Decimal(cost or 0)
+            t.last_at = max(filter(None, (t.last_at, _ts(last_at))), default=None)
+            t.last_sell_at = max(filter(None, (t.last_sell_at, _ts(last_sell))), default=None)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -457,3 +458,31 @@ async def test_stalled_demo_stops_trading(tmp_path: Path) -> None:
     assert one(after, "bot_total_trades", "grid-btc") == one(before, "bot_total_trades", "grid-btc")
     assert one(after, "bot_last_trade_timestamp", "grid-btc") < datetime.utcnow().timestamp() - 3600
     await exp.db.close()
+
+
+async def test_a_large_trade_table_is_read_in_id_ranges_that_survive_a_timeout(
+    seeded_pg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exporter.sources as sources
+
+    monkeypatch.setattr(sources, "TRADE_CHUNK", 2)  # 7 trades: four ranges
+    src = DatabaseSource(seeded_pg, ttl=0, timeout=0.5)
+    calls = 0
+    orig = src._add_trades
+
+    def slow_first_range(rows: Any) -> None:
+        nonlocal calls
+        calls += 1
+        orig(rows)
+        if calls == 1:
+            time.sleep(0.7)  # this range outlasts the scrape's timeout; the next one is cut off
+
+    src._add_trades = slow_first_range  # type: ignore[method-assign]
+    exp = Exporter(src, EventState(), tmp_path)
+    first = await scrape(exp)
+    assert first["bot_exporter_source_up"][(("source", "database"),)] == 0
+    assert src._last_trade_id == 2  # the range read before the timeout is kept
+    src.timeout = 30
+    m = await scrape(exp)
+    assert one(m, "bot_total_trades", "grid-btc") == 5 and one(m, "bot_total_trades", "dca-eth") == 2
+    await src.close()
