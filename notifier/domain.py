@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 ZERO_TIME_YEAR = 1  # Alertmanager sends endsAt=0001-01-01T00:00:00Z for a firing alert
 
@@ -42,6 +43,7 @@ class DeliveryState(StrEnum):
 class MessageKind(StrEnum):
     ALERT = "alert"
     TEST = "test"
+    DIGEST = "digest"
 
 
 class WebhookOutcome(StrEnum):
@@ -158,6 +160,7 @@ class Message:
     change: Change = field(default_factory=Change)
     thread_ref: str | None = None  # provider's reference of the group's first message on this target
     part: int = 0  # which part to start from when an earlier attempt delivered the first parts
+    digest: dict[str, Any] | None = None  # a digest's content (kind DIGEST)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,8 @@ class NotifierMetrics:
         self.deferred_total = Counter(
             "notifier_notifications_deferred_total", "Messages held until quiet hours end.", registry=registry
         )
+        self.digest_items = Gauge("notifier_digest_items", "Items in the last digest.", registry=registry)
+        self.digests_sent = Counter("notifier_digests_sent_total", "Digests queued for sending.", registry=registry)
         self.worker_up = Gauge("notifier_worker_running", "1 while the delivery worker runs.", registry=registry)
 
         for o in WebhookOutcome:

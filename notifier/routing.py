@@ -69,6 +69,7 @@ class RouteMatch:
     quiet_hours: RouteQuietHours | None
     repeat_interval: Duration | None
     route_path: str
+    digest: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class _Node:
     quiet_hours: RouteQuietHours | None
     repeat_interval: Duration | None
     path: str
+    digest: bool = False
 
 
 class Router:
@@ -92,9 +94,10 @@ class Router:
         qh = r.quiet_hours if r.quiet_hours is not None else (parent.quiet_hours if parent else None)
         ri = r.repeat_interval if r.repeat_interval is not None else (parent.repeat_interval if parent else None)
         receivers = tuple(r.all_receivers()) or (parent.receivers if parent else ())
-        node = _Node(tuple(parse_matcher(m) for m in r.matchers), receivers, (), r.continue_, qh, ri, path)
+        digest = r.digest or (parent.digest if parent else False)
+        node = _Node(tuple(parse_matcher(m) for m in r.matchers), receivers, (), r.continue_, qh, ri, path, digest)
         children = tuple(self._compile(c, node, f"{path}.routes[{i}]") for i, c in enumerate(r.routes))
-        return _Node(node.matchers, receivers, children, r.continue_, qh, ri, path)
+        return _Node(node.matchers, receivers, children, r.continue_, qh, ri, path, digest)
 
     def match(self, labels: dict[str, str]) -> list[RouteMatch]:
         """Every receiver the labels route to, each once, in route order."""
@@ -118,5 +121,7 @@ class Router:
                 if not child.cont:
                     break
         if not matched_child:
-            out.extend(RouteMatch(r, node.quiet_hours, node.repeat_interval, node.path) for r in node.receivers)
+            out.extend(
+                RouteMatch(r, node.quiet_hours, node.repeat_interval, node.path, node.digest) for r in node.receivers
+            )
         return True

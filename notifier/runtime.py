@@ -12,6 +12,7 @@ from notifier.channels import Channel
 from notifier.clock import Clock, SystemClock
 from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter
 from notifier.delivery.worker import DeliveryWorker
+from notifier.digests import DigestScheduler
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.committer import GroupCommitter
 from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
@@ -68,6 +69,7 @@ class Runtime:
     channels: dict[str, Channel]
     renderers: dict[str, Renderer]
     registry: CollectorRegistry
+    digests: DigestScheduler
     started: bool = field(default=False)
 
     @classmethod
@@ -109,16 +111,21 @@ class Runtime:
         committer: GroupCommitter[IntakeJob, IntakeResult] = GroupCommitter(
             store, intake.commit_batch, on_commit=wake_if_queued
         )
-        return cls(settings, store, clock, metrics, router, intake, committer, worker, channels, renderers, registry)
+        digests = DigestScheduler(store, settings, clock, metrics, worker.wake)
+        return cls(
+            settings, store, clock, metrics, router, intake, committer, worker, channels, renderers, registry, digests
+        )
 
     async def start(self, *, worker: bool = True) -> None:
         await self.store.migrate()
         self.committer.start()
         if worker:
             await self.worker.start()
+            self.digests.start()
         self.started = True
 
     async def stop(self) -> None:
+        await self.digests.stop()
         await self.committer.stop()
         await self.worker.stop()
         for ch in self.channels.values():

@@ -252,6 +252,22 @@ class EmailTarget(_Strict, kw_only=True):
             raise ValueError("from: not an email address")
 
 
+class DigestSettings(_Strict, kw_only=True):
+    schedule: str  # "every 1h", "every 30m", or a cron expression such as "0 8 * * *"
+    timezone: str = "UTC"
+    send_empty: bool = False
+
+    def __post_init__(self) -> None:
+        from notifier.digests import DigestSchedule
+
+        try:
+            DigestSchedule.parse(self.schedule, self.timezone)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        except Exception:
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+
+
 class LogTarget(_Strict, kw_only=True):
     stream: Literal["stdout", "stderr"] = "stdout"
 
@@ -264,10 +280,13 @@ class ReceiverSettings(_Strict, kw_only=True):
     email: list[EmailTarget] = msgspec.field(default_factory=list)
     log: list[LogTarget] = msgspec.field(default_factory=list)
     templates: TemplatesSettings = msgspec.field(default_factory=TemplatesSettings)
+    digest: DigestSettings | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
             raise ValueError("name: use letters, digits, '_', '.', '-'")
+        if self.digest is not None and not self.email:
+            raise ValueError("digest: a digest is an email; this receiver has no email target")
 
     def targets(self) -> list[tuple[str, str, Any]]:
         """(target key, channel, target settings) for every target; the key names it in the outbox and the logs."""
@@ -288,11 +307,6 @@ class RouteQuietHours(_Strict, kw_only=True):
         default_factory=lambda: ["critical"]
     )
 
-    def __post_init__(self) -> None:
-        if self.mode == "digest":
-            # refused rather than treated as something else: email digests are not built yet
-            raise ValueError("mode: 'digest' is not available yet; use defer, silent or drop")
-
 
 class RouteSettings(_Strict, kw_only=True):
     matchers: list[str] = msgspec.field(default_factory=list)
@@ -302,6 +316,7 @@ class RouteSettings(_Strict, kw_only=True):
     continue_: bool = msgspec.field(default=False, name="continue")
     quiet_hours: RouteQuietHours | None = None
     repeat_interval: Duration | None = None
+    digest: bool = False  # everything this route sends goes into its receivers' digests
 
     def all_receivers(self) -> list[str]:
         return ([self.receiver] if self.receiver else []) + list(self.receivers)
@@ -428,6 +443,12 @@ def _check_references(s: Settings) -> None:
                 parse_matcher(m)
             except ValueError as exc:
                 raise ConfigError(str(exc), path=f"{path}.matchers[{i}]") from None
+        wants_digest = route.digest or (route.quiet_hours is not None and route.quiet_hours.mode == "digest")
+        for name in route.all_receivers() if wants_digest else []:
+            if s.receiver(name).digest is None:
+                raise ConfigError(
+                    f"receiver {name!r} has no digest: give it `digest: {{schedule: ...}}`", path=f"{path}.receivers"
+                )
         if route.quiet_hours and route.quiet_hours.schedule not in s.quiet_hours:
             known = ", ".join(sorted(s.quiet_hours)) or "none"
             raise ConfigError(

@@ -44,14 +44,17 @@ class EmailChannel:
         return [RateRule(f"email:{self._tag}", self._target.rate_per_minute, 60.0)]
 
     def build(self, message: Message) -> EmailMessage:
-        content = self._renderer.email(message, self._clock.now())
+        if message.digest is not None:
+            content = self._renderer.digest_email(message.digest)
+        else:
+            content = self._renderer.email(message, self._clock.now())
         m = EmailMessage()
         m["From"] = self._target.from_
         m["To"] = ", ".join(self._target.to)
         m["Subject"] = content.subject
         m["Date"] = formatdate(self._clock.now(), usegmt=True)
         m["Message-ID"] = make_msgid(idstring=message.delivery_id, domain=self._domain)
-        if message.thread_ref:
+        if message.thread_ref and message.digest is None:
             m["In-Reply-To"] = message.thread_ref
             m["References"] = message.thread_ref
         if message.silent or message.group.severity is Severity.INFO:

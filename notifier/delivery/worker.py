@@ -42,7 +42,26 @@ GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
 
 def build_message(row: dict[str, Any], payload_text: str, send_resolved: bool, thread_ref: str | None) -> Message:
     """The message a row stands for: the newest state of its group, plus alerts that left the group while it
-    waited, minus resolved alerts when the receiver does not want them."""
+    waited, minus resolved alerts when the receiver does not want them; or a digest's content."""
+    if row["kind"] == MessageKind.DIGEST.value:
+        empty = AlertGroup(
+            receiver="digest",
+            status=AlertStatus.FIRING,
+            group_key=row["group_key"],
+            group_labels={},
+            common_labels={},
+            common_annotations={},
+            external_url="",
+            alerts=(),
+        )
+        return Message(
+            delivery_id=row["id"],
+            receiver=row["receiver"],
+            target=row["target"],
+            group=empty,
+            kind=MessageKind.DIGEST,
+            digest=msgspec.json.decode(payload_text),
+        )
     payload = msgspec.json.decode(payload_text, type=WebhookPayload)
     change: dict[str, Any] = msgspec.json.decode(row["change"]) if row["change"] else {}
     gone = [msgspec.convert(a, WebhookAlert) for a in change.get("gone", [])]

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from notifier.api.schema import WebhookPayload, raw_redelivery_tuples, to_group
 from notifier.clock import Clock
+from notifier.digests import record_items
 from notifier.domain import AlertGroup, AlertStatus, DeliveryState, MessageKind, redelivery_key
 from notifier.errors import StoreUnavailable
 from notifier.metrics import NotifierMetrics
@@ -52,6 +53,7 @@ class IntakeResult:
     suppressed: dict[str, int] = field(default_factory=dict)
     receivers: list[str] = field(default_factory=list)
     leased: list[dict[str, Any]] = field(default_factory=list)  # rows handed straight to this process's worker
+    digested: int = 0  # receivers that took this webhook into their next digest
 
 
 @dataclass(slots=True)
@@ -64,6 +66,7 @@ class IntakeJob:
     key: str
     group_hash: str
     matches: list[RouteMatch]
+    alerts_raw: list[dict[str, Any]] | None = None  # the payload's alerts as sent, decoded when a digest needs them
 
 
 class IntakeConflict(StoreUnavailable):
@@ -97,6 +100,7 @@ class _State:
     delivery_writes: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
     notification_writes: list[dict[str, Any]] = field(default_factory=list)
     key_writes: list[dict[str, Any]] = field(default_factory=list)
+    digest_writes: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 class IntakeStage:
@@ -144,9 +148,11 @@ class IntakeStage:
             if holder is not None:
                 results.append(IntakeResult(holder, True, len(job.payload.alerts)))
                 continue
+            mark = len(state.digest_writes)
             try:
                 result = self._decide(job, state, now)
             except Exception as exc:
+                del state.digest_writes[mark:]
                 log.exception("intake of %s failed", job.payload.groupKey)
                 results.append(exc)
                 continue
@@ -262,6 +268,7 @@ class IntakeStage:
 
         silent = False
         not_before = now
+        digest = match.digest
         qh = match.quiet_hours
         if qh is not None and group.severity.value not in qh.bypass_severities:
             window = self._schedules[qh.schedule].active_window(now)
@@ -271,10 +278,18 @@ class IntakeStage:
                     return
                 if qh.mode == "silent":
                     silent = True
+                elif qh.mode == "digest":
+                    digest = True
                 else:  # defer: held until the window ends, then one catch-up with the newest state
                     not_before = window[1]
                     self._metrics.deferred()
         group_updates[(receiver.name, gh)] = {"alerts": current, "last_sent_at": now}
+        if digest:  # into the receiver's next digest instead of a message now
+            if job.alerts_raw is None:
+                job.alerts_raw = msgspec.json.decode(job.raw)["alerts"]
+            st.digest_writes.append((receiver.name, job.alerts_raw))
+            result.digested += 1
+            return
 
         for target, channel, settings in self._targets[receiver.name]:
             target_silent = silent or (channel == "telegram" and group.severity.value in settings.silent_severities)
@@ -368,6 +383,8 @@ class IntakeStage:
             conn.execute(q.insert_notifications, st.notification_writes)
         if st.group_writes:
             conn.execute(q.upsert_groups, list(st.group_writes.values()))
+        for receiver, alerts in st.digest_writes:
+            record_items(conn, receiver, alerts, now)
         if st.delivery_writes:
             conn.execute(q.upsert_deliveries, list(st.delivery_writes.values()))
 

@@ -5,6 +5,8 @@ intake_keys    redelivery keys with their expiry: what makes an HA peer's copy a
 deliveries     the outbox: one row per message to one target; at most one `pending` per (target, group)
 threads        the provider's reference of a group's first message per target (reply / thread / In-Reply-To)
 group_state    per (receiver, group): the alerts last committed for delivery, for per-receiver dedup
+digest_items   alerts collected for a receiver's next email digest, one per firing episode
+digest_runs    the digest ticks taken, one row per (receiver, tick): exactly one digest per tick
 """
 
 from __future__ import annotations
@@ -90,6 +92,34 @@ threads = Table(
     Column("group_hash", String(64), primary_key=True),
     Column("provider_ref", Text, nullable=False),
     Column("created_at", Double, nullable=False),
+)
+
+digest_items = Table(
+    "digest_items",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("receiver", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("starts_at", String(40), nullable=False),
+    Column("ends_at", String(40)),
+    Column("status", String(16), nullable=False),
+    Column("alertname", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("generator_url", Text, nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    Index("ux_digest_items_episode", "receiver", "fingerprint", "starts_at", unique=True),
+    Index("ix_digest_items_seen", "receiver", "last_seen"),
+)
+
+digest_runs = Table(
+    "digest_runs",
+    metadata,
+    Column("receiver", Text, primary_key=True),
+    Column("tick_at", Double, primary_key=True),
+    Column("ran_at", Double, nullable=False),
 )
 
 group_state = Table(

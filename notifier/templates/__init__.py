@@ -122,6 +122,9 @@ class Renderer:
         self.email_html = self._compile(self._html, "email_html.j2", o.email_html, "templates.email_html")
         self.log = self._compile(self._text, "text.j2", o.log, "templates.log")
         self._tg_default = self._html.from_string(_default_source("telegram.j2"))
+        self._digest_subject = self._text.from_string(_default_source("digest_subject.j2"))
+        self._digest_text = self._text.from_string(_default_source("digest_text.j2"))
+        self._digest_html = self._html.from_string(_default_source("digest_html.j2"))
         self._slack_default = self._mrkdwn.from_string(_default_source("slack.j2"))
 
     @staticmethod
@@ -244,6 +247,12 @@ class Renderer:
                 break
         subject = " ".join(self.subject.render(ctx).split())
         return EmailContent(subject=subject, text=self.text.render(ctx), html=body_html)
+
+    def digest_email(self, digest: dict[str, Any]) -> EmailContent:
+        subject = " ".join(self._digest_subject.render(digest).split())
+        return EmailContent(
+            subject=subject, text=self._digest_text.render(digest), html=self._digest_html.render(digest)
+        )
 
     def log_text(self, message: Message, now: float) -> str:
         return self.log.render(group_context(message, now, self._views(message, now))).strip()

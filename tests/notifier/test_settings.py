@@ -150,8 +150,8 @@ BAD = [
     (
         "receivers: [{name: a, log: [{}]}]\nquiet_hours: {n: {}}\n"
         "routes: {receiver: a, quiet_hours: {schedule: n, mode: digest}}\n",
-        "routes.quiet_hours.mode",
-        "not available yet",
+        "routes.receivers",
+        "receiver 'a' has no digest",
     ),
     ("- just\n- a list\n", "", "top level must be a mapping"),
     ("receivers: [{name: a, log: [{}]}\n", "", "not valid YAML"),

@@ -1,0 +1,326 @@
+"""Email digests: when they are due (cron expressions or `every <duration>`, in a time zone), what goes in them, and
+the scheduler that sends one per tick.
+
+Items are collected at intake (one per alert and firing episode). At a tick, one transaction claims the tick (a
+unique row per receiver and tick: exactly one digest per tick, also with several workers), reads the items seen
+since the previous digest, and queues one email through the outbox. Ticks missed while the notifier was down give
+one digest on start covering the whole gap, not one per missed tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from sqlalchemy import func, or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from notifier.clock import Clock
+from notifier.domain import MessageKind
+from notifier.metrics import NotifierMetrics
+from notifier.settings import DigestSettings, ReceiverSettings, Settings, parse_duration
+from notifier.store import Store, new_id
+from notifier.store.tables import deliveries, digest_items, digest_runs, notifications
+from notifier.templates.context import format_duration
+
+log = logging.getLogger("notifier.digest")
+_FIELDS = ("minute", "hour", "day", "month", "weekday")
+_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+
+def _parse_field(text: str, lo: int, hi: int, name: str) -> frozenset[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        step = 1
+        if "/" in part:
+            part, s = part.split("/", 1)
+            step = int(s)
+            if step < 1:
+                raise ValueError(f"{name}: step must be at least 1")
+        if part == "*":
+            a, b = lo, hi
+        elif "-" in part:
+            a, b = (int(x) for x in part.split("-", 1))
+        else:
+            a = b = int(part)
+        if name == "weekday":  # cron's Sunday may be 7
+            a, b = (0 if a == 7 else a), (0 if b == 7 and a != 0 else b)
+        if not (lo <= a <= hi and lo <= b <= hi and a <= b):
+            raise ValueError(f"{name}: {part!r} is outside {lo}-{hi}")
+        out.update(range(a, b + 1, step))
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSchedule:
+    """When a digest is due: a 5-field cron expression, or every N minutes/hours aligned to local midnight."""
+
+    zone: ZoneInfo
+    every: float | None = None
+    cron: tuple[frozenset[int], ...] | None = None
+
+    @classmethod
+    def parse(cls, schedule: str, timezone: str) -> DigestSchedule:
+        zone = ZoneInfo(timezone)
+        text = schedule.strip()
+        if text.startswith("every "):
+            every = float(parse_duration(text[6:]))
+            if every < 60:
+                raise ValueError("schedule: digests at most once a minute")
+            return cls(zone, every=every)
+        parts = text.split()
+        if len(parts) != 5:
+            raise ValueError("schedule: expected 'every 1h' or a cron expression such as '0 8 * * *'")
+        try:
+            fields = tuple(_parse_field(p, lo, hi, n) for p, (lo, hi), n in zip(parts, _RANGES, _FIELDS, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"schedule: {exc}") from None
+        return cls(zone, cron=fields)
+
+    def _matches(self, local: datetime) -> bool:
+        assert self.cron is not None
+        minute, hour, day, month, weekday = self.cron
+        return (
+            local.minute in minute
+            and local.hour in hour
+            and local.day in day
+            and local.month in month
+            and (local.weekday() + 1) % 7 in weekday
+        )
+
+    def latest_tick(self, now: float) -> float:
+        """The newest tick at or before `now` (unix seconds)."""
+        if self.every is not None:
+            local = datetime.fromtimestamp(now, self.zone)
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            since = now - midnight.timestamp()
+            return midnight.timestamp() + (since // self.every) * self.every
+        t = datetime.fromtimestamp(now, UTC).replace(second=0, microsecond=0)
+        for _ in range(366 * 24 * 60):
+            if self._matches(t.astimezone(self.zone)):
+                return t.timestamp()
+            t -= timedelta(minutes=1)
+        raise ValueError("the cron expression never matches")
+
+
+def record_items(conn: Connection, receiver: str, payload_alerts: list[dict[str, Any]], now: float) -> int:
+    """Note each alert (one item per firing episode) for the receiver's next digest; returns how many."""
+    n = 0
+    for a in payload_alerts:
+        key = (receiver, a["fingerprint"], a["startsAt"])
+        ends = None if a["endsAt"].startswith("0001-") else a["endsAt"]
+        row = conn.execute(
+            select(digest_items.c.id).where(
+                digest_items.c.receiver == key[0],
+                digest_items.c.fingerprint == key[1],
+                digest_items.c.starts_at == key[2],
+            )
+        ).first()
+        values = {
+            "status": a["status"],
+            "ends_at": ends,
+            "last_seen": now,
+            "summary": a.get("annotations", {}).get("summary", ""),
+            "labels": msgspec.json.encode(a.get("labels", {})).decode(),
+            "generator_url": a.get("generatorURL", ""),
+        }
+        if row is None:
+            conn.execute(
+                digest_items.insert().values(
+                    id=new_id(),
+                    receiver=receiver,
+                    fingerprint=a["fingerprint"],
+                    starts_at=a["startsAt"],
+                    alertname=a.get("labels", {}).get("alertname", "alert"),
+                    severity=a.get("labels", {}).get("severity", "warning"),
+                    first_seen=now,
+                    **values,
+                )
+            )
+        else:
+            conn.execute(digest_items.update().where(digest_items.c.id == row[0]).values(**values))
+        n += 1
+    return n
+
+
+def _iso_to_ts(s: str | None) -> float | None:
+    if not s:
+        return None
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def build_digest(items: list[dict[str, Any]], start: float | None, end: float, zone: ZoneInfo) -> dict[str, Any]:
+    """The digest's content, as plain data (the email templates render it)."""
+
+    def local(ts: float | None) -> str:
+        return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M") if ts is not None else ""
+
+    counts: dict[str, int] = {}
+    fired_resolved: list[dict[str, Any]] = []
+    still: list[dict[str, Any]] = []
+    episodes: dict[str, list[dict[str, Any]]] = {}
+    for it in sorted(items, key=lambda i: (i["starts_at"], i["alertname"])):
+        counts[it["severity"]] = counts.get(it["severity"], 0) + 1
+        labels = msgspec.json.decode(it["labels"])
+        name = " · ".join(v for v in (it["alertname"], labels.get("bot", ""), labels.get("symbol", "")) if v)
+        s, e = _iso_to_ts(it["starts_at"]), _iso_to_ts(it["ends_at"])
+        row = {
+            "name": name,
+            "severity": it["severity"],
+            "summary": it["summary"],
+            "start": local(s),
+            "end": local(e),
+            "duration": format_duration((e or end) - (s or end)),
+            "url": it["generator_url"],
+        }
+        (fired_resolved if it["status"] == "resolved" else still).append(row)
+        episodes.setdefault(it["fingerprint"], []).append(row)
+    flapping = sorted(((len(v), v[0]["name"]) for v in episodes.values() if len(v) > 1), reverse=True)[:5]
+    return {
+        "period_start": local(start),
+        "period_end": local(end),
+        "timezone": zone.key,
+        "counts": {k: counts.get(k, 0) for k in ("critical", "warning", "info") if counts.get(k)},
+        "total": len(items),
+        "resolved": fired_resolved,
+        "firing": still,
+        "flapping": [{"name": n, "episodes": c} for c, n in flapping],
+    }
+
+
+class DigestScheduler:
+    """Sends each digest receiver's digest at its ticks."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        metrics: NotifierMetrics,
+        wake_worker: Any,
+        interval: float = 15.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._wake = wake_worker
+        self._interval = interval
+        self._receivers: list[tuple[ReceiverSettings, DigestSettings, DigestSchedule]] = [
+            (r, r.digest, DigestSchedule.parse(r.digest.schedule, r.digest.timezone))
+            for r in settings.receivers
+            if r.digest is not None
+        ]
+        self._task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+
+    def start(self) -> None:
+        if self._receivers:
+            self._task = asyncio.create_task(self._run(), name="digests")
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            self._kick.clear()
+            try:
+                await self.run_due()
+            except Exception:
+                log.exception("digest round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=self._interval)
+
+    async def run_due(self) -> int:
+        """Queue every digest that is due now; returns how many were queued."""
+        now = self._clock.now()
+        queued = 0
+        for receiver, cfg, schedule in self._receivers:
+            tick = schedule.latest_tick(now)
+            queued += await self._store.run_in_transaction(
+                functools.partial(self._tick, receiver=receiver, cfg=cfg, schedule=schedule, tick=tick, now=now)
+            )
+        if queued:
+            self._wake()
+        return queued
+
+    def _tick(
+        self,
+        conn: Connection,
+        receiver: ReceiverSettings,
+        cfg: DigestSettings,
+        schedule: DigestSchedule,
+        tick: float,
+        now: float,
+    ) -> int:
+        last = conn.execute(
+            select(func.max(digest_runs.c.tick_at)).where(digest_runs.c.receiver == receiver.name)
+        ).scalar()
+        if last is not None and float(last) >= tick:
+            return 0
+        try:
+            with conn.begin_nested():
+                conn.execute(digest_runs.insert().values(receiver=receiver.name, tick_at=tick, ran_at=now))
+        except IntegrityError:
+            return 0  # another worker took this tick
+        q = select(digest_items).where(digest_items.c.receiver == receiver.name, digest_items.c.last_seen <= tick)
+        if last is not None:  # what happened since the last digest, and what is still firing from before
+            q = q.where(or_(digest_items.c.last_seen > float(last), digest_items.c.status == "firing"))
+        items = [dict(r) for r in conn.execute(q).mappings()]
+        self._metrics.digest_items.set(len(items))
+        if not items and not cfg.send_empty:
+            return 0
+        content = build_digest(items, float(last) if last is not None else None, tick, schedule.zone)
+        nid = new_id()
+        gk = f"digest:{receiver.name}"
+        conn.execute(
+            notifications.insert().values(
+                id=nid,
+                received_at=now,
+                am_receiver="digest",
+                group_key=gk,
+                status="digest",
+                alert_count=len(items),
+                redelivery_key=f"digest:{receiver.name}:{tick}",
+                payload=msgspec.json.encode(content).decode(),
+            )
+        )
+        for target, channel, _t in receiver.targets():
+            if channel != "email":
+                continue
+            conn.execute(
+                deliveries.insert().values(
+                    id=new_id(),
+                    notification_id=nid,
+                    receiver=receiver.name,
+                    target=target,
+                    channel=channel,
+                    group_key=gk,
+                    group_hash=f"digest-{tick:.0f}",
+                    state="pending",
+                    kind=MessageKind.DIGEST.value,
+                    silent=False,
+                    change="{}",
+                    attempts=0,
+                    parts_sent=0,
+                    created_at=now,
+                    updated_at=now,
+                    next_attempt_at=now,
+                )
+            )
+        self._metrics.digests_sent.inc()
+        log.info("digest for %s queued: %d items", receiver.name, len(items))
+        return 1
