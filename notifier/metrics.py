@@ -64,6 +64,11 @@ class NotifierMetrics:
         )
         self.digest_items = Gauge("notifier_digest_items", "Items in the last digest.", registry=registry)
         self.digests_sent = Counter("notifier_digests_sent_total", "Digests queued for sending.", registry=registry)
+        self.storm_groups = Counter(
+            "notifier_storm_groups_total",
+            "Alert groups delivered inside a storm summary instead of one by one.",
+            registry=registry,
+        )
         self.worker_up = Gauge("notifier_worker_running", "1 while the delivery worker runs.", registry=registry)
 
         for o in WebhookOutcome:

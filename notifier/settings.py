@@ -359,6 +359,10 @@ class ScheduleSettings(_Strict, kw_only=True):
                 raise ValueError(f"dates[{i}]: expected YYYY-MM-DD, got {d!r}")
 
 
+class StormSettings(_Strict, kw_only=True):
+    threshold: Annotated[int, msgspec.Meta(ge=1)] = 10
+
+
 class Settings(_Strict, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
@@ -367,6 +371,7 @@ class Settings(_Strict, kw_only=True):
     receivers: list[ReceiverSettings] = msgspec.field(default_factory=list)
     routes: RouteSettings = msgspec.field(default_factory=lambda: RouteSettings(receiver="console"))
     quiet_hours: dict[str, ScheduleSettings] = msgspec.field(default_factory=dict)
+    storm: StormSettings = msgspec.field(default_factory=StormSettings)
     source: str = ""  # the file this came from; not a config key
 
     def receiver(self, name: str) -> ReceiverSettings:

@@ -21,6 +21,7 @@ from notifier.channels import Channel
 from notifier.clock import Clock
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
+from notifier.delivery.storms import collapse_storm
 from notifier.domain import (
     AlertGroup,
     AlertStatus,
@@ -241,8 +242,12 @@ class DeliveryWorker:
             log.warning("delivery %s: store unavailable (%s); it is retried when its lease runs out", row["id"], exc)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            # a bug (a template that fails to render, say) must not hold the row until its lease runs out and then
+            # loop forever: it is retried with back-off, then dead with the error, where the operator sees it
             log.exception("delivery %s failed unexpectedly", row["id"])
+            with contextlib.suppress(StoreUnavailable):
+                await self._finish_retry(row, RetryableError(f"unexpected {type(exc).__name__}: {exc}"[:500]), None)
 
     async def _deliver_row(self, row: dict[str, Any]) -> None:
         now = self._clock.now()
@@ -258,6 +263,12 @@ class DeliveryWorker:
             await self._store.run_in_transaction(
                 lambda conn: repo.mark_retry(conn, did, owner, now, now + wait, None, parts, count_attempt=False)
             )
+            threshold = self._settings.storm.threshold
+            folded = await self._store.run_in_transaction(lambda conn: collapse_storm(conn, target, now, threshold))
+            if folded:
+                log.warning("alert storm on %s: %d groups folded into one summary message", target, folded)
+                self._metrics.storm_groups.inc(folded)
+                self.wake()
             return
         if row["payload"] is None:
             await self._finish_dead(row, "its notification is missing from the store", 0)

@@ -1,0 +1,196 @@
+"""Alert storms: when more than `storm.threshold` groups wait for one target, they become one summary message.
+
+The check runs when the rate limiter turns a message away, i.e. exactly when messages would otherwise queue behind
+the provider's limit. The waiting non-critical groups of that target (due within the horizon; quiet-hours holds are
+left alone) are marked delivered-by-summary, and one summary goes out in their place: counts by severity and
+alertname, every group named (the longest lists are split or cut with "+N more" like any message), a link to
+Alertmanager. Critical groups are never folded into a summary: they still go out on their own. Later changes of the
+summarised groups follow the normal rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from notifier.domain import SEVERITY_RANK, DeliveryState, MessageKind, Severity
+from notifier.store import new_id
+from notifier.store.tables import deliveries, notifications
+
+HORIZON = 300.0  # seconds: messages due within this are "waiting now"
+
+
+def _summary_alert(payload: dict[str, Any], group_hash: str) -> dict[str, Any]:
+    alerts = payload.get("alerts", [])
+    common = payload.get("commonLabels", {})
+    firing = sum(1 for a in alerts if a.get("status") == "firing")
+    labels = {k: v for k, v in common.items() if k in ("alertname", "severity", "bot", "symbol")}
+    labels.setdefault("alertname", payload.get("groupLabels", {}).get("alertname", "alert"))
+    labels.setdefault(
+        "severity",
+        max(
+            (a["labels"].get("severity", "warning") for a in alerts),
+            key=lambda s: -SEVERITY_RANK[Severity.of({"severity": s})],
+            default="warning",
+        ),
+    )
+    return {
+        "status": "firing" if firing else "resolved",
+        "labels": labels,
+        "annotations": {"summary": f"{firing} firing, {len(alerts) - firing} resolved"},
+        "startsAt": min((a["startsAt"] for a in alerts), default="0001-01-01T00:00:00Z"),
+        "endsAt": "0001-01-01T00:00:00Z" if firing else max(a["endsAt"] for a in alerts),
+        "generatorURL": "",
+        "fingerprint": group_hash[:16],
+    }
+
+
+def collapse_storm(conn: Connection, target: str, now: float, threshold: int) -> int:
+    """Fold the target's waiting non-critical groups into one summary message if there are more than `threshold`.
+    Returns how many groups were folded (0 when there is no storm)."""
+    rows = [
+        dict(r)
+        for r in conn.execute(
+            select(deliveries).where(
+                deliveries.c.target == target,
+                deliveries.c.state == DeliveryState.PENDING.value,
+                deliveries.c.kind == MessageKind.ALERT.value,
+                deliveries.c.next_attempt_at <= now + HORIZON,
+                deliveries.c.group_key.not_like("storm:%"),
+            )
+        ).mappings()
+    ]
+    waiting_summary = (
+        conn.execute(
+            select(deliveries).where(
+                deliveries.c.target == target,
+                deliveries.c.state == DeliveryState.PENDING.value,
+                deliveries.c.group_key.like("storm:%"),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    # a summary that still waits takes in whatever else comes to wait; otherwise a storm starts past the threshold
+    if not rows or (waiting_summary is None and len(rows) <= threshold):
+        return 0
+    payloads = {
+        i: msgspec.json.decode(p)
+        for i, p in conn.execute(
+            select(notifications.c.id, notifications.c.payload).where(
+                notifications.c.id.in_({r["notification_id"] for r in rows})
+            )
+        ).all()
+    }
+    fold = []
+    for r in rows:
+        payload = payloads.get(r["notification_id"])
+        if payload is None:
+            continue
+        severity = Severity.of(payload.get("commonLabels", {}))
+        if any(Severity.of(a.get("labels", {})) is Severity.CRITICAL for a in payload.get("alerts", [])):
+            severity = Severity.CRITICAL
+        if severity is not Severity.CRITICAL:
+            fold.append((r, payload))
+    if not fold or (waiting_summary is None and len(fold) <= 1):
+        return 0
+    previous: list[dict[str, Any]] = []
+    if waiting_summary is not None:
+        old = conn.execute(
+            select(notifications.c.payload).where(notifications.c.id == waiting_summary["notification_id"])
+        ).scalar()
+        previous = msgspec.json.decode(old)["alerts"] if old else []
+    first = fold[0][1]
+    by_severity: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    alerts: list[dict[str, Any]] = []
+    for a in previous:
+        alerts.append(a)
+        by_severity[a["labels"]["severity"]] = by_severity.get(a["labels"]["severity"], 0) + 1
+        by_name[a["labels"]["alertname"]] = by_name.get(a["labels"]["alertname"], 0) + 1
+    for r, payload in fold:
+        a = _summary_alert(payload, r["group_hash"])
+        alerts.append(a)
+        by_severity[a["labels"]["severity"]] = by_severity.get(a["labels"]["severity"], 0) + 1
+        by_name[a["labels"]["alertname"]] = by_name.get(a["labels"]["alertname"], 0) + 1
+
+    def rank(severity: str) -> int:
+        return SEVERITY_RANK[Severity.of({"severity": severity})]
+
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(by_severity.items(), key=lambda x: rank(x[0])))
+    names = ", ".join(f"{k} ×{v}" for k, v in sorted(by_name.items(), key=lambda x: -x[1]))
+    worst = min((Severity.of(a["labels"]) for a in alerts), key=SEVERITY_RANK.__getitem__)
+    sid = new_id()
+    group_key = f"storm:{target}:{sid}"
+    summary = {
+        "version": "4",
+        "receiver": first.get("receiver", "storm"),
+        "status": "firing",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "groupLabels": {"alertname": "AlertStorm"},
+        "commonLabels": {"alertname": "AlertStorm", "severity": worst.value},
+        "commonAnnotations": {"summary": f"{len(alerts)} alert groups at once: {counts}. {names}."},
+        "externalURL": first.get("externalURL", ""),
+        "alerts": alerts,
+    }
+    raw = msgspec.json.encode(summary).decode()
+    conn.execute(
+        notifications.insert().values(
+            id=sid,
+            received_at=now,
+            am_receiver="storm",
+            group_key=group_key,
+            status="firing",
+            alert_count=len(alerts),
+            redelivery_key=hashlib.sha256(group_key.encode()).hexdigest(),
+            payload=raw,
+        )
+    )
+    ids = [r["id"] for r, _ in fold]
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(
+            state=DeliveryState.SENT.value,
+            sent_at=now,
+            updated_at=now,
+            provider_ref=f"storm:{sid}",
+            last_error=None,
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+    if waiting_summary is not None:  # the waiting summary now shows every group folded so far
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == waiting_summary["id"])
+            .values(notification_id=sid, updated_at=now, change=msgspec.json.encode({"new": len(alerts)}).decode())
+        )
+        return len(fold)
+    r0 = fold[0][0]
+    conn.execute(
+        deliveries.insert().values(
+            id=new_id(),
+            notification_id=sid,
+            receiver=r0["receiver"],
+            target=target,
+            channel=r0["channel"],
+            group_key=group_key,
+            group_hash=hashlib.sha256(group_key.encode()).hexdigest(),
+            state=DeliveryState.PENDING.value,
+            kind=MessageKind.ALERT.value,
+            silent=False,
+            change=msgspec.json.encode({"new": len(fold)}).decode(),
+            attempts=0,
+            parts_sent=0,
+            created_at=now,
+            updated_at=now,
+            next_attempt_at=now,
+        )
+    )
+    return len(fold)

@@ -1,0 +1,73 @@
+"""An alert storm into one Telegram group: one summary instead of a queue behind the flood limit, every group
+represented, critical groups still sent on their own, nothing lost."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.fakes.telegram import FakeTelegram, check_html
+from tests.helpers import TOKEN, make_group, settings_from, wait_for
+from tests.notifier.harness import delivery_rows, post, running
+
+
+async def test_a_storm_becomes_one_summary_and_critical_groups_go_alone(
+    sqlite_url: str, fake_telegram: FakeTelegram
+) -> None:
+    fake_telegram.group_limit_per_minute = 20
+    cfg = {
+        "server": {"auth": {"bearer_token": TOKEN}},
+        "delivery": {"poll_interval": "50ms"},
+        "storm": {"threshold": 10},
+        "receivers": [
+            {
+                "name": "tg",
+                "telegram": [
+                    {"bot_token": fake_telegram.token, "chat_id": -1001234567890, "api_url": fake_telegram.url}
+                ],
+            }
+        ],
+        "routes": {"receiver": "tg"},
+    }
+    async with running(settings_from(cfg, sqlite_url)) as (client, rt):
+        for i in range(30):
+            body = make_group(
+                2,
+                name="LargeDrawdown" if i % 3 else "NoRecentTrades",
+                severity="warning" if i % 3 else "info",
+                group_key=f'{{}}:{{g="{i}"}}',
+                extra_labels={"shard": str(i)},
+            )
+            for a in body["alerts"]:
+                a["labels"]["bot"] = f"bot-{i:02d}"
+                a["fingerprint"] = f"{i:08x}{a['fingerprint'][8:]}"
+            body["commonLabels"]["bot"] = f"bot-{i:02d}"
+            await post(client, json.dumps(body))
+        for i in range(2):
+            crit = make_group(1, name="CriticalDrawdown", severity="critical", group_key=f'{{}}:{{c="{i}"}}')
+            crit["alerts"][0]["labels"]["bot"] = f"crit-{i}"
+            crit["alerts"][0]["fingerprint"] = f"c{i:015x}"
+            await post(client, json.dumps(crit))
+
+        async def settled() -> bool:
+            rows = await delivery_rows(rt)
+            return bool(rows) and all(r["state"] == "sent" for r in rows)
+
+        await wait_for(settled, timeout=30)
+        texts = [check_html(s.text) for s in fake_telegram.sent]
+        assert fake_telegram.rate_limited == 0  # the notifier stayed within the flood limit itself
+        assert len(texts) <= 6, texts  # not 32 messages queued behind 20/minute
+        summary = "\n".join(t for t in texts if "AlertStorm" in t)
+        assert "alert groups at once" in summary
+        shown = "\n".join(texts)
+        for i in range(30):
+            assert f"bot-{i:02d}" in shown, i  # every group represented
+        crit = [t for t in texts if "CriticalDrawdown" in t and "AlertStorm" not in t]
+        assert len(crit) == 2  # on their own
+        metrics = (await client.get("/metrics")).text
+        folded = next(
+            float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("notifier_storm_groups_total")
+        )
+        assert folded >= 20
+        rows: list[dict[str, Any]] = await delivery_rows(rt)
+        assert sum(1 for r in rows if (r["provider_ref"] or "").startswith("storm:")) == folded
