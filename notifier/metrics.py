@@ -10,7 +10,7 @@ from notifier.domain import AlertStatus, DeliveryOutcome, Severity, WebhookOutco
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double every counter for no use in alerting
-SUPPRESS_REASONS = ("duplicate", "unchanged", "quiet_hours_drop")
+SUPPRESS_REASONS = ("duplicate", "unchanged", "quiet_hours_drop", "quiet_hours_resolved")
 CHANNELS = ("telegram", "slack", "email", "log")
 
 

@@ -306,6 +306,7 @@ class RouteQuietHours(_Strict, kw_only=True):
     bypass_severities: list[Literal["critical", "warning", "info"]] = msgspec.field(
         default_factory=lambda: ["critical"]
     )
+    skip_resolved: bool = False  # defer: no catch-up for a group that fired and fully resolved inside the window
 
 
 class RouteSettings(_Strict, kw_only=True):

@@ -274,6 +274,11 @@ class DeliveryWorker:
             await self._finish_dead(row, "its notification is missing from the store", 0)
             return
         message = build_message(row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"])
+        if self._untold_and_over(row, message):
+            # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
+            self._metrics.suppressed("quiet_hours_resolved")
+            await self._finish_sent(row, message, DeliveryReceipt(ref=None, parts=0))
+            return
         started = asyncio.get_running_loop().time()
         try:
             receipt = await asyncio.wait_for(channel.send(message), timeout=self._d.send_timeout)
@@ -289,6 +294,14 @@ class DeliveryWorker:
         finally:
             self._metrics.delivery_duration.labels(channel_name).observe(asyncio.get_running_loop().time() - started)
         await self._finish_sent(row, message, receipt)
+
+    @staticmethod
+    def _untold_and_over(row: dict[str, Any], message: Message) -> bool:
+        change = msgspec.json.decode(row["change"]) if row.get("change") else {}
+        if not change.get("skip_if_resolved") or message.group.firing:
+            return False
+        base = change.get("base", {})
+        return not any(status == AlertStatus.FIRING.value for status in base.values())
 
     async def _finish_sent(self, row: dict[str, Any], message: Message, receipt: DeliveryReceipt) -> None:
         now = self._clock.now()

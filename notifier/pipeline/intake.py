@@ -268,6 +268,7 @@ class IntakeStage:
 
         silent = False
         not_before = now
+        skip_resolved = False
         digest = match.digest
         qh = match.quiet_hours
         if qh is not None and group.severity.value not in qh.bypass_severities:
@@ -282,6 +283,7 @@ class IntakeStage:
                     digest = True
                 else:  # defer: held until the window ends, then one catch-up with the newest state
                     not_before = window[1]
+                    skip_resolved = qh.skip_resolved
                     self._metrics.deferred()
         group_updates[(receiver.name, gh)] = {"alerts": current, "last_sent_at": now}
         if digest:  # into the receiver's next digest instead of a message now
@@ -294,6 +296,8 @@ class IntakeStage:
         for target, channel, settings in self._targets[receiver.name]:
             target_silent = silent or (channel == "telegram" and group.severity.value in settings.silent_severities)
             info: dict[str, Any] = {"base": base, "repeat": bool(repeat_due and not change["new"]), **change}
+            if skip_resolved:
+                info["skip_if_resolved"] = True
             waiting = st.pending.get((target, gh))
             row_id = new_id()
             attempts = 0
@@ -304,6 +308,7 @@ class IntakeStage:
                 old = msgspec.json.decode(waiting["change"])
                 info["base"] = old.get("base", base)
                 info["repeat"] = False
+                info["skip_if_resolved"] = bool(old.get("skip_if_resolved")) and skip_resolved
                 info["gone"] = self._carry_gone(st, waiting, old, group)
                 with_gone = {**{g["fingerprint"]: AlertStatus.RESOLVED.value for g in info["gone"]}, **current}
                 info.update(diff_states(info["base"], with_gone))

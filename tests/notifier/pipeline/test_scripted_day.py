@@ -227,3 +227,22 @@ async def test_send_resolved_false(sqlite_url: str, fake_telegram: FakeTelegram)
         await settled(rt)
         assert len(fake_telegram.sent) == 2
         assert "bot-b" not in texts(fake_telegram)[1] and "bot-c" in texts(fake_telegram)[1]
+
+
+async def test_skip_resolved_says_nothing_for_a_group_that_came_and_went_in_the_night(
+    sqlite_url: str, fake_telegram: FakeTelegram
+) -> None:
+    clock = FrozenClock(at(26, 23))
+    cfg = config(fake_telegram)
+    cfg["routes"]["quiet_hours"]["skip_resolved"] = True
+    async with running(settings_from(cfg, sqlite_url), clock=clock) as (client, rt):
+        await post(client, group("Blip", "warning", [("b1", "firing", at(26, 23), None)]))
+        await step(clock, rt, at(27, 1))
+        await post(client, group("Blip", "warning", [("b1", "resolved", at(26, 23), at(27, 0, 30))]))
+        await post(client, group("Stays", "warning", [("s1", "firing", at(27, 1), None)]))
+        await step(clock, rt, at(27, 7))
+        await settled(rt)
+        await step(clock, rt, at(27, 7, 5))
+        names = [t.split("\n")[0] for t in texts(fake_telegram)]
+        assert len(names) == 1 and "Stays" in names[0]  # the blip came and went unseen: no catch-up for it
+        assert 'reason="quiet_hours_resolved"} 1.0' in (await client.get("/metrics")).text
