@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from notifier.channels import Channel
 from notifier.clock import Clock, SystemClock
-from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter
+from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from notifier.delivery.worker import DeliveryWorker
 from notifier.digests import DigestScheduler
 from notifier.metrics import NotifierMetrics
@@ -96,9 +96,9 @@ class Runtime:
         for r in settings.receivers:
             for key, kind, target in r.targets():
                 channels[key] = factory(r, key, kind, target, renderers[r.name], clock)
-        worker = DeliveryWorker(
-            store, settings, channels, clock, metrics, limiter or MemoryRateLimiter(), owner=worker_owner
-        )
+        if limiter is None:  # one process on SQLite; on PostgreSQL the limits are shared by every replica
+            limiter = MemoryRateLimiter() if store.is_sqlite else StoreRateLimiter(store)
+        worker = DeliveryWorker(store, settings, channels, clock, metrics, limiter, owner=worker_owner)
         intake = IntakeStage(settings, router, clock, metrics, lease_to=worker.lease_offer)
 
         def wake_if_queued(results: list[IntakeResult | Exception]) -> None:

@@ -95,7 +95,7 @@ class SlackChannel:
         self._hook = AsyncWebhookClient(str(target.webhook_url), timeout=15) if target.webhook_url else None
 
     def rate_rules(self) -> list[RateRule]:
-        return [RateRule(f"slack:{self._tag}", PER_CHANNEL_PER_SECOND, 1.0)]
+        return [RateRule(f"slack:{self._tag}", PER_CHANNEL_PER_SECOND, 1.05)]  # a little slack for latency
 
     def _with_mention(self, parts: list[SlackPart], message: Message) -> list[SlackPart]:
         mention = self._target.mention

@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy.engine import Connection
 
 from notifier.api.schema import WebhookAlert, WebhookPayload, to_group
-from notifier.channels import Channel
+from notifier.channels import Channel, RateRule
 from notifier.clock import Clock
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
@@ -30,6 +30,7 @@ from notifier.domain import (
     DeliveryReceipt,
     Message,
     MessageKind,
+    Severity,
 )
 from notifier.errors import DeliveryError, PermanentError, RetryableError, StoreUnavailable
 from notifier.metrics import NotifierMetrics
@@ -39,6 +40,22 @@ from notifier.store import repository as repo
 
 log = logging.getLogger("notifier.delivery")
 GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
+
+
+CRITICAL_SHARE = 0.2  # of every minute-scale provider limit, kept free for critical messages
+
+
+def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
+    """A routine (non-critical) message may use only part of each minute-scale limit: a critical alert that comes
+    during a flood still finds a free slot at once instead of queueing behind a minute of routine messages."""
+    if message.group.severity is Severity.CRITICAL and message.group.firing:
+        return rules
+    extra = [
+        RateRule(f"{r.key}:routine", max(1, int(r.count * (1 - CRITICAL_SHARE))), r.per)
+        for r in rules
+        if r.per >= 10 and r.count >= 5
+    ]
+    return rules + extra
 
 
 def build_message(row: dict[str, Any], payload_text: str, send_resolved: bool, thread_ref: str | None) -> Message:
@@ -256,7 +273,16 @@ class DeliveryWorker:
         if channel is None:
             await self._finish_dead(row, f"target {target} is no longer in the configuration", 0)
             return
-        wait = await self._limiter.reserve(channel.rate_rules(), now)
+        if row["payload"] is None:
+            await self._finish_dead(row, "its notification is missing from the store", 0)
+            return
+        message = build_message(row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"])
+        if self._untold_and_over(row, message):
+            # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
+            self._metrics.suppressed("quiet_hours_resolved")
+            await self._finish_sent(row, message, DeliveryReceipt(ref=None, parts=0))
+            return
+        wait = await self._limiter.reserve(with_headroom(channel.rate_rules(), message), now)
         if wait > 0:
             self._metrics.deliveries.labels(channel_name, row["receiver"], DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, row["parts_sent"]
@@ -269,15 +295,6 @@ class DeliveryWorker:
                 log.warning("alert storm on %s: %d groups folded into one summary message", target, folded)
                 self._metrics.storm_groups.inc(folded)
                 self.wake()
-            return
-        if row["payload"] is None:
-            await self._finish_dead(row, "its notification is missing from the store", 0)
-            return
-        message = build_message(row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"])
-        if self._untold_and_over(row, message):
-            # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
-            self._metrics.suppressed("quiet_hours_resolved")
-            await self._finish_sent(row, message, DeliveryReceipt(ref=None, parts=0))
             return
         started = asyncio.get_running_loop().time()
         try:

@@ -140,6 +140,10 @@ class IntakeStage:
 
     def commit_batch(self, conn: Connection, jobs: list[IntakeJob]) -> list[IntakeResult | Exception]:
         now = self._clock.now()
+        if conn.dialect.name == "postgresql":
+            # replicas that take states of the same group at the same moment decide one after the other
+            for gh in sorted({j.group_hash for j in jobs}):
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:h, 0))"), {"h": gh})
         state, holders = self._load(conn, jobs, now)
         self._owner, self._capacity = self._lease_to() if self._lease_to else ("", 0)
         results: list[IntakeResult | Exception] = []

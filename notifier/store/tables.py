@@ -7,6 +7,7 @@ threads        the provider's reference of a group's first message per target (r
 group_state    per (receiver, group): the alerts last committed for delivery, for per-receiver dedup
 digest_items   alerts collected for a receiver's next email digest, one per firing episode
 digest_runs    the digest ticks taken, one row per (receiver, tick): exactly one digest per tick
+rate_slots     messages sent per rate-limit bucket, so that several replicas share one provider limit
 """
 
 from __future__ import annotations
@@ -120,6 +121,14 @@ digest_runs = Table(
     Column("receiver", Text, primary_key=True),
     Column("tick_at", Double, primary_key=True),
     Column("ran_at", Double, nullable=False),
+)
+
+rate_slots = Table(
+    "rate_slots",
+    metadata,
+    Column("key", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Index("ix_rate_slots_key_at", "key", "at"),
 )
 
 group_state = Table(

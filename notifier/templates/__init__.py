@@ -37,6 +37,7 @@ EMAIL_MAX_HTML = 100_000
 MAX_SUMMARY = 400
 MAX_DESCRIPTION = 1200
 DEFAULT_MAX_PARTS = 10
+STORM_MAX_PARTS = 2  # a storm summary must not spend the provider's limit on itself: the rest is "+N more"
 
 _TAG = re.compile(r"<[^>]+>")
 _MRKDWN = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -159,9 +160,9 @@ class Renderer:
             body = "\n".join(str(alert(a, detail)).strip("\n") for a in chunk)
             return "\n".join(s for s in (str(header(g)).strip("\n"), body, str(footer(g)).strip("\n")) if s)
 
-        return self._fit(views, assemble, lambda s: utf16_len(s) <= limit)
+        return self._fit(views, assemble, lambda s: utf16_len(s) <= limit, _max_parts(message, self.max_parts))
 
-    def _fit(self, views: list[AlertView], assemble: Any, fits: Any) -> list[Any]:
+    def _fit(self, views: list[AlertView], assemble: Any, fits: Any, max_parts: int) -> list[Any]:
         for detail in (True, False):
             whole = assemble(views, detail, 1, 1, 0)
             if fits(whole):
@@ -169,7 +170,7 @@ class Renderer:
         # split between alerts: greedy, sizing each part with a worst-case part counter in its header
         chunks: list[list[AlertView]] = []
         current: list[AlertView] = []
-        probe_parts = self.max_parts
+        probe_parts = max_parts
         for v in views:
             trial = [*current, v]
             if current and not fits(assemble(trial, False, probe_parts, probe_parts, 0)):
@@ -180,11 +181,11 @@ class Renderer:
         if current:
             chunks.append(current)
         more = 0
-        if len(chunks) > self.max_parts:
-            kept = chunks[: self.max_parts]
-            more = sum(len(c) for c in chunks[self.max_parts :])
+        if len(chunks) > max_parts:
+            kept = chunks[:max_parts]
+            more = sum(len(c) for c in chunks[max_parts:])
             last = kept[-1]
-            while last and not fits(assemble(last, False, self.max_parts, self.max_parts, more)):
+            while last and not fits(assemble(last, False, max_parts, max_parts, more)):
                 more += 1
                 last = last[:-1]
             kept[-1] = last
@@ -234,7 +235,7 @@ class Renderer:
             total = sum(len(str(b)) for b in p.blocks)
             return len(p.blocks) <= SLACK_MAX_BLOCKS and total <= SLACK_MAX_TOTAL
 
-        parts: list[SlackPart] = self._fit(views, assemble, fits)
+        parts: list[SlackPart] = self._fit(views, assemble, fits, _max_parts(message, self.max_parts))
         return parts
 
     # -- email and log --------------------------------------------------------------------------------------------
@@ -256,6 +257,10 @@ class Renderer:
 
     def log_text(self, message: Message, now: float) -> str:
         return self.log.render(group_context(message, now, self._views(message, now))).strip()
+
+
+def _max_parts(message: Message, default: int) -> int:
+    return STORM_MAX_PARTS if message.group.group_key.startswith("storm:") else default
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -282,3 +282,23 @@ class FakeTelegram:
                 },
             }
         )
+
+
+class ThreadedFake:
+    """A fake Telegram server on its own event loop in a thread, for synchronous tests that run processes."""
+
+    def __init__(self, fake: FakeTelegram) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.fake = fake
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+
+    def texts(self) -> list[str]:
+        return [check_html(s.text) if s.parse_mode == "HTML" else s.text for s in list(self.fake.sent)]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)

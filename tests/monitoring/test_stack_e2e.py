@@ -4,10 +4,8 @@ the fake Telegram server. And every dashboard panel's query run against that liv
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,29 +16,11 @@ import pytest
 
 from exporter.catalogue import CONTRACT
 from scripts.stack import Ports, Stack
-from tests.fakes.telegram import FakeTelegram, check_html
+from tests.fakes.telegram import FakeTelegram, ThreadedFake
 from tests.helpers import free_port
 from tests.monitoring.conftest import MON, binary
 
 TOKEN = "123456:e2e-token"
-
-
-class ThreadedFake:
-    """The fake Telegram server on its own event loop in a thread, for synchronous tests."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.fake = FakeTelegram(token=TOKEN, chats={-1001234567890})
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
-
-    def texts(self) -> list[str]:
-        return [check_html(s.text) for s in list(self.fake.sent)]
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def wait(cond: Any, timeout: float, what: str) -> None:
@@ -56,7 +36,7 @@ def wait(cond: Any, timeout: float, what: str) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, ThreadedFake]]:
     binary("prometheus")
     binary("prometheus-alertmanager")
-    tg = ThreadedFake()
+    tg = ThreadedFake(FakeTelegram(token=TOKEN, chats={-1001234567890}))
     notifier_config = {
         "receivers": [
             {"name": "oncall", "telegram": [{"bot_token": TOKEN, "chat_id": -1001234567890, "api_url": tg.fake.url}]}
