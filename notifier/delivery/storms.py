@@ -22,6 +22,7 @@ from notifier.store import new_id
 from notifier.store.tables import deliveries, notifications
 
 HORIZON = 300.0  # seconds: messages due within this are "waiting now"
+MAX_NAMES = 8  # alert names spelled out in the summary's first line; the groups themselves follow below it
 
 
 def _summary_alert(payload: dict[str, Any], group_hash: str) -> dict[str, Any]:
@@ -122,7 +123,10 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
         return SEVERITY_RANK[Severity.of({"severity": severity})]
 
     counts = ", ".join(f"{n} {s}" for s, n in sorted(by_severity.items(), key=lambda x: rank(x[0])))
-    names = ", ".join(f"{k} ×{v}" for k, v in sorted(by_name.items(), key=lambda x: -x[1]))
+    top = sorted(by_name.items(), key=lambda x: -x[1])
+    names = ", ".join(f"{k} ×{v}" for k, v in top[:MAX_NAMES])
+    if len(top) > MAX_NAMES:
+        names += f" and {len(top) - MAX_NAMES} other alert names"
     worst = min((Severity.of(a["labels"]) for a in alerts), key=SEVERITY_RANK.__getitem__)
     sid = new_id()
     group_key = f"storm:{target}:{sid}"

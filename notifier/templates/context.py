@@ -170,7 +170,8 @@ def group_context(
         "alertname": title_labels.get("alertname", "Alert"),
         "group_labels": dict(g.group_labels),
         "common_labels": dict(g.common_labels),
-        "common_annotations": dict(g.common_annotations),
+        # clipped: a group-wide summary must never alone push a message past a provider's limit
+        "common_annotations": {k: (v if len(v) <= 600 else v[:599] + "…") for k, v in g.common_annotations.items()},
         "external_url": g.external_url,
         "alerts_url": g.external_url.rstrip("/") + "/#/alerts" if g.external_url else "",
         "alerts": views,

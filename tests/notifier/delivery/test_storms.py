@@ -71,3 +71,42 @@ async def test_a_storm_becomes_one_summary_and_critical_groups_go_alone(
         assert folded >= 20
         rows: list[dict[str, Any]] = await delivery_rows(rt)
         assert sum(1 for r in rows if (r["provider_ref"] or "").startswith("storm:")) == folded
+
+
+async def test_a_storm_of_hundreds_of_alert_names_still_fits_one_message(sqlite_url: str) -> None:
+    """The summary of 400 groups with 400 different names stays within Telegram's 4096 characters."""
+    from notifier.api.schema import decode_payload, to_group
+    from notifier.domain import Message
+    from notifier.templates import Renderer, utf16_len
+    from tests.fakes.telegram import check_html
+
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": f"Name{i:03d}", "severity": "warning"},
+            "annotations": {"summary": "x"},
+            "startsAt": "2026-11-26T04:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "",
+            "fingerprint": f"{i:016x}",
+        }
+        for i in range(400)
+    ]
+    names = ", ".join(f"Name{i:03d} ×1" for i in range(400))
+    body = {
+        "version": "4",
+        "receiver": "r",
+        "status": "firing",
+        "groupKey": "storm:t:1",
+        "truncatedAlerts": 0,
+        "groupLabels": {"alertname": "AlertStorm"},
+        "commonLabels": {"alertname": "AlertStorm"},
+        "commonAnnotations": {"summary": f"400 alert groups at once: 400 warning. {names}."},
+        "externalURL": "http://am",
+        "alerts": alerts,
+    }
+    msg = Message(delivery_id="d", receiver="r", target="t", group=to_group(decode_payload(json.dumps(body).encode())))
+    parts = Renderer().telegram_parts(msg, 1795668000.0)
+    assert len(parts) <= 2
+    assert all(utf16_len(check_html(p)) <= 4096 for p in parts)
+    assert "more alerts" in check_html(parts[-1])
