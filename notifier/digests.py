@@ -28,7 +28,8 @@ from notifier.domain import MessageKind
 from notifier.metrics import NotifierMetrics
 from notifier.settings import DigestSettings, ReceiverSettings, Settings, parse_duration
 from notifier.store import Store, new_id
-from notifier.store.tables import deliveries, digest_items, digest_runs, notifications
+from notifier.store.repository import insert_own_notification
+from notifier.store.tables import deliveries, digest_items, digest_runs
 from notifier.templates.context import format_duration
 
 log = logging.getLogger("notifier.digest")
@@ -284,19 +285,15 @@ class DigestScheduler:
         if not items and not cfg.send_empty:
             return 0
         content = build_digest(items, float(last) if last is not None else None, tick, schedule.zone)
-        nid = new_id()
         gk = f"digest:{receiver.name}"
-        conn.execute(
-            notifications.insert().values(
-                id=nid,
-                received_at=now,
-                am_receiver="digest",
-                group_key=gk,
-                status="digest",
-                alert_count=len(items),
-                redelivery_key=f"digest:{receiver.name}:{tick}",
-                payload=msgspec.json.encode(content).decode(),
-            )
+        nid = insert_own_notification(
+            conn,
+            source="digest",
+            group_key=gk,
+            status="digest",
+            count=len(items),
+            payload=msgspec.json.encode(content).decode(),
+            now=now,
         )
         for target, channel, _t in receiver.targets():
             if channel != "email":

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.slack import FakeSlack
+from tests.fakes.smtp import SMTPServer
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import PG_ADMIN_URL, need
 
@@ -91,6 +92,14 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     fake = await FakeSlack().start()
     yield fake
     await fake.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    """aiosmtpd on loopback, keeping what it accepts."""
+    server = SMTPServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

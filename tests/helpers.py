@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -24,6 +26,19 @@ FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager-0.25"
 PG_ADMIN_URL = os.environ.get("NOTIFIER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE = os.environ.get("NOTIFIER_REQUIRE_SERVICES", "") not in ("", "0", "false")
 TOKEN = "s3cret"
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def berlin(day: int, hour: int, minute: int = 0, month: int = 11) -> float:
+    """Unix time of a wall-clock moment in Europe/Berlin in 2026 (the scripted days of the tests)."""
+    return datetime(2026, month, day, hour, minute, tzinfo=BERLIN).timestamp()
+
+
+def iso_z(t: float) -> str:
+    """Alertmanager's time format."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def need(condition: bool, what: str) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from notifier.domain import SEVERITY_RANK, DeliveryState, MessageKind, Severity
 from notifier.store import new_id
+from notifier.store.repository import insert_own_notification
 from notifier.store.tables import deliveries, notifications
 
 HORIZON = 300.0  # seconds: messages due within this are "waiting now"
@@ -128,8 +129,7 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
     if len(top) > MAX_NAMES:
         names += f" and {len(top) - MAX_NAMES} other alert names"
     worst = min((Severity.of(a["labels"]) for a in alerts), key=SEVERITY_RANK.__getitem__)
-    sid = new_id()
-    group_key = f"storm:{target}:{sid}"
+    group_key = f"storm:{target}:{new_id()}"
     summary = {
         "version": "4",
         "receiver": first.get("receiver", "storm"),
@@ -142,18 +142,14 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
         "externalURL": first.get("externalURL", ""),
         "alerts": alerts,
     }
-    raw = msgspec.json.encode(summary).decode()
-    conn.execute(
-        notifications.insert().values(
-            id=sid,
-            received_at=now,
-            am_receiver="storm",
-            group_key=group_key,
-            status="firing",
-            alert_count=len(alerts),
-            redelivery_key=hashlib.sha256(group_key.encode()).hexdigest(),
-            payload=raw,
-        )
+    sid = insert_own_notification(
+        conn,
+        source="storm",
+        group_key=group_key,
+        status="firing",
+        count=len(alerts),
+        payload=msgspec.json.encode(summary).decode(),
+        now=now,
     )
     ids = [r["id"] for r, _ in fold]
     conn.execute(

@@ -7,6 +7,7 @@ through the async engine. Reads are async and take no write lock.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.domain import DeliveryState
+from notifier.store.engine import new_id
 from notifier.store.tables import deliveries, intake_keys, notifications, threads
 
 
@@ -296,6 +298,27 @@ def clear_thread(conn: Connection, target: str, group_hash: str) -> None:
 def purge_expired_keys(conn: Connection, now: float) -> int:
     res = conn.execute(delete(intake_keys).where(intake_keys.c.expires_at <= now))
     return int(res.rowcount or 0)
+
+
+def insert_own_notification(
+    conn: Connection, *, source: str, group_key: str, status: str, count: int, payload: str, now: float
+) -> str:
+    """A notification the notifier makes itself (a digest, a storm summary), stored like a received one so that its
+    message goes through the outbox like any other. Returns its id."""
+    nid = new_id()
+    conn.execute(
+        notifications.insert().values(
+            id=nid,
+            received_at=now,
+            am_receiver=source,
+            group_key=group_key,
+            status=status,
+            alert_count=count,
+            redelivery_key=hashlib.sha256(f"{source}\x00{group_key}\x00{nid}".encode()).hexdigest(),
+            payload=payload,
+        )
+    )
+    return nid
 
 
 def get_notifications(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,18 +14,8 @@ from notifier.digests import DigestSchedule, DigestScheduler
 from notifier.errors import ConfigError
 from notifier.settings import load_settings_from_mapping
 from tests.fakes.smtp import SMTPServer
-from tests.helpers import TOKEN, settings_from, wait_for
+from tests.helpers import TOKEN, berlin, iso_z, settings_from, wait_for
 from tests.notifier.harness import post, running
-
-BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def at(day: int, hour: int, minute: int = 0) -> float:
-    return datetime(2026, 11, day, hour, minute, tzinfo=BERLIN).timestamp()
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def webhook(name: str, severity: str, fp: str, start: float, end: float | None = None, bot: str = "grid-btc") -> str:
@@ -49,21 +36,14 @@ def webhook(name: str, severity: str, fp: str, start: float, end: float | None =
                     "status": status,
                     "labels": {"alertname": name, "severity": severity, "bot": bot},
                     "annotations": {"summary": f"{name} summary"},
-                    "startsAt": iso(start),
-                    "endsAt": iso(end) if end else "0001-01-01T00:00:00Z",
+                    "startsAt": iso_z(start),
+                    "endsAt": iso_z(end) if end else "0001-01-01T00:00:00Z",
                     "generatorURL": f"http://prom/{fp}",
                     "fingerprint": fp,
                 }
             ],
         }
     )
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPServer]:
-    s = SMTPServer().start()
-    yield s
-    s.stop()
 
 
 def config(smtp: SMTPServer, schedule: str = "0 8 * * *", **digest: Any) -> dict[str, Any]:
@@ -91,12 +71,12 @@ def config(smtp: SMTPServer, schedule: str = "0 8 * * *", **digest: Any) -> dict
 
 def test_schedules() -> None:
     daily = DigestSchedule.parse("0 8 * * *", "Europe/Berlin")
-    assert daily.latest_tick(at(27, 9, 30)) == at(27, 8)
-    assert daily.latest_tick(at(27, 7, 59)) == at(26, 8)
+    assert daily.latest_tick(berlin(27, 9, 30)) == berlin(27, 8)
+    assert daily.latest_tick(berlin(27, 7, 59)) == berlin(26, 8)
     hourly = DigestSchedule.parse("every 1h", "Europe/Berlin")
-    assert hourly.latest_tick(at(27, 9, 30)) == at(27, 9)
+    assert hourly.latest_tick(berlin(27, 9, 30)) == berlin(27, 9)
     weekdays = DigestSchedule.parse("30 7 * * 1-5", "Europe/Berlin")  # 2026-11-28 is a Saturday
-    assert weekdays.latest_tick(at(29, 12)) == at(27, 7, 30)
+    assert weekdays.latest_tick(berlin(29, 12)) == berlin(27, 7, 30)
     for bad in ("every 10s", "0 25 * * *", "0 8 * *", "x 8 * * *"):
         with pytest.raises(ValueError):
             DigestSchedule.parse(bad, "UTC")
@@ -129,7 +109,7 @@ def test_digest_config_errors() -> None:
 
 
 async def test_a_known_days_digest_has_exactly_this_content(sqlite_url: str, smtp: SMTPServer) -> None:
-    clock = FrozenClock(at(26, 10))
+    clock = FrozenClock(berlin(26, 10))
     async with running(settings_from(config(smtp), sqlite_url), clock=clock) as (client, rt):
 
         async def send(t: float, body: str) -> None:
@@ -137,16 +117,16 @@ async def test_a_known_days_digest_has_exactly_this_content(sqlite_url: str, smt
             r = await post(client, body)
             assert r.status_code == 202 and r.json()["queued"] == 0  # into the digest, not sent now
 
-        await send(at(26, 10), webhook("LargeDrawdown", "warning", "a1", at(26, 10)))
-        await send(at(26, 11), webhook("LargeDrawdown", "warning", "a1", at(26, 10), at(26, 11)))
-        await send(at(26, 12), webhook("CriticalDrawdown", "critical", "b1", at(26, 12), bot="dca-eth"))
-        await send(at(26, 13), webhook("HighErrorRate", "warning", "c1", at(26, 13)))
-        await send(at(26, 13, 30), webhook("HighErrorRate", "warning", "c1", at(26, 13), at(26, 13, 30)))
-        await send(at(26, 14), webhook("HighErrorRate", "warning", "c1", at(26, 14)))
-        await send(at(26, 14, 30), webhook("HighErrorRate", "warning", "c1", at(26, 14), at(26, 14, 30)))
-        await clock.set(at(27, 7, 59))
+        await send(berlin(26, 10), webhook("LargeDrawdown", "warning", "a1", berlin(26, 10)))
+        await send(berlin(26, 11), webhook("LargeDrawdown", "warning", "a1", berlin(26, 10), berlin(26, 11)))
+        await send(berlin(26, 12), webhook("CriticalDrawdown", "critical", "b1", berlin(26, 12), bot="dca-eth"))
+        await send(berlin(26, 13), webhook("HighErrorRate", "warning", "c1", berlin(26, 13)))
+        await send(berlin(26, 13, 30), webhook("HighErrorRate", "warning", "c1", berlin(26, 13), berlin(26, 13, 30)))
+        await send(berlin(26, 14), webhook("HighErrorRate", "warning", "c1", berlin(26, 14)))
+        await send(berlin(26, 14, 30), webhook("HighErrorRate", "warning", "c1", berlin(26, 14), berlin(26, 14, 30)))
+        await clock.set(berlin(27, 7, 59))
         assert await rt.digests.run_due() == 0  # not yet 08:00
-        await clock.set(at(27, 8))
+        await clock.set(berlin(27, 8))
         assert await rt.digests.run_due() == 1
         rt.worker.wake()
         await wait_for(lambda: len(smtp.messages) == 1)
@@ -174,28 +154,30 @@ async def test_a_known_days_digest_has_exactly_this_content(sqlite_url: str, smt
         metrics = (await client.get("/metrics")).text
         assert "notifier_digests_sent_total 1.0" in metrics and "notifier_digest_items 4.0" in metrics
         # the next day: the critical alert resolves; it is the only item, and it appears once more
-        await send(at(27, 9), webhook("CriticalDrawdown", "critical", "b1", at(26, 12), at(27, 9), bot="dca-eth"))
-        await clock.set(at(28, 8))
+        await send(
+            berlin(27, 9), webhook("CriticalDrawdown", "critical", "b1", berlin(26, 12), berlin(27, 9), bot="dca-eth")
+        )
+        await clock.set(berlin(28, 8))
         assert await rt.digests.run_due() == 1
         await wait_for(lambda: len(smtp.messages) == 2)
         text = smtp.messages[1].message.get_body(("plain",)).get_content()
         assert "1 alert: 1 critical" in text and "2026-11-27 08:00 – 2026-11-28 08:00" in text
         # and a day with nothing at all sends nothing
-        await clock.set(at(29, 8))
+        await clock.set(berlin(29, 8))
         assert await rt.digests.run_due() == 0
         await asyncio.sleep(0.3)
         assert len(smtp.messages) == 2
 
 
 async def test_three_missed_ticks_make_one_digest(sqlite_url: str, smtp: SMTPServer) -> None:
-    clock = FrozenClock(at(26, 10, 5))
+    clock = FrozenClock(berlin(26, 10, 5))
     async with running(settings_from(config(smtp, schedule="every 1h"), sqlite_url), clock=clock) as (client, rt):
         await rt.digests.stop()  # driven by hand below
-        await clock.set(at(26, 11))
+        await clock.set(berlin(26, 11))
         assert await rt.digests.run_due() == 0  # nothing collected yet: no email
-        await clock.set(at(26, 11, 10))
-        await post(client, webhook("LargeDrawdown", "warning", "a1", at(26, 11, 10)))
-        await clock.set(at(26, 14, 20))  # the notifier was down for the 12:00, 13:00 and 14:00 ticks
+        await clock.set(berlin(26, 11, 10))
+        await post(client, webhook("LargeDrawdown", "warning", "a1", berlin(26, 11, 10)))
+        await clock.set(berlin(26, 14, 20))  # the notifier was down for the 12:00, 13:00 and 14:00 ticks
         assert await rt.digests.run_due() == 1
         assert await rt.digests.run_due() == 0
         rt.worker.wake()
@@ -205,12 +187,12 @@ async def test_three_missed_ticks_make_one_digest(sqlite_url: str, smtp: SMTPSer
 
 
 async def test_exactly_one_digest_per_tick_with_several_schedulers(sqlite_url: str, smtp: SMTPServer) -> None:
-    clock = FrozenClock(at(26, 10))
+    clock = FrozenClock(berlin(26, 10))
     s = settings_from(config(smtp, schedule="every 1h"), sqlite_url)
     async with running(s, clock=clock) as (client, rt):
         await rt.digests.stop()
-        await post(client, webhook("LargeDrawdown", "warning", "a1", at(26, 10)))
-        await clock.set(at(26, 11))
+        await post(client, webhook("LargeDrawdown", "warning", "a1", berlin(26, 10)))
+        await clock.set(berlin(26, 11))
         others = [DigestScheduler(rt.store, s, clock, rt.metrics, rt.worker.wake) for _ in range(3)]
         results = await asyncio.gather(rt.digests.run_due(), *(o.run_due() for o in others))
         assert sum(results) == 1

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import SMTPServer
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import TOKEN
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPServer]:
-    server = SMTPServer().start()
-    yield server
-    server.stop()
 
 
 def all_channels(tg: FakeTelegram, slack: FakeSlack, smtp: SMTPServer | None, **delivery: Any) -> dict[str, Any]:
