@@ -64,9 +64,7 @@ async def baseline(fake: FakeTelegram, tokens: list[str], rate: float, duration:
     async def one(i: int) -> None:
         tag = f"baseline {i}"
         sent_at[tag] = time.time()
-        await bots[i % BOTS].send_message(
-            chat_id=1000 + (i % CHATS), text=text.format(i=i), parse_mode="HTML"
-        )
+        await bots[i % BOTS].send_message(chat_id=1000 + (i % CHATS), text=text.format(i=i), parse_mode="HTML")
 
     before = len(fake.sent)
     await paced(rate, duration, one)
