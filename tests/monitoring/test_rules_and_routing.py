@@ -167,3 +167,17 @@ def test_inhibitions_work_on_a_running_alertmanager(tmp_path: Path, alertmanager
 def test_rule_files_are_yaml_with_groups(name: str) -> None:
     doc = yaml.safe_load((MON / "prometheus" / "rules" / name).read_text())
     assert doc["groups"] and all(g["rules"] for g in doc["groups"])
+
+
+def test_every_runbook_url_has_its_section_in_runbooks_md() -> None:
+    import re
+
+    def slug(heading: str) -> str:  # GitHub's anchor for a heading
+        return re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+
+    text = (MON / "RUNBOOKS.md").read_text()
+    anchors = {slug(line[3:]) for line in text.splitlines() if line.startswith("## ")}
+    for name, rule in rules().items():
+        url = rule["annotations"]["runbook_url"]
+        assert url.endswith("/monitoring/RUNBOOKS.md#" + url.rsplit("#", 1)[1]), name
+        assert url.rsplit("#", 1)[1] in anchors, name
