@@ -41,6 +41,42 @@ def iso_z(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def am_group(
+    name: str,
+    severity: str,
+    alerts: list[tuple[str, str, float, float | None]],
+    *,
+    bot: str | None = None,
+    summary: str | None = None,
+    generator_url: bool = False,
+) -> str:
+    """An Alertmanager webhook body for one group; alerts are (fingerprint, status, startsAt, endsAt)."""
+    body: dict[str, Any] = {
+        "receiver": "notifier",
+        "status": "firing" if any(a[1] == "firing" for a in alerts) else "resolved",
+        "groupKey": f'{{}}:{{alertname="{name}"}}',
+        "groupLabels": {"alertname": name},
+        "commonLabels": {"alertname": name, "severity": severity},
+        "commonAnnotations": {},
+        "externalURL": "http://am:9093",
+        "version": "4",
+        "truncatedAlerts": 0,
+        "alerts": [
+            {
+                "status": status,
+                "labels": {"alertname": name, "severity": severity, "bot": bot or f"bot-{fp}"},
+                "annotations": {"summary": summary or f"{name} on bot-{fp}"},
+                "startsAt": iso_z(start),
+                "endsAt": iso_z(end) if end else "0001-01-01T00:00:00Z",
+                "generatorURL": f"http://prom/{fp}" if generator_url else "",
+                "fingerprint": fp,
+            }
+            for fp, status, start, end in alerts
+        ],
+    }
+    return json.dumps(body)
+
+
 def need(condition: bool, what: str) -> None:
     """Skip without `what`, or fail when the CI says every service must be there."""
     if condition:

@@ -4,7 +4,6 @@ ticks, and exactly one digest per tick when several schedulers race."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -14,36 +13,13 @@ from notifier.digests import DigestSchedule, DigestScheduler
 from notifier.errors import ConfigError
 from notifier.settings import load_settings_from_mapping
 from tests.fakes.smtp import SMTPServer
-from tests.helpers import TOKEN, berlin, iso_z, settings_from, wait_for
+from tests.helpers import TOKEN, am_group, berlin, settings_from, wait_for
 from tests.notifier.harness import post, running
 
 
 def webhook(name: str, severity: str, fp: str, start: float, end: float | None = None, bot: str = "grid-btc") -> str:
     status = "resolved" if end else "firing"
-    return json.dumps(
-        {
-            "receiver": "notifier",
-            "status": status,
-            "groupKey": f'{{}}:{{alertname="{name}"}}',
-            "groupLabels": {"alertname": name},
-            "commonLabels": {"alertname": name, "severity": severity},
-            "commonAnnotations": {},
-            "externalURL": "http://am:9093",
-            "version": "4",
-            "truncatedAlerts": 0,
-            "alerts": [
-                {
-                    "status": status,
-                    "labels": {"alertname": name, "severity": severity, "bot": bot},
-                    "annotations": {"summary": f"{name} summary"},
-                    "startsAt": iso_z(start),
-                    "endsAt": iso_z(end) if end else "0001-01-01T00:00:00Z",
-                    "generatorURL": f"http://prom/{fp}",
-                    "fingerprint": fp,
-                }
-            ],
-        }
-    )
+    return am_group(name, severity, [(fp, status, start, end)], bot=bot, summary=f"{name} summary", generator_url=True)
 
 
 def config(smtp: SMTPServer, schedule: str = "0 8 * * *", **digest: Any) -> dict[str, Any]:

@@ -4,42 +4,18 @@ the repeat interval, quiet nights with one catch-up in the morning, critical ale
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from notifier.clock import FrozenClock
 from notifier.runtime import Runtime
 from tests.fakes.telegram import FakeTelegram, check_html
-from tests.helpers import TOKEN, berlin, iso_z, settings_from, wait_for
+from tests.helpers import TOKEN, am_group, berlin, settings_from, wait_for
 from tests.notifier.harness import delivery_rows, post, running
 
 
 def group(name: str, severity: str, alerts: list[tuple[str, str, float, float | None]]) -> str:
     """alerts: (fingerprint, status, startsAt, endsAt)"""
-    body: dict[str, Any] = {
-        "receiver": "notifier",
-        "status": "firing" if any(a[1] == "firing" for a in alerts) else "resolved",
-        "groupKey": f'{{}}:{{alertname="{name}"}}',
-        "groupLabels": {"alertname": name},
-        "commonLabels": {"alertname": name, "severity": severity},
-        "commonAnnotations": {},
-        "externalURL": "http://am:9093",
-        "version": "4",
-        "truncatedAlerts": 0,
-        "alerts": [
-            {
-                "status": st,
-                "labels": {"alertname": name, "severity": severity, "bot": f"bot-{fp}"},
-                "annotations": {"summary": f"{name} on bot-{fp}"},
-                "startsAt": iso_z(start),
-                "endsAt": iso_z(end) if end else "0001-01-01T00:00:00Z",
-                "generatorURL": "",
-                "fingerprint": fp,
-            }
-            for fp, st, start, end in alerts
-        ],
-    }
-    return json.dumps(body)
+    return am_group(name, severity, alerts)
 
 
 def config(tg: FakeTelegram, mode: str = "defer", **route: Any) -> dict[str, Any]:
