@@ -245,13 +245,6 @@ class DeliveryWorker:
             self._metrics.outbox_pending.labels(ch).set(counts.get(ch, 0))
         self._metrics.outbox_oldest.set(max(0.0, self._clock.now() - oldest) if oldest else 0.0)
 
-    async def drain_once(self) -> int:
-        """Claim and deliver everything due now, waiting for it (tests and `notifier send-test`)."""
-        n = await self._claim()
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
-        return n
-
     async def _deliver(self, row: dict[str, Any]) -> None:
         try:
             await self._deliver_row(row)

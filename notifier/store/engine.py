@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -257,10 +256,3 @@ def describe_db_error(exc: BaseException) -> str:
     if "[SQL:" in msg:
         msg = msg.split("[SQL:")[0].strip()
     return f"{name}: {msg}"[:300] if msg else name
-
-
-def data_dir_of(url: str) -> str | None:
-    u = make_url(async_url(url))
-    if u.drivername.startswith("sqlite") and u.database and u.database != ":memory:":
-        return os.path.dirname(os.path.abspath(u.database))
-    return None

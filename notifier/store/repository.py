@@ -8,7 +8,6 @@ through the async engine. Reads are async and take no write lock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.domain import DeliveryState
 from notifier.store.engine import new_id
-from notifier.store.tables import deliveries, intake_keys, notifications, threads
+from notifier.store.tables import deliveries, notifications, threads
 
 
 def dialect_insert(conn: AsyncConnection | Connection, table: Any) -> Any:
@@ -295,11 +294,6 @@ def clear_thread(conn: Connection, target: str, group_hash: str) -> None:
     conn.execute(delete(threads).where(threads.c.target == target, threads.c.group_hash == group_hash))
 
 
-def purge_expired_keys(conn: Connection, now: float) -> int:
-    res = conn.execute(delete(intake_keys).where(intake_keys.c.expires_at <= now))
-    return int(res.rowcount or 0)
-
-
 def insert_own_notification(
     conn: Connection, *, source: str, group_key: str, status: str, count: int, payload: str, now: float
 ) -> str:
@@ -319,10 +313,3 @@ def insert_own_notification(
         )
     )
     return nid
-
-
-def get_notifications(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    if not ids:
-        return {}
-    rows = conn.execute(select(notifications).where(notifications.c.id.in_(list(set(ids))))).mappings()
-    return {r["id"]: dict(r) for r in rows}
