@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,13 +18,15 @@ class Severity(StrEnum):
     @classmethod
     def of(cls, labels: dict[str, str]) -> Severity:
         """The alert's severity label; an unknown or missing one counts as warning, so it is never silenced as info."""
-        try:
-            return cls(labels.get("severity", "").lower())
-        except ValueError:
-            return cls.WARNING
+        return cls.parse(labels.get("severity", ""))
+
+    @classmethod
+    def parse(cls, value: str) -> Severity:
+        return _SEVERITY_NAMES.get(value) or _SEVERITY_NAMES.get(value.lower(), cls.WARNING)
 
 
 SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+_SEVERITY_NAMES = {s.value: s for s in Severity}
 
 
 class AlertStatus(StrEnum):
@@ -115,17 +116,6 @@ class AlertGroup:
     def labels_for_routing(self) -> dict[str, str]:
         """Group labels win over common labels, as Alertmanager's own routing saw them."""
         return {**self.common_labels, **self.group_labels}
-
-
-def redelivery_key(group_key: str, receiver: str, alerts: list[tuple[str, str, str, str]]) -> str:
-    """Identity of one notification: an HA peer's copy or a resend has the same key; any change gives another."""
-    h = hashlib.sha256()
-    h.update(group_key.encode())
-    h.update(b"\x00")
-    h.update(receiver.encode())
-    for fp, status, starts, ends in sorted(alerts):
-        h.update(f"\x00{fp}\x01{status}\x01{starts}\x01{ends}".encode())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

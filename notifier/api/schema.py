@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from notifier.domain import ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus
+from notifier.domain import SEVERITY_RANK, ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, Severity
 
 _AT = re.compile(r"^(?P<msg>.*) - at `\$\.?(?P<path>[^`]*)`$", re.S)
 
@@ -146,5 +147,24 @@ def to_group(p: WebhookPayload) -> AlertGroup:
     )
 
 
-def raw_redelivery_tuples(p: WebhookPayload) -> list[tuple[str, str, str, str]]:
-    return [(a.fingerprint, a.status, a.startsAt.isoformat(), a.endsAt.isoformat()) for a in p.alerts]
+_key_encoder = msgspec.json.Encoder()
+
+
+def redelivery_key(p: WebhookPayload) -> str:
+    """Identity of one notification: an HA peer's copy or a resend has the same key; any change gives another.
+
+    The key covers groupKey, receiver and the set of (fingerprint, status, startsAt, endsAt); encoding the sorted
+    set in one msgspec call keeps the cost per alert to building one tuple."""
+    alerts = sorted([(a.fingerprint, a.status, a.startsAt, a.endsAt) for a in p.alerts])
+    return hashlib.sha256(_key_encoder.encode((p.groupKey, p.receiver, alerts))).hexdigest()
+
+
+def alert_states(p: WebhookPayload) -> dict[str, str]:
+    """fingerprint -> status, the group's state as this notification tells it."""
+    return {a.fingerprint: a.status for a in p.alerts}
+
+
+def payload_severity(p: WebhookPayload) -> Severity:
+    """The group's severity (its most severe alert), as AlertGroup.severity computes it, without building alerts."""
+    values = {a.labels.get("severity", "") for a in p.alerts}
+    return min((Severity.parse(v) for v in values), key=SEVERITY_RANK.__getitem__)

@@ -21,10 +21,10 @@ from sqlalchemy import bindparam, case, delete, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from notifier.api.schema import WebhookPayload, raw_redelivery_tuples, to_group
+from notifier.api.schema import WebhookPayload, alert_states, payload_severity, redelivery_key
 from notifier.clock import Clock
 from notifier.digests import record_items
-from notifier.domain import AlertGroup, AlertStatus, DeliveryState, MessageKind, redelivery_key
+from notifier.domain import AlertStatus, DeliveryState, MessageKind, Severity
 from notifier.errors import StoreUnavailable
 from notifier.metrics import NotifierMetrics
 from notifier.routing import RouteMatch, Router
@@ -62,7 +62,8 @@ class IntakeJob:
 
     payload: WebhookPayload
     raw: bytes
-    group: AlertGroup
+    states: dict[str, str]  # fingerprint -> status
+    severity: Severity
     key: str
     group_hash: str
     matches: list[RouteMatch]
@@ -127,15 +128,15 @@ class IntakeStage:
         self._statements: dict[str, _Statements] = {}
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
-        group = to_group(payload)
-        key = redelivery_key(payload.groupKey, payload.receiver, raw_redelivery_tuples(payload))
+        # no per-alert objects here: what the decisions need is each alert's state and the group's severity
         return IntakeJob(
             payload,
             raw,
-            group,
-            key,
+            alert_states(payload),
+            payload_severity(payload),
+            redelivery_key(payload),
             group_hash(payload.receiver, payload.groupKey),
-            self._router.match(group.labels_for_routing()),
+            self._router.match({**payload.commonLabels, **payload.groupLabels}),
         )
 
     def commit_batch(self, conn: Connection, jobs: list[IntakeJob]) -> list[IntakeResult | Exception]:
@@ -176,19 +177,27 @@ class IntakeStage:
         q = self._stmts(conn)
         keys = list({j.key for j in jobs})
         hashes = list({j.group_hash for j in jobs})
+        # Every read names the leading column of its table's key as well (receiver, target): by group hash alone
+        # they would scan whole tables, which grow with history.
+        receivers = list({m.receiver for j in jobs for m in j.matches})
+        targets = list({t for r in receivers for t, _, _ in self._targets[r]})
         holders = {k: nid for k, nid in conn.execute(q.live_keys, {"keys": keys, "now": now}).all()}
-        groups = {
-            (r.receiver, r.group_hash): {"alerts": msgspec.json.decode(r.alerts), "last_sent_at": r.last_sent_at}
-            for r in conn.execute(q.groups, {"hashes": hashes}).all()
-        }
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        if receivers:
+            groups = {
+                (r.receiver, r.group_hash): {"alerts": msgspec.json.decode(r.alerts), "last_sent_at": r.last_sent_at}
+                for r in conn.execute(q.groups, {"receivers": receivers, "hashes": hashes}).all()
+            }
         pending: dict[tuple[str, str], dict[str, Any]] = {}
         sending: set[tuple[str, str]] = set()
-        for r in conn.execute(q.waiting, {"hashes": hashes}).mappings():
-            if r["state"] == DeliveryState.PENDING.value:
-                pending[(r["target"], r["group_hash"])] = dict(r)
-            else:
-                sending.add((r["target"], r["group_hash"]))
-        refs = {(t, g): ref for t, g, ref in conn.execute(q.threads, {"hashes": hashes}).all()}
+        refs: dict[tuple[str, str], str] = {}
+        if targets:
+            for r in conn.execute(q.waiting, {"targets": targets, "hashes": hashes}).mappings():
+                if r["state"] == DeliveryState.PENDING.value:
+                    pending[(r["target"], r["group_hash"])] = dict(r)
+                else:
+                    sending.add((r["target"], r["group_hash"]))
+            refs = {(t, g): ref for t, g, ref in conn.execute(q.threads, {"targets": targets, "hashes": hashes}).all()}
         wanted = list({p["notification_id"] for p in pending.values()})
         payloads: dict[str, bytes] = {}
         if wanted:
@@ -209,7 +218,7 @@ class IntakeStage:
             st.group_writes[k] = {
                 "receiver": k[0],
                 "group_hash": k[1],
-                "group_key": job.group.group_key,
+                "group_key": job.payload.groupKey,
                 "alerts": msgspec.json.encode(v["alerts"]).decode(),
                 "last_sent_at": v["last_sent_at"],
             }
@@ -250,9 +259,9 @@ class IntakeStage:
         delivery_updates: dict[tuple[str, str], dict[str, Any]],
     ) -> None:
         receiver = self._settings.receiver(match.receiver)
-        group = job.group
         gh = job.group_hash
-        current = {a.fingerprint: a.status.value for a in group.alerts}
+        current = job.states
+        severity = job.severity.value
         prior = st.groups.get((receiver.name, gh))
         base: dict[str, str] = prior["alerts"] if prior else {}
         change = diff_states(base, current)
@@ -275,7 +284,7 @@ class IntakeStage:
         skip_resolved = False
         digest = match.digest
         qh = match.quiet_hours
-        if qh is not None and group.severity.value not in qh.bypass_severities:
+        if qh is not None and severity not in qh.bypass_severities:
             window = self._schedules[qh.schedule].active_window(now)
             if window is not None:
                 if qh.mode == "drop":
@@ -298,7 +307,7 @@ class IntakeStage:
             return
 
         for target, channel, settings in self._targets[receiver.name]:
-            target_silent = silent or (channel == "telegram" and group.severity.value in settings.silent_severities)
+            target_silent = silent or (channel == "telegram" and severity in settings.silent_severities)
             info: dict[str, Any] = {"base": base, "repeat": bool(repeat_due and not change["new"]), **change}
             if skip_resolved:
                 info["skip_if_resolved"] = True
@@ -313,7 +322,7 @@ class IntakeStage:
                 info["base"] = old.get("base", base)
                 info["repeat"] = False
                 info["skip_if_resolved"] = bool(old.get("skip_if_resolved")) and skip_resolved
-                info["gone"] = self._carry_gone(st, waiting, old, group)
+                info["gone"] = self._carry_gone(st, waiting, old, current)
                 with_gone = {**{g["fingerprint"]: AlertStatus.RESOLVED.value for g in info["gone"]}, **current}
                 info.update(diff_states(info["base"], with_gone))
                 target_silent = target_silent and bool(waiting["silent"])
@@ -328,7 +337,7 @@ class IntakeStage:
                 "receiver": receiver.name,
                 "target": target,
                 "channel": channel,
-                "group_key": group.group_key,
+                "group_key": job.payload.groupKey,
                 "group_hash": gh,
                 "state": DeliveryState.PENDING.value,
                 "kind": MessageKind.ALERT.value,
@@ -366,11 +375,10 @@ class IntakeStage:
         result.suppressed[reason] = result.suppressed.get(reason, 0) + 1
 
     @staticmethod
-    def _carry_gone(st: _State, waiting: dict[str, Any], old: dict[str, Any], group: AlertGroup) -> list[Any]:
+    def _carry_gone(st: _State, waiting: dict[str, Any], old: dict[str, Any], present: dict[str, str]) -> list[Any]:
         """Alerts of the waiting message's state that the new state no longer lists (Alertmanager drops resolved
         alerts from later notifications): kept so that the catch-up still shows them."""
         gone: list[dict[str, Any]] = list(old.get("gone", []))
-        present = {a.fingerprint for a in group.alerts}
         raw = st.payloads.get(waiting["notification_id"])
         if raw is not None:
             known = {g["fingerprint"] for g in gone}
@@ -417,6 +425,8 @@ class _Statements:
     def build(cls, conn: Connection) -> _Statements:
         hashes: Any = bindparam("hashes", expanding=True)
         keys: Any = bindparam("keys", expanding=True)
+        receivers: Any = bindparam("receivers", expanding=True)
+        targets: Any = bindparam("targets", expanding=True)
         now: Any = bindparam("now")
         g = dialect_insert(conn, group_state)
         d = dialect_insert(conn, deliveries)
@@ -425,13 +435,16 @@ class _Statements:
             live_keys=select(intake_keys.c.key, intake_keys.c.notification_id).where(
                 intake_keys.c.key.in_(keys), intake_keys.c.expires_at > now
             ),
-            groups=select(group_state).where(group_state.c.group_hash.in_(hashes)),
+            groups=select(group_state).where(
+                group_state.c.receiver.in_(receivers), group_state.c.group_hash.in_(hashes)
+            ),
             waiting=select(deliveries).where(
+                deliveries.c.target.in_(targets),
                 deliveries.c.group_hash.in_(hashes),
                 deliveries.c.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value]),
             ),
             threads=select(threads.c.target, threads.c.group_hash, threads.c.provider_ref).where(
-                threads.c.group_hash.in_(hashes)
+                threads.c.target.in_(targets), threads.c.group_hash.in_(hashes)
             ),
             payloads=select(notifications.c.id, notifications.c.payload).where(
                 notifications.c.id.in_(bindparam("ids", expanding=True))

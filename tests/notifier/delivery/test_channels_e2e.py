@@ -67,7 +67,14 @@ async def test_firing_and_resolved_look_different(
         await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))
         await wait_for(lambda: len(fake_telegram.sent) == 1 and len(smtp.messages) == 1)
         await post(client, fixture_bytes("04-critical-all-resolved.json"))
-        await wait_for(lambda: len(fake_telegram.sent) == 2 and len(smtp.messages) == 2, timeout=15)
+        await wait_for(
+            lambda: (
+                len(fake_telegram.sent) == 2
+                and len(smtp.messages) == 2
+                and len([p for p in fake_slack.posted if p.via == "webhook"]) == 2
+            ),
+            timeout=15,
+        )
         fire, res = fake_telegram.sent
         assert fire.text.startswith("🔴") and "CRITICAL" in fire.text
         assert res.text.startswith("✅") and "RESOLVED" in res.text
