@@ -64,6 +64,12 @@ class NotifierMetrics:
         )
         self.digest_items = Gauge("notifier_digest_items", "Items in the last digest.", registry=registry)
         self.digests_sent = Counter("notifier_digests_sent_total", "Digests queued for sending.", registry=registry)
+        self.pruned = Counter(
+            "notifier_store_pruned_rows_total",
+            "Rows deleted by housekeeping once older than storage.retention, by table.",
+            ["table"],
+            registry=registry,
+        )
         self.storm_groups = Counter(
             "notifier_storm_groups_total",
             "Alert groups delivered inside a storm summary instead of one by one.",

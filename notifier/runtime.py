@@ -19,6 +19,7 @@ from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
 from notifier.routing import Router
 from notifier.settings import ReceiverSettings, Settings
 from notifier.store import Store
+from notifier.store.housekeeping import Housekeeper
 from notifier.templates import Renderer
 
 log = logging.getLogger("notifier")
@@ -70,6 +71,7 @@ class Runtime:
     renderers: dict[str, Renderer]
     registry: CollectorRegistry
     digests: DigestScheduler
+    housekeeper: Housekeeper
     started: bool = field(default=False)
 
     @classmethod
@@ -112,8 +114,21 @@ class Runtime:
             store, intake.commit_batch, on_commit=wake_if_queued
         )
         digests = DigestScheduler(store, settings, clock, metrics, worker.wake)
+        housekeeper = Housekeeper(store, settings.storage.retention, clock, metrics)
         return cls(
-            settings, store, clock, metrics, router, intake, committer, worker, channels, renderers, registry, digests
+            settings,
+            store,
+            clock,
+            metrics,
+            router,
+            intake,
+            committer,
+            worker,
+            channels,
+            renderers,
+            registry,
+            digests,
+            housekeeper,
         )
 
     async def start(self, *, worker: bool = True) -> None:
@@ -122,9 +137,11 @@ class Runtime:
         if worker:
             await self.worker.start()
             self.digests.start()
+            self.housekeeper.start()
         self.started = True
 
     async def stop(self) -> None:
+        await self.housekeeper.stop()
         await self.digests.stop()
         await self.committer.stop()
         await self.worker.stop()

@@ -139,11 +139,15 @@ class StorageSettings(_Strict, kw_only=True):
     url: str = "sqlite:///data/notifier.db"
     pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     connect_timeout: Duration = Duration(5.0)
+    # sent and dead messages, payloads nothing refers to, resolved group states: deleted once older than this
+    retention: Duration = Duration(30 * 86400.0)
 
     def __post_init__(self) -> None:
         scheme = self.url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in ("sqlite", "postgresql", "postgres"):
             raise ValueError("url: expected sqlite:///PATH or postgresql://USER@HOST/DB")
+        if 0 < self.retention < 86400:
+            raise ValueError("retention: expected 0 (keep everything) or at least 1d")
 
 
 class DedupSettings(_Strict, kw_only=True):

@@ -23,6 +23,10 @@ class RateLimiter(Protocol):
 
     async def reserve(self, rules: list[RateRule], now: float) -> float: ...
 
+    async def book(self, rules: list[RateRule], now: float, count: int) -> None:
+        """Count `count` more messages sent now, without asking: the further parts of a message that was split."""
+        ...
+
 
 class StoreRateLimiter:
     """Rate limits kept in the shared database (PostgreSQL), so that N replicas together stay within a provider's
@@ -36,6 +40,11 @@ class StoreRateLimiter:
         if not rules:
             return 0.0
         return await self._store.run_in_transaction(lambda conn: _reserve(conn, rules, now))
+
+    async def book(self, rules: list[RateRule], now: float, count: int) -> None:
+        if rules and count > 0:
+            rows = [{"key": r.key, "at": now} for r in rules for _ in range(count)]
+            await self._store.run_in_transaction(lambda conn: conn.execute(insert(rate_slots), rows))
 
 
 def _reserve(conn: Connection, rules: list[RateRule], now: float) -> float:
@@ -78,3 +87,7 @@ class MemoryRateLimiter:
         for r in rules:
             self._sent[r.key].append(now)
         return 0.0
+
+    async def book(self, rules: list[RateRule], now: float, count: int) -> None:
+        for r in rules:
+            self._sent.setdefault(r.key, deque()).extend([now] * count)

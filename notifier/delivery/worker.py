@@ -275,7 +275,8 @@ class DeliveryWorker:
             self._metrics.suppressed("quiet_hours_resolved")
             await self._finish_sent(row, message, DeliveryReceipt(ref=None, parts=0))
             return
-        wait = await self._limiter.reserve(with_headroom(channel.rate_rules(), message), now)
+        rules = with_headroom(channel.rate_rules(), message)
+        wait = await self._limiter.reserve(rules, now)
         if wait > 0:
             self._metrics.deliveries.labels(channel_name, row["receiver"], DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, row["parts_sent"]
@@ -303,6 +304,8 @@ class DeliveryWorker:
             return
         finally:
             self._metrics.delivery_duration.labels(channel_name).observe(asyncio.get_running_loop().time() - started)
+        # the slot booked above covered one message; a split message sent more, and the provider counts each
+        await self._limiter.book(rules, self._clock.now(), receipt.parts - message.part - 1)
         await self._finish_sent(row, message, receipt)
 
     @staticmethod

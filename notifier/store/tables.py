@@ -76,6 +76,7 @@ deliveries = Table(
     Column("provider_ref", Text),
     Index("ix_deliveries_state_due", "state", "next_attempt_at"),
     Index("ix_deliveries_target_group", "target", "group_hash", "state"),
+    Index("ix_deliveries_notification", "notification_id"),
     Index(
         "uq_deliveries_one_pending",
         "target",

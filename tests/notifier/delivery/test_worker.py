@@ -128,6 +128,30 @@ async def test_group_chat_flood_limit_of_20_per_minute(sqlite_url: str, fake_tel
     await rt.store.dispose()
 
 
+async def test_every_part_of_a_split_message_counts_against_the_group_limit(
+    sqlite_url: str, fake_telegram: FakeTelegram
+) -> None:
+    """A 300-alert group goes out as several messages; Telegram counts each of them against the group's 20 a minute,
+    so the notifier does too: what follows waits its turn instead of running into 429s."""
+    fake_telegram.group_limit_per_minute = 20
+    cfg = {**tg_config(fake_telegram), "storm": {"threshold": 1000}}  # no folding into a summary: one by one
+    async with running(settings_from(cfg, sqlite_url)) as (client, rt):
+        await post(client, json.dumps(make_group(300, group_key='{}:{g="big"}')))
+        await wait_for(lambda: len(fake_telegram.sent) >= 1, timeout=10)
+        parts = int(fake_telegram.sent[0].text.split("(1/", 1)[1].split(")", 1)[0])
+        assert parts >= 2
+        for i in range(17):
+            await post(client, json.dumps(make_group(1, group_key=f'{{}}:{{g="{i}"}}', name=f"A{i}")))
+        # warnings may use 16 of the 20 (the rest is kept for critical alerts): the parts count, so 16 messages in
+        # all reach the chat within the minute, and the other groups wait
+        await wait_for(lambda: len(fake_telegram.sent) >= 16, timeout=40)
+        await asyncio.sleep(2.5)
+        assert len(fake_telegram.sent) == 16
+        assert fake_telegram.rate_limited == 0
+        waiting = [r for r in await delivery_rows(rt) if r["state"] == "pending"]
+        assert len(waiting) == 1 + parts  # 17 singles, 16 - parts of them sent
+
+
 async def test_rejected_markup_is_resent_as_plain_text(
     sqlite_url: str, fake_telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:

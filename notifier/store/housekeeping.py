@@ -1,0 +1,253 @@
+"""Housekeeping: what the notifier no longer needs is deleted, so that its database stops growing.
+
+Every webhook keeps its payload, every message its delivery row; without pruning a busy setup fills its disk in
+months, and a full disk turns into 503s at the worst moment. Once an hour (and once shortly after start) rows older
+than `storage.retention` that nothing still depends on are deleted, in chunks, each chunk its own short transaction
+so that intake never waits long behind it:
+
+- messages that were sent or went dead (an operator has had the whole retention period to retry a dead one);
+- notifications that no remaining message refers to (a waiting message keeps its payload however old);
+- redelivery keys once they expire (they only matter within `dedup.redelivery_window`);
+- thread references of groups with no message left that no longer fire, group states whose alerts all resolved,
+  digest items that resolved, digest runs except each receiver's newest (the next digest's period starts there),
+  and rate-limit slots older than an hour (no limit looks back further than a minute).
+
+A still-firing group keeps its state and a still-firing alert its digest item, however old: forgetting them would
+announce an old alert as new. `storage.retention: 0` keeps everything. On SQLite, deleted pages are reused by new
+rows; the file only shrinks with `VACUUM`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, delete, exists, select, tuple_
+from sqlalchemy.engine import Connection
+
+from notifier.clock import Clock
+from notifier.domain import DeliveryState
+from notifier.metrics import NotifierMetrics
+from notifier.store.engine import Store
+from notifier.store.tables import (
+    deliveries,
+    digest_items,
+    digest_runs,
+    group_state,
+    intake_keys,
+    notifications,
+    rate_slots,
+    threads,
+)
+
+log = logging.getLogger("notifier.housekeeping")
+CHUNK = 2000  # rows per transaction: short enough that a webhook arriving meanwhile waits milliseconds, not seconds
+INTERVAL = 3600.0
+FIRST_RUN_AFTER = 60.0
+RATE_SLOT_AGE = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    table: str
+    ids: Any  # (now, cutoff) -> a SELECT of at most CHUNK keys to delete
+    delete: Any  # (keys) -> the DELETE
+
+
+def _by_id(table: Any, where: Any) -> _Rule:
+    return _Rule(
+        table.name,
+        lambda now, cutoff: select(table.c.id).where(*where(now, cutoff)).limit(CHUNK),
+        lambda keys: delete(table).where(table.c.id.in_(keys)),
+    )
+
+
+def _rules() -> list[_Rule]:
+    done = [DeliveryState.SENT.value, DeliveryState.DEAD.value]
+    later_run = digest_runs.alias("later")
+    return [
+        # messages first: they hold their notifications
+        _by_id(
+            deliveries,
+            lambda now, cutoff: (
+                deliveries.c.state.in_(done),
+                deliveries.c.next_attempt_at < cutoff,
+                deliveries.c.updated_at < cutoff,
+            ),
+        ),
+        _Rule(
+            "intake_keys",
+            lambda now, cutoff: select(intake_keys.c.key).where(intake_keys.c.expires_at < now).limit(CHUNK),
+            lambda keys: delete(intake_keys).where(intake_keys.c.key.in_(keys)),
+        ),
+        _by_id(
+            notifications,
+            lambda now, cutoff: (
+                notifications.c.received_at < cutoff,
+                ~exists().where(deliveries.c.notification_id == notifications.c.id),
+            ),
+        ),
+        _Rule(
+            "group_state",
+            # the stored state is msgspec's JSON of {fingerprint: status}: no "firing" in it, nothing fires
+            lambda now, cutoff: (
+                select(group_state.c.receiver, group_state.c.group_hash)
+                .where(group_state.c.last_sent_at < cutoff, group_state.c.alerts.not_like('%"firing"%'))
+                .limit(CHUNK)
+            ),
+            lambda keys: _delete_pairs(group_state, group_state.c.receiver, group_state.c.group_hash, keys),
+        ),
+        _by_id(
+            digest_items, lambda now, cutoff: (digest_items.c.status != "firing", digest_items.c.last_seen < cutoff)
+        ),
+        _Rule(
+            "digest_runs",
+            lambda now, cutoff: (
+                select(digest_runs.c.receiver, digest_runs.c.tick_at)
+                .where(
+                    digest_runs.c.ran_at < cutoff,
+                    exists().where(
+                        later_run.c.receiver == digest_runs.c.receiver, later_run.c.tick_at > digest_runs.c.tick_at
+                    ),
+                )
+                .limit(CHUNK)
+            ),
+            lambda keys: _delete_pairs(digest_runs, digest_runs.c.receiver, digest_runs.c.tick_at, keys),
+        ),
+    ]
+
+
+def _delete_pairs(table: Any, a: Any, b: Any, keys: list[tuple[Any, Any]]) -> Any:
+    return delete(table).where(tuple_(a, b).in_(keys))
+
+
+def _prune_chunk(conn: Connection, rule: _Rule, now: float, cutoff: float) -> int:
+    q: Select[Any] = rule.ids(now, cutoff)
+    rows = conn.execute(q).all()
+    if not rows:
+        return 0
+    keys = [r[0] for r in rows] if len(rows[0]) == 1 else [tuple(r) for r in rows]
+    conn.execute(rule.delete(keys))
+    return len(rows)
+
+
+def _prune_threads(conn: Connection, cutoff: float, after: tuple[str, str]) -> tuple[int, int, tuple[str, str]]:
+    """Thread references of groups that have no message left and no longer fire, by pages of (target, group hash):
+    (examined, deleted, last key). A group that still fires keeps its thread however old, so that its resolved
+    message still replies to its first one."""
+    page = [
+        (str(t), str(g))
+        for t, g in conn.execute(
+            select(threads.c.target, threads.c.group_hash)
+            .where(
+                tuple_(threads.c.target, threads.c.group_hash) > tuple_(*after),
+                threads.c.created_at < cutoff,
+                ~exists().where(
+                    deliveries.c.target == threads.c.target, deliveries.c.group_hash == threads.c.group_hash
+                ),
+            )
+            .order_by(threads.c.target, threads.c.group_hash)
+            .limit(CHUNK)
+        ).all()
+    ]
+    if not page:
+        return 0, 0, after
+    # a target is named "receiver/channel/index"; the receiver's state of the group tells whether it still fires
+    wanted = {(t.rsplit("/", 2)[0], g) for t, g in page}
+    firing = {
+        (str(r), str(g))
+        for r, g in conn.execute(
+            select(group_state.c.receiver, group_state.c.group_hash).where(
+                group_state.c.receiver.in_({r for r, _ in wanted}),
+                group_state.c.group_hash.in_({g for _, g in wanted}),
+                group_state.c.alerts.like('%"firing"%'),
+            )
+        ).all()
+    }
+    gone = [(t, g) for t, g in page if (t.rsplit("/", 2)[0], g) not in firing]
+    if gone:
+        conn.execute(_delete_pairs(threads, threads.c.target, threads.c.group_hash, gone))
+    return len(page), len(gone), page[-1]
+
+
+def _prune_rate_slots(conn: Connection, now: float) -> int:
+    old = select(rate_slots.c.key, rate_slots.c.at).where(rate_slots.c.at < now - RATE_SLOT_AGE).limit(CHUNK)
+    rows = [tuple(r) for r in conn.execute(old).all()]
+    if rows:
+        conn.execute(_delete_pairs(rate_slots, rate_slots.c.key, rate_slots.c.at, rows))
+    return len(rows)
+
+
+class Housekeeper:
+    """Deletes what the notifier no longer needs, once an hour."""
+
+    def __init__(self, store: Store, retention: float, clock: Clock, metrics: NotifierMetrics) -> None:
+        self._store = store
+        self._retention = retention
+        self._clock = clock
+        self._metrics = metrics
+        self._task: asyncio.Task[None] | None = None
+        self._rules = _rules()
+
+    def start(self) -> None:
+        if self._retention > 0 and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="housekeeping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        await asyncio.sleep(FIRST_RUN_AFTER)
+        while True:
+            try:
+                await self.prune()
+            except Exception as exc:  # the store is down or refused: try again next time, never stop trying
+                log.warning("housekeeping failed, retrying in an hour: %s", exc)
+            await asyncio.sleep(INTERVAL)
+
+    async def prune(self) -> dict[str, int]:
+        """Delete everything that is due now; returns rows deleted per table."""
+        if self._retention <= 0:
+            return {}
+        now = self._clock.now()
+        cutoff = now - self._retention
+        deleted: dict[str, int] = {}
+        for rule in self._rules:
+            deleted[rule.table] = await self._drain(lambda conn, r=rule: _prune_chunk(conn, r, now, cutoff))
+        deleted["rate_slots"] = await self._drain(lambda conn: _prune_rate_slots(conn, now))
+        deleted["threads"] = 0
+        after = ("", "")
+        while True:
+            examined, gone, after = await self._store.run_in_transaction(
+                functools.partial(_prune_threads, cutoff=cutoff, after=after)
+            )
+            deleted["threads"] += gone
+            if examined < CHUNK:
+                break
+        for table, n in deleted.items():
+            if n:
+                self._metrics.pruned.labels(table).inc(n)
+        if any(deleted.values()):
+            log.info(
+                "housekeeping deleted %s (retention %.0fd)",
+                ", ".join(f"{n} {t}" for t, n in deleted.items() if n),
+                self._retention / 86400,
+            )
+        return deleted
+
+    async def _drain(self, chunk: Any) -> int:
+        total = 0
+        while True:
+            n: int = await self._store.run_in_transaction(chunk)
+            total += n
+            if n < CHUNK:
+                return total
+            await asyncio.sleep(0)  # let intake in between chunks
