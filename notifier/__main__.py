@@ -278,6 +278,48 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Housekeeping now, once: what a running notifier does hourly, or with a shorter retention when the disk is
+    full. Safe while the notifier runs: it deletes in short transactions, as the notifier itself does."""
+    from prometheus_client import CollectorRegistry
+
+    from notifier.clock import SystemClock
+    from notifier.metrics import NotifierMetrics
+    from notifier.settings import parse_duration
+    from notifier.store import Store
+    from notifier.store.housekeeping import Housekeeper
+
+    settings = _load(args.config)
+    _setup_logging(settings.server.log_level)
+    retention = settings.storage.retention
+    if args.older_than is not None:
+        try:
+            retention = parse_duration(args.older_than)
+        except ValueError as exc:
+            print(f"--older-than: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        if retention < 86400:
+            print("--older-than: expected at least 1d", file=sys.stderr)
+            return EXIT_CONFIG
+    if retention <= 0:
+        print("storage.retention is 0 (keep everything) and no --older-than given: nothing to do")
+        return 0
+
+    async def run() -> dict[str, int]:
+        store = Store(settings.storage)
+        try:
+            await store.migrate()
+            keeper = Housekeeper(store, retention, SystemClock(), NotifierMetrics(CollectorRegistry()))
+            return await keeper.prune()
+        finally:
+            await store.dispose()
+
+    deleted = asyncio.run(run())
+    for table, n in deleted.items():
+        print(f"{table:14} {n} deleted")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="notifier", description="TRADERAGENT's alert-routing notifier")
     p.add_argument("--config", "-c", help=f"config file (default $NOTIFIER_CONFIG or {default_config_path()})")
@@ -314,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=50)
     s.add_argument("--retry", metavar="ID", help="make a dead delivery pending again")
     s.set_defaults(func=cmd_deliveries)
+
+    s = sub.add_parser("prune", help="delete what is older than storage.retention now (housekeeping, once)")
+    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    s.add_argument("--older-than", metavar="DURATION", help="instead of storage.retention, e.g. 7d (at least 1d)")
+    s.set_defaults(func=cmd_prune)
     return p
 
 

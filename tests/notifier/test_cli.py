@@ -1,4 +1,5 @@
-"""The CLI: render prints what a receiver would send; send-test sends a real message; deliveries lists the outbox."""
+"""The CLI: render prints what a receiver would send; send-test sends a real message; deliveries lists the outbox;
+prune deletes old history at once."""
 
 from __future__ import annotations
 
@@ -74,3 +75,27 @@ async def test_deliveries_cli(tmp_path: Path, fake_telegram: FakeTelegram) -> No
     assert r.returncode == 0 and r.stdout == ""
     r = await asyncio.to_thread(cli, "--config", str(cfg), "deliveries", "--retry", "nope")
     assert r.returncode == 1 and "missing" in r.stderr
+
+
+async def test_prune_deletes_what_is_older_than_asked(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    import sqlite3
+    import time
+
+    cfg = config(tmp_path, fake_telegram)
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "prune", "--older-than", "2h")
+    assert r.returncode == 2 and "--older-than: expected at least 1d" in r.stderr
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "prune")  # creates the schema; nothing to delete yet
+    assert r.returncode == 0, r.stderr
+    day = 86400.0
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        now = time.time()
+        for nid, age in (("OLD", 10 * day), ("NEW", 2 * day)):
+            db.execute(
+                "INSERT INTO notifications VALUES (?, ?, 'am', 'g', 'firing', 1, ?, '{}')", (nid, now - age, nid)
+            )
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "prune")  # retention 30d: both are younger
+    assert "notifications  0 deleted" in r.stdout
+    r = await asyncio.to_thread(cli, "--config", str(cfg), "prune", "--older-than", "7d")
+    assert r.returncode == 0 and "notifications  1 deleted" in r.stdout, r.stdout + r.stderr
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        assert [row[0] for row in db.execute("SELECT id FROM notifications")] == ["NEW"]
