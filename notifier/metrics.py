@@ -64,6 +64,12 @@ class NotifierMetrics:
         )
         self.digest_items = Gauge("notifier_digest_items", "Items in the last digest.", registry=registry)
         self.digests_sent = Counter("notifier_digests_sent_total", "Digests queued for sending.", registry=registry)
+        self.heartbeats = Counter(
+            "notifier_heartbeats_total",
+            "Dead-man's-switch calls by outcome: sent, withheld (the notifier was not healthy) or failed.",
+            ["outcome"],
+            registry=registry,
+        )
         self.pruned = Counter(
             "notifier_store_pruned_rows_total",
             "Rows deleted by housekeeping once older than storage.retention, by table.",

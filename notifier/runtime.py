@@ -13,6 +13,7 @@ from notifier.clock import Clock, SystemClock
 from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from notifier.delivery.worker import DeliveryWorker
 from notifier.digests import DigestScheduler
+from notifier.heartbeat import Heartbeat
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.committer import GroupCommitter
 from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
@@ -72,6 +73,7 @@ class Runtime:
     registry: CollectorRegistry
     digests: DigestScheduler
     housekeeper: Housekeeper
+    heartbeat: Heartbeat
     started: bool = field(default=False)
 
     @classmethod
@@ -115,6 +117,7 @@ class Runtime:
         )
         digests = DigestScheduler(store, settings, clock, metrics, worker.wake)
         housekeeper = Housekeeper(store, settings.storage.retention, clock, metrics)
+        heartbeat = Heartbeat(settings.heartbeat, store, worker, clock, metrics)
         return cls(
             settings,
             store,
@@ -129,6 +132,7 @@ class Runtime:
             registry,
             digests,
             housekeeper,
+            heartbeat,
         )
 
     async def start(self, *, worker: bool = True) -> None:
@@ -138,9 +142,11 @@ class Runtime:
             await self.worker.start()
             self.digests.start()
             self.housekeeper.start()
+            self.heartbeat.start()
         self.started = True
 
     async def stop(self) -> None:
+        await self.heartbeat.stop()
         await self.housekeeper.stop()
         await self.digests.stop()
         await self.committer.stop()

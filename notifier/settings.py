@@ -368,6 +368,24 @@ class StormSettings(_Strict, kw_only=True):
     threshold: Annotated[int, msgspec.Meta(ge=1)] = 10
 
 
+class HeartbeatSettings(_Strict, kw_only=True):
+    """A dead-man's-switch ping (healthchecks.io, Uptime Kuma push, Cronitor...): while the notifier can store and
+    deliver, it calls `url` every `interval`; the service alarms when the calls stop. The URL carries the check's
+    token, so it is a secret."""
+
+    url: str | None = None
+    url_file: str | None = None
+    interval: Duration = Duration(60.0)
+    timeout: Duration = Duration(10.0)
+
+    def __post_init__(self) -> None:
+        self.url = _secret(self.url, self.url_file, "url", required=True)
+        if not str(self.url).startswith(("http://", "https://")):
+            raise ValueError("url: expected an http:// or https:// URL")
+        if self.interval < 1:
+            raise ValueError("interval: expected at least 1s")
+
+
 class Settings(_Strict, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
@@ -377,6 +395,7 @@ class Settings(_Strict, kw_only=True):
     routes: RouteSettings = msgspec.field(default_factory=lambda: RouteSettings(receiver="console"))
     quiet_hours: dict[str, ScheduleSettings] = msgspec.field(default_factory=dict)
     storm: StormSettings = msgspec.field(default_factory=StormSettings)
+    heartbeat: HeartbeatSettings | None = None
     source: str = ""  # the file this came from; not a config key
 
     def receiver(self, name: str) -> ReceiverSettings:
