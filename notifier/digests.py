@@ -30,6 +30,7 @@ from notifier.settings import DigestSettings, ReceiverSettings, Settings, parse_
 from notifier.store import Store, new_id
 from notifier.store.repository import insert_own_notification
 from notifier.store.tables import deliveries, digest_items, digest_runs
+from notifier.tasks import cancel_and_wait
 from notifier.templates.context import format_duration
 
 log = logging.getLogger("notifier.digest")
@@ -230,10 +231,7 @@ class DigestScheduler:
         self._kick.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -12,7 +12,6 @@ The URL holds the check's token: it is never logged, and failures are reported b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import httpx
@@ -26,6 +25,7 @@ from notifier.metrics import NotifierMetrics
 from notifier.settings import HeartbeatSettings
 from notifier.store import Store
 from notifier.store.tables import rate_slots
+from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger("notifier.heartbeat")
 _KEY = "notifier:heartbeat"
@@ -62,11 +62,8 @@ class Heartbeat:
             self._task = asyncio.create_task(self._run(), name="heartbeat")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None

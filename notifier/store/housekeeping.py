@@ -20,7 +20,6 @@ rows; the file only shrinks with `VACUUM`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from notifier.store.tables import (
     rate_slots,
     threads,
 )
+from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger("notifier.housekeeping")
 CHUNK = 2000  # rows per transaction: short enough that a webhook arriving meanwhile waits milliseconds, not seconds
@@ -198,11 +198,8 @@ class Housekeeper:
             self._task = asyncio.create_task(self._run(), name="housekeeping")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         await asyncio.sleep(FIRST_RUN_AFTER)
