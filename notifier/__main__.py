@@ -285,7 +285,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     from notifier.clock import SystemClock
     from notifier.metrics import NotifierMetrics
-    from notifier.settings import parse_duration
+    from notifier.settings import MIN_RETENTION, parse_duration
     from notifier.store import Store
     from notifier.store.housekeeping import Housekeeper
 
@@ -298,7 +298,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"--older-than: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-        if retention < 86400:
+        if retention < MIN_RETENTION:
             print("--older-than: expected at least 1d", file=sys.stderr)
             return EXIT_CONFIG
     if retention <= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +24,12 @@ class Severity(StrEnum):
     @classmethod
     def parse(cls, value: str) -> Severity:
         return _SEVERITY_NAMES.get(value) or _SEVERITY_NAMES.get(value.lower(), cls.WARNING)
+
+    @classmethod
+    def worst(cls, labels: Iterable[dict[str, str]]) -> Severity:
+        """The most severe of these alerts' severity labels."""
+        values = {lab.get("severity", "") for lab in labels}
+        return min((cls.parse(v) for v in values), key=SEVERITY_RANK.__getitem__)
 
 
 SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -103,7 +110,7 @@ class AlertGroup:
         """The most severe alert of the group decides how the group is treated."""
         if not self.alerts:
             return Severity.of(self.common_labels)
-        return min((a.severity for a in self.alerts), key=SEVERITY_RANK.__getitem__)
+        return Severity.worst(a.labels for a in self.alerts)
 
     @property
     def firing(self) -> tuple[Alert, ...]:

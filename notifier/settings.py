@@ -135,6 +135,9 @@ class ServerSettings(_Strict, kw_only=True):
             return self.host == "localhost"
 
 
+MIN_RETENTION = 86400.0  # a shorter window would delete dead messages an operator may still want to retry
+
+
 class StorageSettings(_Strict, kw_only=True):
     url: str = "sqlite:///data/notifier.db"
     pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
@@ -146,7 +149,7 @@ class StorageSettings(_Strict, kw_only=True):
         scheme = self.url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in ("sqlite", "postgresql", "postgres"):
             raise ValueError("url: expected sqlite:///PATH or postgresql://USER@HOST/DB")
-        if 0 < self.retention < 86400:
+        if 0 < self.retention < MIN_RETENTION:
             raise ValueError("retention: expected 0 (keep everything) or at least 1d")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from notifier.domain import SEVERITY_RANK, ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, Severity
+from notifier.domain import ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, Severity
 
 _AT = re.compile(r"^(?P<msg>.*) - at `\$\.?(?P<path>[^`]*)`$", re.S)
 
@@ -166,5 +166,4 @@ def alert_states(p: WebhookPayload) -> dict[str, str]:
 
 def payload_severity(p: WebhookPayload) -> Severity:
     """The group's severity (its most severe alert), as AlertGroup.severity computes it, without building alerts."""
-    values = {a.labels.get("severity", "") for a in p.alerts}
-    return min((Severity.parse(v) for v in values), key=SEVERITY_RANK.__getitem__)
+    return Severity.worst(a.labels for a in p.alerts)

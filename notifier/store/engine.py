@@ -135,6 +135,8 @@ class Store:
     async def _run_guarded(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
         try:
             return await self._run_batch(fns)
+        except _Undone as undone:  # a lone function raised: its transaction was rolled back
+            return [(False, undone.cause)]
         except StoreUnavailable as exc:
             return [(False, exc)] * len(fns)
         except Exception as exc:
@@ -143,11 +145,8 @@ class Store:
 
     async def _run_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
         if self._writer is None:
-            try:
-                async with self.begin() as conn:
-                    result: list[tuple[bool, Any]] = await conn.run_sync(_run_each, fns)
-            except _Undone as undone:
-                return [(False, undone.cause)]
+            async with self.begin() as conn:
+                result: list[tuple[bool, Any]] = await conn.run_sync(_run_each, fns)
             return result
         loop = asyncio.get_running_loop()
         done: list[tuple[bool, Any]] = await loop.run_in_executor(self._writer, self._sync_batch, fns)
@@ -158,8 +157,6 @@ class Store:
         try:
             with self.writer_engine.begin() as conn:
                 return _run_each(conn, fns)
-        except _Undone as undone:
-            return [(False, undone.cause)]
         except (OperationalError, DBAPIError, OSError) as exc:
             raise StoreUnavailable(describe_db_error(exc)) from exc
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, select, tuple_
+from sqlalchemy import delete, exists, select, tuple_
 from sqlalchemy.engine import Connection
 
 from notifier.clock import Clock
@@ -53,17 +54,11 @@ RATE_SLOT_AGE = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    table: str
-    ids: Any  # (now, cutoff) -> a SELECT of at most CHUNK keys to delete
-    delete: Any  # (keys) -> the DELETE
+    """Rows of `table` that `where(now, cutoff)` selects, deleted by their `key` columns, CHUNK at a time."""
 
-
-def _by_id(table: Any, where: Any) -> _Rule:
-    return _Rule(
-        table.name,
-        lambda now, cutoff: select(table.c.id).where(*where(now, cutoff)).limit(CHUNK),
-        lambda keys: delete(table).where(table.c.id.in_(keys)),
-    )
+    table: Any
+    key: tuple[Any, ...]
+    where: Callable[[float, float], tuple[Any, ...]]
 
 
 def _rules() -> list[_Rule]:
@@ -71,67 +66,63 @@ def _rules() -> list[_Rule]:
     later_run = digest_runs.alias("later")
     return [
         # messages first: they hold their notifications
-        _by_id(
+        _Rule(
             deliveries,
+            (deliveries.c.id,),
             lambda now, cutoff: (
                 deliveries.c.state.in_(done),
                 deliveries.c.next_attempt_at < cutoff,
                 deliveries.c.updated_at < cutoff,
             ),
         ),
+        _Rule(intake_keys, (intake_keys.c.key,), lambda now, cutoff: (intake_keys.c.expires_at < now,)),
         _Rule(
-            "intake_keys",
-            lambda now, cutoff: select(intake_keys.c.key).where(intake_keys.c.expires_at < now).limit(CHUNK),
-            lambda keys: delete(intake_keys).where(intake_keys.c.key.in_(keys)),
-        ),
-        _by_id(
             notifications,
+            (notifications.c.id,),
             lambda now, cutoff: (
                 notifications.c.received_at < cutoff,
                 ~exists().where(deliveries.c.notification_id == notifications.c.id),
             ),
         ),
         _Rule(
-            "group_state",
+            group_state,
+            (group_state.c.receiver, group_state.c.group_hash),
             # the stored state is msgspec's JSON of {fingerprint: status}: no "firing" in it, nothing fires
-            lambda now, cutoff: (
-                select(group_state.c.receiver, group_state.c.group_hash)
-                .where(group_state.c.last_sent_at < cutoff, group_state.c.alerts.not_like('%"firing"%'))
-                .limit(CHUNK)
-            ),
-            lambda keys: _delete_pairs(group_state, group_state.c.receiver, group_state.c.group_hash, keys),
-        ),
-        _by_id(
-            digest_items, lambda now, cutoff: (digest_items.c.status != "firing", digest_items.c.last_seen < cutoff)
+            lambda now, cutoff: (group_state.c.last_sent_at < cutoff, group_state.c.alerts.not_like('%"firing"%')),
         ),
         _Rule(
-            "digest_runs",
+            digest_items,
+            (digest_items.c.id,),
+            lambda now, cutoff: (digest_items.c.status != "firing", digest_items.c.last_seen < cutoff),
+        ),
+        _Rule(
+            digest_runs,
+            (digest_runs.c.receiver, digest_runs.c.tick_at),
             lambda now, cutoff: (
-                select(digest_runs.c.receiver, digest_runs.c.tick_at)
-                .where(
-                    digest_runs.c.ran_at < cutoff,
-                    exists().where(
-                        later_run.c.receiver == digest_runs.c.receiver, later_run.c.tick_at > digest_runs.c.tick_at
-                    ),
-                )
-                .limit(CHUNK)
+                digest_runs.c.ran_at < cutoff,
+                exists().where(
+                    later_run.c.receiver == digest_runs.c.receiver, later_run.c.tick_at > digest_runs.c.tick_at
+                ),
             ),
-            lambda keys: _delete_pairs(digest_runs, digest_runs.c.receiver, digest_runs.c.tick_at, keys),
+        ),
+        _Rule(
+            rate_slots,
+            (rate_slots.c.key, rate_slots.c.at),
+            lambda now, cutoff: (rate_slots.c.at < now - RATE_SLOT_AGE,),
         ),
     ]
 
 
-def _delete_pairs(table: Any, a: Any, b: Any, keys: list[tuple[Any, Any]]) -> Any:
-    return delete(table).where(tuple_(a, b).in_(keys))
+def _delete_keys(table: Any, key: tuple[Any, ...], rows: Sequence[Sequence[Any]]) -> Any:
+    if len(key) == 1:
+        return delete(table).where(key[0].in_([r[0] for r in rows]))
+    return delete(table).where(tuple_(*key).in_([tuple(r) for r in rows]))
 
 
 def _prune_chunk(conn: Connection, rule: _Rule, now: float, cutoff: float) -> int:
-    q: Select[Any] = rule.ids(now, cutoff)
-    rows = conn.execute(q).all()
-    if not rows:
-        return 0
-    keys = [r[0] for r in rows] if len(rows[0]) == 1 else [tuple(r) for r in rows]
-    conn.execute(rule.delete(keys))
+    rows = conn.execute(select(*rule.key).where(*rule.where(now, cutoff)).limit(CHUNK)).all()
+    if rows:
+        conn.execute(_delete_keys(rule.table, rule.key, rows))
     return len(rows)
 
 
@@ -170,16 +161,8 @@ def _prune_threads(conn: Connection, cutoff: float, after: tuple[str, str]) -> t
     }
     gone = [(t, g) for t, g in page if (t.rsplit("/", 2)[0], g) not in firing]
     if gone:
-        conn.execute(_delete_pairs(threads, threads.c.target, threads.c.group_hash, gone))
+        conn.execute(_delete_keys(threads, (threads.c.target, threads.c.group_hash), gone))
     return len(page), len(gone), page[-1]
-
-
-def _prune_rate_slots(conn: Connection, now: float) -> int:
-    old = select(rate_slots.c.key, rate_slots.c.at).where(rate_slots.c.at < now - RATE_SLOT_AGE).limit(CHUNK)
-    rows = [tuple(r) for r in conn.execute(old).all()]
-    if rows:
-        conn.execute(_delete_pairs(rate_slots, rate_slots.c.key, rate_slots.c.at, rows))
-    return len(rows)
 
 
 class Housekeeper:
@@ -218,8 +201,9 @@ class Housekeeper:
         cutoff = now - self._retention
         deleted: dict[str, int] = {}
         for rule in self._rules:
-            deleted[rule.table] = await self._drain(lambda conn, r=rule: _prune_chunk(conn, r, now, cutoff))
-        deleted["rate_slots"] = await self._drain(lambda conn: _prune_rate_slots(conn, now))
+            deleted[rule.table.name] = await self._drain(
+                functools.partial(_prune_chunk, rule=rule, now=now, cutoff=cutoff)
+            )
         deleted["threads"] = 0
         after = ("", "")
         while True:
