@@ -58,8 +58,6 @@ async def measure(workdir: Path, old: int, webhooks: int) -> list[float]:
     rt = Runtime.build(settings)
     await rt.store.migrate()
     fill(db, old)
-    engine = rt.store.writer_engine
-    assert engine is not None
     times = []
     for i in range(webhooks):
         body = fixture_json("01-critical-firing-two-alerts.json")
@@ -67,8 +65,7 @@ async def measure(workdir: Path, old: int, webhooks: int) -> list[float]:
         raw = json.dumps(body).encode()
         job = rt.intake.prepare(decode_payload(raw), raw)
         t0 = time.perf_counter()
-        with engine.begin() as conn:
-            rt.intake.commit_batch(conn, [job])
+        await rt.store.run_batched(rt.intake_batch, job)
         times.append(time.perf_counter() - t0)
     await rt.store.dispose()
     return sorted(times)

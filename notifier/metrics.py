@@ -83,11 +83,11 @@ class NotifierMetrics:
         )
         self.worker_up = Gauge("notifier_worker_running", "1 while the delivery worker runs.", registry=registry)
 
-        for o in WebhookOutcome:
-            self.webhooks.labels(o.value)
-        for sev in Severity:
-            for st in AlertStatus:
-                self.alerts.labels(sev.value, st.value)
+        # children looked up once: labels() takes a lock and builds a key, on every webhook
+        self._webhooks_by = {o: self.webhooks.labels(o.value) for o in WebhookOutcome}
+        self._alerts_by = {
+            (sev.value, st.value): self.alerts.labels(sev.value, st.value) for sev in Severity for st in AlertStatus
+        }
         for r in SUPPRESS_REASONS:
             self.suppressed_total.labels(r)
         for ch in CHANNELS:
@@ -96,6 +96,16 @@ class NotifierMetrics:
         for receiver, channel in receivers or []:
             for out in DeliveryOutcome:
                 self.deliveries.labels(channel, receiver, out.value)
+
+    def webhook(self, outcome: WebhookOutcome, seconds: float) -> None:
+        self._webhooks_by[outcome].inc()
+        self.intake_latency.observe(seconds)
+
+    def alerts_received(self, counts: dict[tuple[str, str], int]) -> None:
+        """Accepted alerts by (severity, status)."""
+        for key, n in counts.items():
+            child = self._alerts_by.get(key)
+            (child if child is not None else self.alerts.labels(*key)).inc(n)
 
     def suppressed(self, reason: str) -> None:
         self.suppressed_total.labels(reason).inc()

@@ -15,11 +15,10 @@ from notifier.delivery.worker import DeliveryWorker
 from notifier.digests import DigestScheduler
 from notifier.heartbeat import Heartbeat
 from notifier.metrics import NotifierMetrics
-from notifier.pipeline.committer import GroupCommitter
 from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
 from notifier.routing import Router
 from notifier.settings import ReceiverSettings, Settings
-from notifier.store import Store
+from notifier.store import Batch, Store
 from notifier.store.housekeeping import Housekeeper
 from notifier.templates import Renderer
 
@@ -66,7 +65,7 @@ class Runtime:
     metrics: NotifierMetrics
     router: Router
     intake: IntakeStage
-    committer: GroupCommitter[IntakeJob, IntakeResult]
+    intake_batch: Batch[IntakeJob, IntakeResult]
     worker: DeliveryWorker
     channels: dict[str, Channel]
     renderers: dict[str, Renderer]
@@ -112,9 +111,7 @@ class Runtime:
             if any(isinstance(r, IntakeResult) and r.queued > len(r.leased) for r in results):
                 worker.wake()
 
-        committer: GroupCommitter[IntakeJob, IntakeResult] = GroupCommitter(
-            store, intake.commit_batch, on_commit=wake_if_queued
-        )
+        intake_batch: Batch[IntakeJob, IntakeResult] = Batch(intake.commit_batch, on_commit=wake_if_queued)
         digests = DigestScheduler(store, settings, clock, metrics, worker.wake)
         housekeeper = Housekeeper(store, settings.storage.retention, clock, metrics)
         heartbeat = Heartbeat(settings.heartbeat, store, worker, clock, metrics)
@@ -125,7 +122,7 @@ class Runtime:
             metrics,
             router,
             intake,
-            committer,
+            intake_batch,
             worker,
             channels,
             renderers,
@@ -137,7 +134,6 @@ class Runtime:
 
     async def start(self, *, worker: bool = True) -> None:
         await self.store.migrate()
-        self.committer.start()
         if worker:
             await self.worker.start()
             self.digests.start()
@@ -149,7 +145,7 @@ class Runtime:
         await self.heartbeat.stop()
         await self.housekeeper.stop()
         await self.digests.stop()
-        await self.committer.stop()
+        await self.store.drain_writes()  # webhooks already accepted are committed before the worker stops
         await self.worker.stop()
         for ch in self.channels.values():
             try:

@@ -72,7 +72,7 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             return read
         payload, body = read
         try:
-            result = await rt.committer.submit(rt.intake.prepare(payload, body))
+            result = await rt.store.run_batched(rt.intake_batch, rt.intake.prepare(payload, body))
         except StoreUnavailable as exc:
             outcome = WebhookOutcome.UNAVAILABLE
             log.error("webhook not stored, answering 503 so that Alertmanager retries: %s", exc)
@@ -88,8 +88,7 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             for a in payload.alerts:
                 k = (Severity.of(a.labels).value, a.status)
                 counts[k] = counts.get(k, 0) + 1
-            for (sev, status), n in counts.items():
-                rt.metrics.alerts.labels(sev, status).inc(n)
+            rt.metrics.alerts_received(counts)
         return Response(
             content={
                 "status": "accepted",
@@ -104,8 +103,7 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             media_type=JSON,
         )
     finally:
-        rt.metrics.webhooks.labels(outcome.value).inc()
-        rt.metrics.intake_latency.observe(time.perf_counter() - started)
+        rt.metrics.webhook(outcome, time.perf_counter() - started)
 
 
 @post("/webhook/alertmanager/validate", status_code=200)

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -26,10 +29,14 @@ from notifier.errors import StoreUnavailable
 from notifier.settings import StorageSettings
 
 T = TypeVar("T")
+J = TypeVar("J")
+R = TypeVar("R")
 log = logging.getLogger("notifier.store")
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _READONLY = "notifier_readonly"
+_BEGUN = "notifier_begun"  # the store's write path issues BEGIN IMMEDIATE itself
+BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK = 0x6E6F7469  # PostgreSQL advisory lock id, so replicas starting together migrate one at a time
 # Ids need uniqueness, not secrecy: a generator seeded from the OS once, instead of a system call per id.
 _ids = random.Random(int.from_bytes(os.urandom(16), "big"))  # noqa: S311 -- ids, not secrets
@@ -38,11 +45,8 @@ _ids = random.Random(int.from_bytes(os.urandom(16), "big"))  # noqa: S311 -- ids
 def new_id() -> str:
     """A ULID: 48 bits of milliseconds and 80 random bits, 26 characters, sortable by creation time."""
     n = (int(time.time() * 1000) << 80) | _ids.getrandbits(80)
-    out = []
-    for _ in range(26):
-        out.append(_CROCKFORD[n & 31])
-        n >>= 5
-    return "".join(reversed(out))
+    # 20 bytes are 32 base32 digits; the last 26 are the 130-bit ULID (its two top bits zero)
+    return base64.b32encode(n.to_bytes(20, "big"))[6:].translate(_TO_CROCKFORD).decode()
 
 
 def async_url(url: str) -> str:
@@ -80,61 +84,92 @@ class Store:
             kwargs["connect_args"] = {"timeout": settings.connect_timeout, "command_timeout": 30}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._read_engine = self.engine.execution_options(**{_READONLY: True})
-        self._write_queue: asyncio.Queue[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._write_queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._write_task: asyncio.Task[None] | None = None
         self.writer_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine)
-            # Intake batches run in one thread on the plain sqlite3 driver: one hop per batch instead of several per
-            # statement (aiosqlite), which under load each wait for the GIL.
+            # Writes use the plain sqlite3 driver (see _run_sqlite): aiosqlite would hop to its thread per statement.
             self.writer_engine = create_engine(
                 self.url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
                 connect_args={"timeout": 30, "check_same_thread": False},
             )
             _configure_sqlite(self.writer_engine)
+            self.writer_engine = self.writer_engine.execution_options(**{_BEGUN: True})
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
-        """Run a synchronous write function and return once it is durably committed.
-
-        Every write of the process goes through here. Functions submitted while a commit is under way are run
-        together in the next transaction, each in its own savepoint, and share one commit (one disk flush): group
-        commit for intake, claims and delivery outcomes alike. On SQLite the transaction runs in the one writer
-        thread, so no two connections of this process contend for the write lock; on PostgreSQL it runs through the
-        async engine. A function's own exception is raised to its caller only; a failed commit raises
-        StoreUnavailable to every caller of that transaction."""
-        if self._write_task is None or self._write_task.done():
-            self._write_task = asyncio.create_task(self._write_loop(), name="store-writer")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._write_queue.put((fn, fut))
-        result: T = await fut
+        """Run a synchronous write function and return once it is durably committed (see `_write_loop`)."""
+        result: T = await self._submit(_Entry(fn, None, None))
         return result
 
+    async def run_batched(self, batch: Batch[J, R], item: J) -> R:
+        """Commit `item` together with the other items of `batch` that wait for the same transaction: one call of
+        `batch.fn` for all of them. Returns the item's own result once it is durably committed."""
+        result: R = await self._submit(_Entry(None, batch, item))
+        return result
+
+    async def _submit(self, entry: _Entry) -> Any:
+        if self._write_task is None or self._write_task.done():
+            self._write_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._write_queue.put_nowait(entry)
+        return await entry.future
+
     async def _write_loop(self) -> None:
+        """Group commit. Every write of the process comes through here: whatever was submitted while a commit was
+        under way goes into the next transaction and shares its one disk flush -- intake, claims and delivery
+        outcomes alike. Each unit (a write function, or one call of a batch function for all its items) runs in
+        its own savepoint, so one that raises is undone alone. A transaction the database refuses is retried one
+        item at a time, so that only the item the database cannot take fails; none was answered before its
+        commit."""
         while True:
-            batch = [await self._write_queue.get()]
-            while not self._write_queue.empty() and len(batch) < 512:
-                batch.append(self._write_queue.get_nowait())
-            live = [(fn, fut) for fn, fut in batch if not fut.cancelled()]
-            outcomes = await self._run_guarded([fn for fn, _ in live]) if live else []
-            if len(live) > 1 and all(not ok and isinstance(v, StoreUnavailable) for ok, v in outcomes):
-                # the shared transaction failed: one function's writes may be what the database refused, so each
-                # is retried alone and only that one fails
-                outcomes = [(await self._run_guarded([fn]))[0] for fn, _ in live]
-            for (_fn, fut), (ok, value) in zip(live, outcomes, strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
-            for _ in batch:
-                self._write_queue.task_done()
+            entries = [await self._write_queue.get()]
+            while not self._write_queue.empty() and len(entries) < 512:
+                entries.append(self._write_queue.get_nowait())
+            try:
+                live = [e for e in entries if not e.future.cancelled()]
+                if live:
+                    await self._commit(live, retry_alone=len(live) > 1)
+            except Exception as exc:  # a bug here must not stop every write of the process
+                log.exception("write loop failed")
+                for e in entries:
+                    if not e.future.done():
+                        e.future.set_exception(StoreUnavailable(f"write failed: {type(exc).__name__}"))
+            finally:
+                for _ in entries:
+                    self._write_queue.task_done()
+
+    async def _commit(self, entries: list[_Entry], *, retry_alone: bool) -> None:
+        units = _units(entries)
+        outcomes = await self._run_guarded([u.run for u in units])
+        if retry_alone and all(not ok and isinstance(v, StoreUnavailable) for ok, v in outcomes):
+            # the shared transaction failed: one item's writes may be what the database refused
+            for e in entries:
+                await self._commit([e], retry_alone=False)
+            return
+        for unit, (ok, value) in zip(units, outcomes, strict=True):
+            if ok:
+                unit.settle(value)
+            elif unit.batch is None:
+                unit.fail(value)
+            elif retry_alone and len(unit.entries) > 1:
+                # the batch function gave up on the batch as a whole (a conflict, or one item the database refused)
+                for e in unit.entries:
+                    await self._commit([e], retry_alone=False)
+            else:
+                if not isinstance(value, StoreUnavailable):
+                    log.warning("batched write failed: %s", describe_db_error(value))
+                    value = StoreUnavailable(describe_db_error(value))
+                unit.fail(value)
 
     async def _run_guarded(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
         try:
-            return await self._run_batch(fns)
+            if self._writer is None:
+                async with self.begin() as conn:
+                    result: list[tuple[bool, Any]] = await conn.run_sync(_run_each, fns)
+                return result
+            return await self._run_sqlite(fns)
         except _Undone as undone:  # a lone function raised: its transaction was rolled back
             return [(False, undone.cause)]
         except StoreUnavailable as exc:
@@ -143,21 +178,27 @@ class Store:
             log.warning("write transaction failed: %s", describe_db_error(exc))
             return [(False, StoreUnavailable(describe_db_error(exc)))] * len(fns)
 
-    async def _run_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
-        if self._writer is None:
-            async with self.begin() as conn:
-                result: list[tuple[bool, Any]] = await conn.run_sync(_run_each, fns)
-            return result
-        loop = asyncio.get_running_loop()
-        done: list[tuple[bool, Any]] = await loop.run_in_executor(self._writer, self._sync_batch, fns)
-        return done
-
-    def _sync_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+    async def _run_sqlite(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+        """The transaction's statements run here, on the event loop: they are short, and run under the GIL
+        wherever they run, so handing them to a thread only adds waits for the GIL and for the loop. What can
+        take long without the GIL runs in the writer thread: waiting for another process's write lock, and the
+        commit with its disk flush; the loop serves requests meanwhile."""
         assert self.writer_engine is not None
+        loop = asyncio.get_running_loop()
         try:
-            with self.writer_engine.begin() as conn:
-                return _run_each(conn, fns)
-        except (OperationalError, DBAPIError, OSError) as exc:
+            with self.writer_engine.connect() as conn:
+                raw: Any = conn.connection.driver_connection
+                if not _try_begin(raw):
+                    await loop.run_in_executor(self._writer, raw.execute, "BEGIN IMMEDIATE")
+                with conn.begin() as trans:  # the listener sees _BEGUN and leaves the BEGIN to us
+                    try:
+                        out = _run_each(conn, fns)
+                    except BaseException:
+                        trans.rollback()
+                        raise
+                    await loop.run_in_executor(self._writer, trans.commit)
+                return out
+        except (OperationalError, DBAPIError, OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(describe_db_error(exc)) from exc
 
     async def drain_writes(self) -> None:
@@ -201,6 +242,76 @@ class Store:
         await self.engine.dispose()
         if self.writer_engine is not None:
             self.writer_engine.dispose()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Batch(Generic[J, R]):
+    """Items that are written together: `fn(conn, items)` returns one result per item, or the exception that item
+    alone failed with. `on_commit` sees every item's result once the transaction is committed."""
+
+    fn: Callable[[Connection, list[J]], list[R | Exception]]
+    on_commit: Callable[[list[R | Exception]], None] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    """One submitted write: a function, or an item of a batch."""
+
+    fn: Callable[[Connection], Any] | None
+    batch: Batch[Any, Any] | None
+    item: Any
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass(slots=True)
+class _Unit:
+    """What runs in one savepoint: a write function, or one call of a batch function for all its items."""
+
+    entries: list[_Entry]
+    batch: Batch[Any, Any] | None
+
+    def run(self, conn: Connection) -> Any:
+        if self.batch is None:
+            fn = self.entries[0].fn
+            assert fn is not None
+            return fn(conn)
+        return self.batch.fn(conn, [e.item for e in self.entries])
+
+    def settle(self, value: Any) -> None:
+        if self.batch is None:
+            _resolve(self.entries[0].future, True, value)
+            return
+        for e, v in zip(self.entries, value, strict=True):
+            _resolve(e.future, not isinstance(v, Exception), v)
+        if self.batch.on_commit is not None:
+            self.batch.on_commit(value)
+
+    def fail(self, exc: Exception) -> None:
+        for e in self.entries:
+            _resolve(e.future, False, exc)
+
+
+def _units(entries: list[_Entry]) -> list[_Unit]:
+    units: list[_Unit] = []
+    batches: dict[int, _Unit] = {}
+    for e in entries:
+        if e.batch is None:
+            units.append(_Unit([e], None))
+        elif id(e.batch) in batches:
+            batches[id(e.batch)].entries.append(e)
+        else:
+            batches[id(e.batch)] = _Unit([e], e.batch)
+            units.append(batches[id(e.batch)])
+    return units
+
+
+def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
 
 
 class _Undone(Exception):
@@ -247,15 +358,31 @@ def _configure_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")  # a 202 survives a power cut, not only a crash
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # readers (health, gauges, the operator API) take no write lock: in WAL mode they never block a writer
-        readonly = conn.get_execution_options().get(_READONLY, False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(_BEGUN, False):
+            return
+        conn.exec_driver_sql("BEGIN" if options.get(_READONLY, False) else "BEGIN IMMEDIATE")
+
+
+def _try_begin(raw: Any) -> bool:
+    """BEGIN IMMEDIATE without waiting: False when another process holds the write lock."""
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def _upgrade(sync_conn: Connection) -> None:

@@ -1,0 +1,167 @@
+"""The store's write path: group commit of batched items, what happens when the database refuses a batch, another
+process holding SQLite's write lock, and the intake's statements on SQLite's fast path and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
+
+from notifier.errors import StoreUnavailable
+from notifier.settings import StorageSettings
+from notifier.store import Batch, Store, new_id
+from notifier.store.statements import Statement
+from notifier.store.tables import intake_keys
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = Store(StorageSettings(url=store_url))
+    await s.migrate()
+    yield s
+    await s.dispose()
+
+
+def _key_rows(items: list[str]) -> list[dict[str, Any]]:
+    return [{"key": k, "notification_id": f"n-{k}", "expires_at": 1e12} for k in items]
+
+
+async def _stored_keys(store: Store) -> set[str]:
+    async with store.begin(readonly=True) as conn:
+        return {r[0] for r in (await conn.execute(select(intake_keys.c.key))).all()}
+
+
+async def test_batched_items_share_calls_and_each_gets_its_own_result(store: Store) -> None:
+    calls: list[list[str]] = []
+    committed: list[list[Any]] = []
+
+    def write(conn: Connection, items: list[str]) -> list[str | Exception]:
+        calls.append(list(items))
+        conn.execute(intake_keys.insert(), _key_rows(items))
+        return [f"stored {k}" for k in items]
+
+    batch: Batch[str, str] = Batch(write, on_commit=committed.append)
+    keys = [f"k{i}" for i in range(40)]
+    results = await asyncio.gather(*(store.run_batched(batch, k) for k in keys))
+
+    assert results == [f"stored {k}" for k in keys]  # each caller gets its own item's result
+    assert len(calls) < len(keys)  # submitted together, written together
+    assert sorted(k for c in calls for k in c) == sorted(keys)
+    assert sorted(r for c in committed for r in c) == sorted(results)  # on_commit saw every committed result
+    assert await _stored_keys(store) == set(keys)
+
+
+async def test_one_item_the_database_refuses_fails_alone(store: Store) -> None:
+    await store.run_in_transaction(lambda conn: conn.execute(intake_keys.insert(), _key_rows(["taken"])))
+
+    def write(conn: Connection, items: list[str]) -> list[str | Exception]:
+        conn.execute(intake_keys.insert(), _key_rows(items))  # "taken" violates the primary key: the whole insert
+        return list(items)
+
+    batch: Batch[str, str] = Batch(write)
+    keys = ["a", "b", "taken", "c", "d"]
+    results = await asyncio.gather(*(store.run_batched(batch, k) for k in keys), return_exceptions=True)
+
+    assert results[:2] + results[3:] == ["a", "b", "c", "d"]
+    assert isinstance(results[2], StoreUnavailable)  # a 503 for that webhook: Alertmanager retries it
+    assert "unique" in str(results[2]).lower() and "n-taken" not in str(results[2])  # the reason, no parameters
+    assert await _stored_keys(store) == {"taken", "a", "b", "c", "d"}
+
+
+async def test_an_item_whose_own_decision_fails_does_not_take_the_batch_down(store: Store) -> None:
+    def write(conn: Connection, items: list[str]) -> list[str | Exception]:
+        good = [k for k in items if k != "bad"]
+        conn.execute(intake_keys.insert(), _key_rows(good))
+        return [ValueError("cannot decide") if k == "bad" else k for k in items]
+
+    batch: Batch[str, str] = Batch(write)
+    results = await asyncio.gather(*(store.run_batched(batch, k) for k in ["x", "bad", "y"]), return_exceptions=True)
+    assert results[0] == "x" and results[2] == "y"
+    assert isinstance(results[1], ValueError)
+    assert await _stored_keys(store) == {"x", "y"}
+
+
+async def test_a_batch_given_up_as_a_whole_is_retried_item_by_item(store: Store) -> None:
+    sizes: list[int] = []
+
+    def write(conn: Connection, items: list[str]) -> list[str | Exception]:
+        sizes.append(len(items))
+        if len(items) > 1:
+            raise StoreUnavailable("conflict with another replica")
+        conn.execute(intake_keys.insert(), _key_rows(items))
+        return list(items)
+
+    batch: Batch[str, str] = Batch(write)
+    keys = [f"r{i}" for i in range(6)]
+    assert await asyncio.gather(*(store.run_batched(batch, k) for k in keys)) == keys
+    assert sizes[0] > 1 and sizes.count(1) >= len(keys)
+    assert await _stored_keys(store) == set(keys)
+
+
+async def test_sqlite_write_waits_for_another_process_lock_while_the_loop_keeps_serving(sqlite_url: str) -> None:
+    store = Store(StorageSettings(url=sqlite_url))
+    await store.migrate()
+    other = sqlite3.connect(str(make_url(sqlite_url).database), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # a backup, `notifier prune`, or an operator's sqlite3 shell
+        write = asyncio.create_task(
+            store.run_in_transaction(lambda conn: conn.execute(intake_keys.insert(), _key_rows(["late"])))
+        )
+        ticks = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 0.5:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks >= 20  # the event loop was not blocked by the wait for the lock
+        assert not write.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(write, timeout=10)
+        assert await _stored_keys(store) == {"late"}
+    finally:
+        other.close()
+        await store.dispose()
+
+
+async def test_statements_read_and_write_alike_on_both_dialects(store: Store) -> None:
+    insert = Statement(intake_keys.insert())
+    live = Statement(
+        select(intake_keys.c.key, intake_keys.c.notification_id)
+        .where(intake_keys.c.key.in_(bindparam("keys", expanding=True)), intake_keys.c.expires_at > bindparam("now"))
+        .order_by(intake_keys.c.key)
+    )
+
+    def run(conn: Connection) -> dict[str, Any]:
+        insert.execute_many(conn, [{"key": "k1", "notification_id": "n1", "expires_at": 100.0}])
+        insert.execute_many(
+            conn, [{"key": f"k{i}", "notification_id": f"n{i}", "expires_at": 100.0 * i} for i in (2, 3)]
+        )
+        out = {
+            "none": live.rows(conn, {"keys": [], "now": 0.0}),
+            "one": live.rows(conn, {"keys": ["k2"], "now": 0.0}),
+            "many": live.dicts(conn, {"keys": ["k1", "k2", "k3", "zz"], "now": 150.0}),
+        }
+        # the driver's error, as SQLAlchemy's, whichever path ran
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            insert.execute(conn, {"key": "k1", "notification_id": "n9", "expires_at": 1.0})
+        return out
+
+    out = await store.run_in_transaction(run)
+    assert out["none"] == []
+    assert out["one"] == [("k2", "n2")]
+    assert out["many"] == [{"key": "k2", "notification_id": "n2"}, {"key": "k3", "notification_id": "n3"}]
+
+
+def test_ids_are_ulids_that_sort_by_creation_time() -> None:
+    first = [new_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_id()
+    assert len(set(first)) == 1000
+    assert all(len(i) == 26 and set(i) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for i in first)
+    assert all(i < later for i in first)
