@@ -102,10 +102,9 @@ class NotifierMetrics:
         self.intake_latency.observe(seconds)
 
     def alerts_received(self, counts: dict[tuple[str, str], int]) -> None:
-        """Accepted alerts by (severity, status)."""
+        """Accepted alerts by (severity value, status): both validated, so every pair has its child."""
         for key, n in counts.items():
-            child = self._alerts_by.get(key)
-            (child if child is not None else self.alerts.labels(*key)).inc(n)
+            self._alerts_by[key].inc(n)
 
     def suppressed(self, reason: str) -> None:
         self.suppressed_total.labels(reason).inc()

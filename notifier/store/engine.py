@@ -95,19 +95,19 @@ class Store:
                 self.url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
                 connect_args={"timeout": 30, "check_same_thread": False},
             )
-            _configure_sqlite(self.writer_engine)
+            _configure_sqlite(self.writer_engine, busy_timeout_ms=0)  # see _try_begin
             self.writer_engine = self.writer_engine.execution_options(**{_BEGUN: True})
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run a synchronous write function and return once it is durably committed (see `_write_loop`)."""
-        result: T = await self._submit(_Entry(fn, None, None))
+        result: T = await self._submit(_Entry(None, fn))
         return result
 
     async def run_batched(self, batch: Batch[J, R], item: J) -> R:
         """Commit `item` together with the other items of `batch` that wait for the same transaction: one call of
         `batch.fn` for all of them. Returns the item's own result once it is durably committed."""
-        result: R = await self._submit(_Entry(None, batch, item))
+        result: R = await self._submit(_Entry(batch, item))
         return result
 
     async def _submit(self, entry: _Entry) -> Any:
@@ -189,13 +189,9 @@ class Store:
             with self.writer_engine.connect() as conn:
                 raw: Any = conn.connection.driver_connection
                 if not _try_begin(raw):
-                    await loop.run_in_executor(self._writer, raw.execute, "BEGIN IMMEDIATE")
+                    await loop.run_in_executor(self._writer, _begin_waiting, raw)
                 with conn.begin() as trans:  # the listener sees _BEGUN and leaves the BEGIN to us
-                    try:
-                        out = _run_each(conn, fns)
-                    except BaseException:
-                        trans.rollback()
-                        raise
+                    out = _run_each(conn, fns)
                     await loop.run_in_executor(self._writer, trans.commit)
                 return out
         except (OperationalError, DBAPIError, OSError, sqlite3.Error) as exc:
@@ -255,9 +251,8 @@ class Batch(Generic[J, R]):
 
 @dataclass(slots=True, eq=False)
 class _Entry:
-    """One submitted write: a function, or an item of a batch."""
+    """One submitted write: an item of a batch, or (batch None) a write function."""
 
-    fn: Callable[[Connection], Any] | None
     batch: Batch[Any, Any] | None
     item: Any
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -272,9 +267,7 @@ class _Unit:
 
     def run(self, conn: Connection) -> Any:
         if self.batch is None:
-            fn = self.entries[0].fn
-            assert fn is not None
-            return fn(conn)
+            return self.entries[0].item(conn)
         return self.batch.fn(conn, [e.item for e in self.entries])
 
     def settle(self, value: Any) -> None:
@@ -293,15 +286,15 @@ class _Unit:
 
 def _units(entries: list[_Entry]) -> list[_Unit]:
     units: list[_Unit] = []
-    batches: dict[int, _Unit] = {}
+    batches: dict[Batch[Any, Any], _Unit] = {}
     for e in entries:
         if e.batch is None:
             units.append(_Unit([e], None))
-        elif id(e.batch) in batches:
-            batches[id(e.batch)].entries.append(e)
+        elif e.batch in batches:
+            batches[e.batch].entries.append(e)
         else:
-            batches[id(e.batch)] = _Unit([e], e.batch)
-            units.append(batches[id(e.batch)])
+            batches[e.batch] = _Unit([e], e.batch)
+            units.append(batches[e.batch])
     return units
 
 
@@ -349,7 +342,7 @@ def _run_each(conn: Connection, fns: list[Callable[[Connection], Any]]) -> list[
     return out
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # We issue BEGIN ourselves (below) so that every transaction takes the write lock up front: two writers
@@ -358,7 +351,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")  # a 202 survives a power cut, not only a crash
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -372,8 +365,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def _try_begin(raw: Any) -> bool:
-    """BEGIN IMMEDIATE without waiting: False when another process holds the write lock."""
-    raw.execute("PRAGMA busy_timeout=0")
+    """BEGIN IMMEDIATE without waiting (the writer's connections have busy_timeout 0): False when another process
+    holds the write lock."""
     try:
         raw.execute("BEGIN IMMEDIATE")
         return True
@@ -381,8 +374,15 @@ def _try_begin(raw: Any) -> bool:
         if "locked" in str(exc) or "busy" in str(exc):
             return False
         raise
+
+
+def _begin_waiting(raw: Any) -> None:
+    """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS for another process's write lock (in the writer thread)."""
+    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
     finally:
-        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        raw.execute("PRAGMA busy_timeout=0")
 
 
 def _upgrade(sync_conn: Connection) -> None:

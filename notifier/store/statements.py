@@ -68,21 +68,26 @@ class Statement:
             c = self._compiled[key] = _Compiled(self.stmt, conn, list(key))
         return c
 
+    @contextmanager
+    def _executed(self, conn: Connection, params: Params) -> Iterator[Any]:
+        """SQLite: the driver's cursor after running the statement once with `params`."""
+        c = self._for(conn, params)
+        with _cursor(conn, c.sql) as cur:
+            cur.execute(c.sql, c.args(params))
+            yield cur
+
     def rows(self, conn: Connection, params: Params) -> list[tuple[Any, ...]]:
         """The result rows, as tuples in the order of the statement's columns."""
         if conn.dialect.name != "sqlite":
             return [tuple(r) for r in conn.execute(self.stmt, dict(params)).all()]
-        c = self._for(conn, params)
-        with _cursor(conn, c.sql) as cur:
-            return list(cur.execute(c.sql, c.args(params)).fetchall())
+        with self._executed(conn, params) as cur:
+            return list(cur.fetchall())
 
     def dicts(self, conn: Connection, params: Params) -> list[dict[str, Any]]:
         """The result rows as dicts keyed by column name."""
         if conn.dialect.name != "sqlite":
             return [dict(r) for r in conn.execute(self.stmt, dict(params)).mappings()]
-        c = self._for(conn, params)
-        with _cursor(conn, c.sql) as cur:
-            cur.execute(c.sql, c.args(params))
+        with self._executed(conn, params) as cur:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
@@ -90,9 +95,8 @@ class Statement:
         if conn.dialect.name != "sqlite":
             conn.execute(self.stmt, dict(params))
             return
-        c = self._for(conn, params)
-        with _cursor(conn, c.sql) as cur:
-            cur.execute(c.sql, c.args(params))
+        with self._executed(conn, params):
+            pass
 
     def execute_many(self, conn: Connection, rows: Sequence[Params]) -> None:
         """Once per row; the rows share their keys."""
