@@ -11,4 +11,4 @@ from notifier.settings import load_settings
 
 
 def make_app() -> Litestar:
-    return create_app(load_settings(os.environ["NOTIFIER_CONFIG"]))
+    return create_app(load_settings(os.environ["NOTIFIER_CONFIG"]), own_process=True)

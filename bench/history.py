@@ -32,7 +32,10 @@ from tests.helpers import fixture_json  # noqa: E402
 def fill(db: Path, n: int) -> None:
     """n sent messages of n distinct groups, and those groups' states, as months of operation leave them."""
     c = sqlite3.connect(db)
-    c.execute("INSERT INTO notifications VALUES ('N0', 0, 'am', 'g', 'firing', 1, 'k', '{}')")
+    c.execute(
+        "INSERT INTO notifications (id, received_at, am_receiver, group_key, status, alert_count, redelivery_key,"
+        " payload) VALUES ('N0', 0, 'am', 'g', 'firing', 1, 'k', '{}')"
+    )
     c.executemany(
         "INSERT INTO deliveries (id, notification_id, receiver, target, channel, group_key, group_hash, state, kind,"
         " silent, change, attempts, parts_sent, created_at, updated_at, next_attempt_at)"

@@ -36,7 +36,7 @@ def bodies(kind: str, n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         b = fixture_json("01-critical-firing-two-alerts.json") if kind == "2-alert" else make_group(100)
-        b["groupKey"] = f'{{}}:{{bench="{kind}-{i}"}}'
+        b["groupKey"] = f'{{}}:{{bench="{kind}-{i}-@@SEQ@@"}}'
         for a in b["alerts"]:
             a["fingerprint"] = f"{i:08x}{a['fingerprint'][8:]}"
         out.append(b)
@@ -80,7 +80,7 @@ def start_server(kind: str, cfg: Path, port: int, workdir: Path) -> subprocess.P
     raise SystemExit(f"{kind} did not start: {(workdir / f'{kind}.log').read_text()[-2000:]}")
 
 
-def load(url: str, body_file: Path, concurrency: int, duration: float) -> dict[str, Any]:
+def load(url: str, body_file: Path, concurrency: int, duration: float, seq_start: int = 0) -> dict[str, Any]:
     out = subprocess.run(
         [
             sys.executable,
@@ -93,6 +93,8 @@ def load(url: str, body_file: Path, concurrency: int, duration: float) -> dict[s
             str(concurrency),
             "--duration",
             str(duration),
+            "--seq-start",
+            str(seq_start),
         ],
         capture_output=True,
         text=True,
@@ -140,14 +142,14 @@ def main() -> None:
                     proc = start_server(server, cfg, port, workdir)
                     try:
                         load(f"http://127.0.0.1:{port}{path}", f, a.concurrency, 1.0)  # warm-up
-                        r = load(f"http://127.0.0.1:{port}{path}", f, a.concurrency, a.duration)
+                        r = load(f"http://127.0.0.1:{port}{path}", f, a.concurrency, a.duration, seq_start=5_000_000)
                     finally:
                         proc.terminate()
                         proc.wait(30)
                     res[endpoint] = r
                     print(
                         f"{server:8} {kind:10} {endpoint:10} {r['rps']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}"
-                        f"   {r['statuses']}"
+                        f"   {r['statuses']}" + (f" duplicates {r['duplicates']}" if r["duplicates"] else "")
                     )
                 summary.append(
                     (

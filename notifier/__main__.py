@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _load(args.config)
     _setup_logging(settings.server.log_level)
-    app = create_app(settings)
+    app = create_app(settings, own_process=True)
     config = uvicorn.Config(
         app,
         host=settings.server.host,

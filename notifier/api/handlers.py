@@ -71,8 +71,14 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             outcome = WebhookOutcome.TOO_LARGE if read.status_code == 413 else WebhookOutcome.INVALID
             return read
         payload, body = read
+        job = rt.intake.prepare(payload, body)
+        counts: dict[tuple[str, str], int] = {}
+        for a in payload.alerts:
+            k = (Severity.of(a.labels).value, a.status)
+            counts[k] = counts.get(k, 0) + 1
+        del payload, read  # not kept alive while the webhook waits for its commit: see IntakeJob
         try:
-            result = await rt.store.run_batched(rt.intake_batch, rt.intake.prepare(payload, body))
+            result = await rt.store.run_batched(rt.intake_batch, job)
         except StoreUnavailable as exc:
             outcome = WebhookOutcome.UNAVAILABLE
             log.error("webhook not stored, answering 503 so that Alertmanager retries: %s", exc)
@@ -84,10 +90,6 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             rt.metrics.suppressed("duplicate")
         else:
             outcome = WebhookOutcome.ACCEPTED
-            counts: dict[tuple[str, str], int] = {}
-            for a in payload.alerts:
-                k = (Severity.of(a.labels).value, a.status)
-                counts[k] = counts.get(k, 0) + 1
             rt.metrics.alerts_received(counts)
         return Response(
             content={

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from notifier.domain import SEVERITY_RANK, DeliveryState, MessageKind, Severity
 from notifier.store import new_id
+from notifier.store.payloads import unpack
 from notifier.store.repository import insert_own_notification
 from notifier.store.tables import deliveries, notifications
 
@@ -81,9 +82,9 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
     if not rows or (waiting_summary is None and len(rows) <= threshold):
         return 0
     payloads = {
-        i: msgspec.json.decode(p)
-        for i, p in conn.execute(
-            select(notifications.c.id, notifications.c.payload).where(
+        i: msgspec.json.decode(unpack(text, packed))
+        for i, text, packed in conn.execute(
+            select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
                 notifications.c.id.in_({r["notification_id"] for r in rows})
             )
         ).all()
@@ -103,9 +104,11 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
     previous: list[dict[str, Any]] = []
     if waiting_summary is not None:
         old = conn.execute(
-            select(notifications.c.payload).where(notifications.c.id == waiting_summary["notification_id"])
-        ).scalar()
-        previous = msgspec.json.decode(old)["alerts"] if old else []
+            select(notifications.c.payload, notifications.c.payload_zlib).where(
+                notifications.c.id == waiting_summary["notification_id"]
+            )
+        ).first()
+        previous = msgspec.json.decode(unpack(old[0], old[1]))["alerts"] if old else []
     first = fold[0][1]
     by_severity: dict[str, int] = {}
     by_name: dict[str, int] = {}

@@ -58,7 +58,7 @@ def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
     return rules + extra
 
 
-def build_message(row: dict[str, Any], payload_text: str, send_resolved: bool, thread_ref: str | None) -> Message:
+def build_message(row: dict[str, Any], body: bytes, send_resolved: bool, thread_ref: str | None) -> Message:
     """The message a row stands for: the newest state of its group, plus alerts that left the group while it
     waited, minus resolved alerts when the receiver does not want them; or a digest's content."""
     if row["kind"] == MessageKind.DIGEST.value:
@@ -78,9 +78,9 @@ def build_message(row: dict[str, Any], payload_text: str, send_resolved: bool, t
             target=row["target"],
             group=empty,
             kind=MessageKind.DIGEST,
-            digest=msgspec.json.decode(payload_text),
+            digest=msgspec.json.decode(body),
         )
-    payload = msgspec.json.decode(payload_text, type=WebhookPayload)
+    payload = msgspec.json.decode(body, type=WebhookPayload)
     change: dict[str, Any] = msgspec.json.decode(row["change"]) if row["change"] else {}
     gone = [msgspec.convert(a, WebhookAlert) for a in change.get("gone", [])]
     if gone:

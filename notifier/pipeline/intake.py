@@ -31,6 +31,7 @@ from notifier.routing import RouteMatch, Router
 from notifier.schedules import Schedule
 from notifier.settings import Settings
 from notifier.store import new_id
+from notifier.store.payloads import pack, unpack
 from notifier.store.repository import dialect_insert
 from notifier.store.statements import Statement
 from notifier.store.tables import deliveries, group_state, intake_keys, notifications, threads
@@ -59,9 +60,13 @@ class IntakeResult:
 
 @dataclass(slots=True)
 class IntakeJob:
-    """One validated webhook, ready to be committed."""
+    """One validated webhook, ready to be committed. It keeps the raw body and what the decisions need, not the
+    decoded payload: that can go as soon as the job is made (a 100-alert group is some 500 objects)."""
 
-    payload: WebhookPayload
+    group_key: str
+    am_receiver: str
+    status: str
+    alert_count: int
     raw: bytes
     states: dict[str, str]  # fingerprint -> status
     severity: Severity
@@ -141,7 +146,10 @@ class IntakeStage:
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
         return IntakeJob(
-            payload,
+            payload.groupKey,
+            payload.receiver,
+            payload.status,
+            len(payload.alerts),
             raw,
             alert_states(payload),
             payload_severity(payload),
@@ -162,14 +170,14 @@ class IntakeStage:
         for job in jobs:
             holder = holders.get(job.key)
             if holder is not None:
-                results.append(IntakeResult(holder, True, len(job.payload.alerts)))
+                results.append(IntakeResult(holder, True, job.alert_count))
                 continue
             mark = len(state.digest_writes)
             try:
                 result = self._decide(job, state, now)
             except Exception as exc:
                 del state.digest_writes[mark:]
-                log.exception("intake of %s failed", job.payload.groupKey)
+                log.exception("intake of %s failed", job.group_key)
                 results.append(exc)
                 continue
             holders[job.key] = result.notification_id
@@ -212,12 +220,12 @@ class IntakeStage:
         wanted = list({p["notification_id"] for p in pending.values()})
         payloads: dict[str, bytes] = {}
         if wanted:
-            payloads = {i: p.encode() for i, p in q.payloads.rows(conn, {"ids": wanted})}
+            payloads = {i: unpack(text, packed) for i, text, packed in q.payloads.rows(conn, {"ids": wanted})}
         return _State(groups, pending, sending, refs, payloads), holders
 
     def _decide(self, job: IntakeJob, st: _State, now: float) -> IntakeResult:
         nid = new_id()
-        result = IntakeResult(nid, False, len(job.payload.alerts))
+        result = IntakeResult(nid, False, job.alert_count)
         group_updates: dict[tuple[str, str], dict[str, Any]] = {}
         delivery_updates: dict[tuple[str, str], dict[str, Any]] = {}
         for match in job.matches:
@@ -229,7 +237,7 @@ class IntakeStage:
             st.group_writes[k] = {
                 "receiver": k[0],
                 "group_hash": k[1],
-                "group_key": job.payload.groupKey,
+                "group_key": job.group_key,
                 "alerts": msgspec.json.encode(v["alerts"]).decode(),
                 "last_sent_at": v["last_sent_at"],
             }
@@ -244,16 +252,18 @@ class IntakeStage:
         st.key_writes.append(
             {"key": job.key, "notification_id": nid, "expires_at": now + self._settings.dedup.redelivery_window}
         )
+        text, packed = pack(job.raw)
         st.notification_writes.append(
             {
                 "id": nid,
                 "received_at": now,
-                "am_receiver": job.payload.receiver,
-                "group_key": job.payload.groupKey,
-                "status": job.payload.status,
-                "alert_count": len(job.payload.alerts),
+                "am_receiver": job.am_receiver,
+                "group_key": job.group_key,
+                "status": job.status,
+                "alert_count": job.alert_count,
                 "redelivery_key": job.key,
-                "payload": job.raw.decode("utf-8"),
+                "payload": text,
+                "payload_zlib": packed,
             }
         )
         return result
@@ -348,7 +358,7 @@ class IntakeStage:
                 "receiver": receiver.name,
                 "target": target,
                 "channel": channel,
-                "group_key": job.payload.groupKey,
+                "group_key": job.group_key,
                 "group_hash": gh,
                 "state": DeliveryState.PENDING.value,
                 "kind": MessageKind.ALERT.value,
@@ -375,9 +385,7 @@ class IntakeStage:
                     lease_owner=self._owner,
                     lease_until=now + self._settings.delivery.lease,
                 )
-                result.leased.append(
-                    {**row, "payload": job.raw.decode("utf-8"), "thread_ref": st.threads.get((target, gh))}
-                )
+                result.leased.append({**row, "payload": job.raw, "thread_ref": st.threads.get((target, gh))})
             delivery_updates[(target, gh)] = row
             result.queued += 1
 
@@ -457,7 +465,7 @@ class _Statements:
             threads=select(threads.c.target, threads.c.group_hash, threads.c.provider_ref).where(
                 threads.c.target.in_(targets), threads.c.group_hash.in_(hashes)
             ),
-            payloads=select(notifications.c.id, notifications.c.payload).where(
+            payloads=select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
                 notifications.c.id.in_(bindparam("ids", expanding=True))
             ),
             expired_keys=delete(intake_keys).where(intake_keys.c.key.in_(keys), intake_keys.c.expires_at <= now),

@@ -37,6 +37,7 @@ _TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"012345678
 _READONLY = "notifier_readonly"
 _BEGUN = "notifier_begun"  # the store's write path issues BEGIN IMMEDIATE itself
 BUSY_TIMEOUT_MS = 30_000
+GATHER_TURNS = 3  # turns of the event loop a transaction waits for more writes, while they keep coming
 _MIGRATION_LOCK = 0x6E6F7469  # PostgreSQL advisory lock id, so replicas starting together migrate one at a time
 # Ids need uniqueness, not secrecy: a generator seeded from the OS once, instead of a system call per id.
 _ids = random.Random(int.from_bytes(os.urandom(16), "big"))  # noqa: S311 -- ids, not secrets
@@ -125,6 +126,13 @@ class Store:
         commit."""
         while True:
             entries = [await self._write_queue.get()]
+            # Requests the loop read in the same turn are still on their way here: wait a few turns, as long as
+            # the queue grows, so that they share this transaction instead of each paying for the next.
+            for _ in range(GATHER_TURNS):
+                waiting = self._write_queue.qsize()
+                await asyncio.sleep(0)
+                if self._write_queue.qsize() == waiting:
+                    break
             while not self._write_queue.empty() and len(entries) < 512:
                 entries.append(self._write_queue.get_nowait())
             try:

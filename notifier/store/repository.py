@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.domain import DeliveryState
 from notifier.store.engine import new_id
+from notifier.store.payloads import pack, unpack
 from notifier.store.tables import deliveries, notifications, threads
 
 
@@ -31,8 +32,13 @@ def dialect_insert(conn: AsyncConnection | Connection, table: Any) -> Any:
 
 
 async def get_notification(conn: AsyncConnection, notification_id: str) -> dict[str, Any] | None:
+    """The notification's row, with `payload` the body as received (unpacked) and no `payload_zlib`."""
     row = (await conn.execute(select(notifications).where(notifications.c.id == notification_id))).mappings().first()
-    return dict(row) if row else None
+    if row is None:
+        return None
+    out = dict(row)
+    out["payload"] = unpack(out["payload"], out.pop("payload_zlib")).decode("utf-8")
+    return out
 
 
 async def next_due_at(conn: AsyncConnection) -> float | None:
@@ -137,13 +143,14 @@ def claim_due(conn: Connection, owner: str, now: float, lease: float, limit: int
         .where(deliveries.c.id.in_([r["id"] for r in chosen]))
         .values(state=DeliveryState.SENDING.value, lease_owner=owner, lease_until=now + lease, updated_at=now)
     )
-    payloads = dict(
-        conn.execute(
-            select(notifications.c.id, notifications.c.payload).where(
+    payloads = {
+        i: unpack(text, packed)
+        for i, text, packed in conn.execute(
+            select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
                 notifications.c.id.in_({r["notification_id"] for r in chosen})
             )
         ).all()
-    )
+    }
     refs = {
         (t, g): ref
         for t, g, ref in conn.execute(
@@ -300,6 +307,7 @@ def insert_own_notification(
     """A notification the notifier makes itself (a digest, a storm summary), stored like a received one so that its
     message goes through the outbox like any other. Returns its id."""
     nid = new_id()
+    text, packed = pack(payload.encode("utf-8"))
     conn.execute(
         notifications.insert().values(
             id=nid,
@@ -309,7 +317,8 @@ def insert_own_notification(
             status=status,
             alert_count=count,
             redelivery_key=hashlib.sha256(f"{source}\x00{group_key}\x00{nid}".encode()).hexdigest(),
-            payload=payload,
+            payload=text,
+            payload_zlib=packed,
         )
     )
     return nid

@@ -1,6 +1,6 @@
 """The notifier's tables (SQLAlchemy Core); one schema for SQLite and PostgreSQL. Times are unix seconds (double).
 
-notifications  every webhook accepted, as received (raw JSON), one row per distinct notification
+notifications  every webhook accepted, as received (raw JSON; large ones compressed), one per distinct notification
 intake_keys    redelivery keys with their expiry: what makes an HA peer's copy a duplicate, across replicas
 deliveries     the outbox: one row per message to one target; at most one `pending` per (target, group)
 threads        the provider's reference of a group's first message per target (reply / thread / In-Reply-To)
@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -38,7 +39,8 @@ notifications = Table(
     Column("status", String(16), nullable=False),
     Column("alert_count", Integer, nullable=False),
     Column("redelivery_key", String(64), nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the body as received, or '' when it is in payload_zlib
+    Column("payload_zlib", LargeBinary, nullable=True),  # a large body, compressed: see store/payloads.py
     Index("ix_notifications_received_at", "received_at"),
 )
 

@@ -91,7 +91,9 @@ async def test_prune_deletes_what_is_older_than_asked(tmp_path: Path, fake_teleg
         now = time.time()
         for nid, age in (("OLD", 10 * day), ("NEW", 2 * day)):
             db.execute(
-                "INSERT INTO notifications VALUES (?, ?, 'am', 'g', 'firing', 1, ?, '{}')", (nid, now - age, nid)
+                "INSERT INTO notifications (id, received_at, am_receiver, group_key, status, alert_count,"
+                " redelivery_key, payload) VALUES (?, ?, 'am', 'g', 'firing', 1, ?, '{}')",
+                (nid, now - age, nid),
             )
     r = await asyncio.to_thread(cli, "--config", str(cfg), "prune")  # retention 30d: both are younger
     assert "notifications  0 deleted" in r.stdout

@@ -8,10 +8,19 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from notifier.store import repository as repo
 from notifier.store.tables import deliveries, notifications
-from tests.helpers import console_settings, fixture_bytes, fixture_json, fixture_names, make_group, settings_from
+from tests.helpers import (
+    console_settings,
+    fixture_bytes,
+    fixture_json,
+    fixture_names,
+    make_group,
+    settings_from,
+    wait_for,
+)
 from tests.notifier.harness import AUTH, count, post, running
 
 
@@ -31,6 +40,37 @@ async def test_captured_payload_is_stored_and_reads_back_field_for_field(store_u
         assert row["group_key"] == expected["groupKey"]
         assert row["status"] == expected["status"]
         assert row["alert_count"] == len(expected["alerts"])
+
+
+async def test_a_large_group_is_stored_compressed_and_still_delivered_whole(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 100-alert body (38 KiB) is kept packed, reads back byte for byte, and its message carries every alert."""
+    sent = make_group(100, group_key='{}:{alertname="LargeDrawdown"}')
+    raw = json.dumps(sent).encode()
+    async with running(console_settings(store_url)) as (client, rt):
+        r = await post(client, raw)
+        assert r.status_code == 202, r.text
+        nid = r.json()["notification_id"]
+        async with rt.store.begin() as conn:
+            text, packed = (
+                await conn.execute(
+                    select(notifications.c.payload, notifications.c.payload_zlib).where(notifications.c.id == nid)
+                )
+            ).one()
+            row = await repo.get_notification(conn, nid)
+        assert text == ""
+        assert packed is not None and len(packed) * 5 < len(raw)
+        assert row is not None and "payload_zlib" not in row
+        assert row["payload"].encode() == raw
+
+        async def delivered() -> bool:
+            return await count(rt, deliveries, state="sent") == 1
+
+        await wait_for(delivered)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    sent_lines = [x for x in lines if x.get("event") == "notification"]
+    assert [x["alerts"] for x in sent_lines] == [100]
 
 
 async def test_unknown_fields_from_newer_senders_are_accepted(sqlite_url: str) -> None:
