@@ -30,7 +30,8 @@ def _unexpected(_request: Request[Any, Any, Any], exc: Exception) -> Response[An
     return handlers.error(500, "internal error; see the notifier's log")
 
 
-def _tune_interpreter() -> None:
+def tune_interpreter() -> None:
+    """Settings for a process that is the notifier, once it has started (also used by in-process benchmarks)."""
     # The store's writer thread needs the GIL for a moment before and after each commit's disk flush; the
     # default 5 ms hand-over would keep every webhook of the batch waiting that long under load.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
@@ -59,7 +60,7 @@ def create_app(
             )
         await rt.start()
         if own_process:
-            _tune_interpreter()
+            tune_interpreter()
         log.info(
             "notifier ready on %s, store %s, %d receivers",
             settings.server.listen,

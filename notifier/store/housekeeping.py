@@ -46,7 +46,7 @@ from notifier.store.tables import (
 from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger("notifier.housekeeping")
-CHUNK = 2000  # rows per transaction: short enough that a webhook arriving meanwhile waits milliseconds, not seconds
+CHUNK = 500  # rows per transaction: short enough that a webhook arriving meanwhile waits milliseconds, not seconds
 INTERVAL = 3600.0
 FIRST_RUN_AFTER = 60.0
 RATE_SLOT_AGE = 3600.0
