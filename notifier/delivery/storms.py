@@ -82,12 +82,13 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
     if not rows or (waiting_summary is None and len(rows) <= threshold):
         return 0
     payloads = {
-        i: msgspec.json.decode(unpack(text, packed))
+        i: msgspec.json.decode(body)
         for i, text, packed in conn.execute(
             select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
                 notifications.c.id.in_({r["notification_id"] for r in rows})
             )
         ).all()
+        if (body := unpack(text, packed)) is not None
     }
     fold = []
     for r in rows:
@@ -108,7 +109,8 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
                 notifications.c.id == waiting_summary["notification_id"]
             )
         ).first()
-        previous = msgspec.json.decode(unpack(old[0], old[1]))["alerts"] if old else []
+        body = unpack(old[0], old[1]) if old else None
+        previous = msgspec.json.decode(body)["alerts"] if body else []
     first = fold[0][1]
     by_severity: dict[str, int] = {}
     by_name: dict[str, int] = {}

@@ -267,7 +267,7 @@ class DeliveryWorker:
             await self._finish_dead(row, f"target {target} is no longer in the configuration", 0)
             return
         if row["payload"] is None:
-            await self._finish_dead(row, "its notification is missing from the store", 0)
+            await self._finish_dead(row, "its notification is missing from the store or cannot be read", 0)
             return
         message = build_message(row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"])
         if self._untold_and_over(row, message):

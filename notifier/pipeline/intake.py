@@ -220,7 +220,10 @@ class IntakeStage:
         wanted = list({p["notification_id"] for p in pending.values()})
         payloads: dict[str, bytes] = {}
         if wanted:
-            payloads = {i: unpack(text, packed) for i, text, packed in q.payloads.rows(conn, {"ids": wanted})}
+            for i, text, packed in q.payloads.rows(conn, {"ids": wanted}):
+                body = unpack(text, packed)
+                if body is not None:
+                    payloads[i] = body
         return _State(groups, pending, sending, refs, payloads), holders
 
     def _decide(self, job: IntakeJob, st: _State, now: float) -> IntakeResult:

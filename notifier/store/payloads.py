@@ -8,8 +8,10 @@ Small bodies stay readable in `payload` with any SQLite or PostgreSQL client.
 
 from __future__ import annotations
 
+import logging
 import zlib
 
+log = logging.getLogger("notifier.store")
 COMPRESS_ABOVE = 4096  # bytes: one SQLite page
 
 
@@ -20,6 +22,13 @@ def pack(body: bytes) -> tuple[str, bytes | None]:
     return body.decode("utf-8"), None
 
 
-def unpack(payload: str, packed: bytes | None) -> bytes:
-    """The body as it was received, from the two columns."""
-    return zlib.decompress(packed) if packed is not None else payload.encode("utf-8")
+def unpack(payload: str, packed: bytes | None) -> bytes | None:
+    """The body as it was received, from the two columns; None when the packed body cannot be read (a damaged
+    database file), so that the one message it belongs to is dead-lettered instead of every claim failing."""
+    if packed is None:
+        return payload.encode("utf-8")
+    try:
+        return zlib.decompress(packed)
+    except zlib.error as exc:
+        log.error("a stored notification body cannot be unpacked: %s", exc)
+        return None

@@ -37,7 +37,8 @@ async def get_notification(conn: AsyncConnection, notification_id: str) -> dict[
     if row is None:
         return None
     out = dict(row)
-    out["payload"] = unpack(out["payload"], out.pop("payload_zlib")).decode("utf-8")
+    body = unpack(out["payload"], out.pop("payload_zlib"))
+    out["payload"] = None if body is None else body.decode("utf-8")
     return out
 
 

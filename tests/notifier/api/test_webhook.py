@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from notifier.store import repository as repo
 from notifier.store.tables import deliveries, notifications
@@ -71,6 +71,34 @@ async def test_a_large_group_is_stored_compressed_and_still_delivered_whole(
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     sent_lines = [x for x in lines if x.get("event") == "notification"]
     assert [x["alerts"] for x in sent_lines] == [100]
+
+
+async def test_a_damaged_packed_body_dead_letters_its_own_message_only(store_url: str) -> None:
+    settings = console_settings(store_url)
+    groups = [make_group(100, group_key=f'{{}}:{{g="{i}"}}', name=f"Alert{i}") for i in range(2)]
+    async with running(settings) as (client, rt):
+        await rt.worker.stop()  # the messages wait in the outbox
+        ids = [(await post(client, json.dumps(g))).json()["notification_id"] for g in groups]
+        async with rt.store.begin() as conn:
+            await conn.execute(
+                update(notifications).where(notifications.c.id == ids[0]).values(payload_zlib=b"not zlib at all")
+            )
+    async with running(settings) as (_client, rt):
+
+        async def settled() -> bool:
+            return await count(rt, deliveries, state="dead") + await count(rt, deliveries, state="sent") == 2
+
+        await wait_for(settled)
+        async with rt.store.begin() as conn:
+            states = {
+                nid: (state, error)
+                for nid, state, error in await conn.execute(
+                    select(deliveries.c.notification_id, deliveries.c.state, deliveries.c.last_error)
+                )
+            }
+    assert states[ids[1]] == ("sent", None)
+    assert states[ids[0]][0] == "dead"
+    assert "cannot be read" in states[ids[0]][1]
 
 
 async def test_unknown_fields_from_newer_senders_are_accepted(sqlite_url: str) -> None:
