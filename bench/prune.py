@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -23,34 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from notifier.api.schema import decode_payload  # noqa: E402
+from bench.history import commit_one, fill, pct  # noqa: E402
 from notifier.app import tune_interpreter  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
 from notifier.settings import load_settings_from_mapping  # noqa: E402
-from tests.helpers import fixture_bytes, fixture_json  # noqa: E402
+from tests.helpers import fixture_bytes  # noqa: E402
 
 PACE = 0.002  # seconds between webhooks
-
-
-def fill(db: Path, n: int, at: float) -> None:
-    """n notifications, each with a sent message and a group state, all received at `at`."""
-    payload = fixture_bytes("01-critical-firing-two-alerts.json").decode()
-    c = sqlite3.connect(db)
-    c.executemany(
-        "INSERT INTO notifications (id, received_at, am_receiver, group_key, status, alert_count, redelivery_key,"
-        " payload) VALUES (?, ?, 'am', 'g', 'firing', 2, ?, ?)",
-        ((f"N{i:012d}", at, f"k{i}", payload) for i in range(n)),
-    )
-    c.executemany(
-        "INSERT INTO deliveries (id, notification_id, receiver, target, channel, group_key, group_hash, state, kind,"
-        " silent, change, attempts, parts_sent, created_at, updated_at, next_attempt_at)"
-        " VALUES (?, ?, 'sink', 'sink/log/0', 'log', 'g', ?, 'sent', 'alert', 0, '{}', 1, 1, ?, ?, ?)",
-        ((f"D{i:012d}", f"N{i:012d}", f"{i:064x}", at, at, at) for i in range(n)),
-    )
-    c.executemany("INSERT INTO group_state VALUES ('sink', ?, 'g', '{}', ?)", ((f"{i:064x}", at) for i in range(n)))
-    c.commit()
-    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the fill's own log is not the intake's to copy
-    c.close()
 
 
 async def measure(workdir: Path, old: int, prune: bool) -> tuple[list[float], float, int]:
@@ -66,7 +43,7 @@ async def measure(workdir: Path, old: int, prune: bool) -> tuple[list[float], fl
     )
     rt = Runtime.build(settings)
     await rt.store.migrate()
-    fill(db, old, time.time() - 40 * 86400)
+    fill(db, old, time.time() - 40 * 86400, fixture_bytes("01-critical-firing-two-alerts.json").decode())
     times: list[float] = []
     done = asyncio.Event()
     pruned = 0
@@ -80,13 +57,7 @@ async def measure(workdir: Path, old: int, prune: bool) -> tuple[list[float], fl
         done.set()
 
     async def one(i: int) -> None:
-        body = fixture_json("01-critical-firing-two-alerts.json")
-        body["groupKey"] = f'{{}}:{{bench="{i}"}}'
-        raw = json.dumps(body).encode()
-        job = rt.intake.prepare(decode_payload(raw), raw)
-        t0 = time.perf_counter()
-        await rt.store.run_batched(rt.intake_batch, job)
-        times.append(time.perf_counter() - t0)
+        times.append(await commit_one(rt, i))
 
     await one(-1)  # warm: the first transaction compiles the statements
     tune_interpreter()  # as `notifier serve` does once started
@@ -118,9 +89,7 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    def p(v: list[float], q: float) -> float:
-        return v[min(len(v) - 1, int(q * len(v)))] * 1000
-
+    p = pct
     print(f"housekeeping deleted {pruned:,} rows in {took:.2f} s")
     print(f"webhook commit every {PACE * 1000:.0f} ms (ms)       {'p50':>7} {'p99':>7} {'max':>7} {'count':>7}")
     for name, v in (("alone", alone), ("while housekeeping prunes", during)):
