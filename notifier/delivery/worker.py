@@ -37,6 +37,7 @@ from notifier.metrics import NotifierMetrics
 from notifier.settings import Settings
 from notifier.store import Store
 from notifier.store import repository as repo
+from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger("notifier.delivery")
 GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
@@ -169,11 +170,8 @@ class DeliveryWorker:
         """Stop claiming; give messages in flight `grace` seconds, then cancel them and hand their rows back."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._inflight:
             _done, pending = await asyncio.wait(self._inflight, timeout=grace)
             for t in pending:
