@@ -1,14 +1,18 @@
 """Intake benchmark (issue: foundation).
 
-One notifier process as in production; load from another process (bench/loadgen.py). For the captured 2-alert
-payload and a 100-alert group, it measures (a) POST /webhook/alertmanager with durable SQLite storage
-(WAL, synchronous=FULL, group commit) routed to a receiver without targets, so that intake alone is measured, and
-(b) POST /webhook/alertmanager/validate in the same app, which only validates the same payload. A third row,
-"+deliver", routes to a `log` target, so the same process also renders and delivers every message. Every request
-of (a) is a distinct notification (no duplicate short-cuts). It prints requests/s, p50 and p99, and the ratio a/b,
-under uvicorn (httptools, uvloop) and under granian.
+One notifier process as in production; load from another process (bench/loadgen.py, a lean HTTP/1.1 client, so
+that on a 2-core machine the load costs the server little CPU). For the captured 2-alert payload and a 100-alert
+group, it measures (a) POST /webhook/alertmanager with durable SQLite storage (WAL, synchronous=FULL, group
+commit) routed to a receiver without targets, so that intake alone is measured, and (b) POST
+/webhook/alertmanager/validate, which only validates the same payload -- in the same server process, in
+alternating rounds (a, b, then b, a, ...), so that both see the same machine. A "+deliver" server routes to a `log`
+target, so that it also renders and delivers every message; it too is compared with its own validate rounds.
+Every request of (a) is a distinct notification of a new group (no duplicate short-cuts).
 
-    make bench-intake            # or: .venv/bin/python bench/intake.py --duration 8
+It prints requests/s, p50 and p99 (medians over the rounds) and the ratio a/b per round, for each concurrency
+(connections kept busy by the load generator), under uvicorn (httptools, uvloop) and granian.
+
+    make bench-intake            # or: .venv/bin/python bench/intake.py --rounds 3 --duration 4 --concurrency 32,128
 """
 
 from __future__ import annotations
@@ -104,33 +108,40 @@ def load(url: str, body_file: Path, concurrency: int, duration: float, seq_start
     return result
 
 
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--duration", type=float, default=6.0)
-    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds per measured run")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating validate/webhook rounds per concurrency")
+    ap.add_argument("--concurrency", default="32,128", help="comma-separated connection counts")
     ap.add_argument("--servers", default="uvicorn,granian")
+    ap.add_argument("--payloads", default="2-alert,100-alert")
     a = ap.parse_args()
+    levels = [int(c) for c in a.concurrency.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     files = {}
-    for kind, n in (("2-alert", 20000), ("100-alert", 2000)):
+    for kind in a.payloads.split(","):
         f = workdir / f"{kind}.json"
-        f.write_text(json.dumps(bodies(kind, n)))
+        f.write_text(json.dumps(bodies(kind, 2000 if kind == "2-alert" else 200)))
         files[kind] = f
-    print(f"{'server':8} {'payload':10} {'endpoint':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}   statuses")
+    print(
+        f"{'server':8} {'payload':10} {'conns':>5} {'endpoint':9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}"
+        "   a/b per round"
+    )
     summary = []
+    seq = 5_000_000  # every request of the whole run a distinct notification
     try:
         for server in a.servers.split(","):
             if server == "granian" and not shutil.which("granian", path=str(Path(sys.executable).parent)):
                 print("granian not installed; skipped")
                 continue
             for kind, f in files.items():
-                res = {}
-                for endpoint, path, receiver in (
-                    ("validate", "/webhook/alertmanager/validate", "none"),
-                    ("durable", "/webhook/alertmanager", "none"),
-                    ("+deliver", "/webhook/alertmanager", "sink"),
-                ):
-                    db = workdir / f"{server}-{kind}-{endpoint}.db"
+                for endpoint, receiver in (("durable", "none"), ("+deliver", "sink")):
+                    db = workdir / f"{server}-{kind}-{receiver}.db"
                     port = free_port()
                     cfg = workdir / f"{server}.yml"
                     cfg.write_text(
@@ -139,32 +150,40 @@ def main() -> None:
                         "receivers: [{name: sink, log: [{stream: stdout}]}, {name: none}]\n"
                         f"routes: {{receiver: {receiver}}}\n"
                     )
+                    base = f"http://127.0.0.1:{port}/webhook/alertmanager"
                     proc = start_server(server, cfg, port, workdir)
                     try:
-                        load(f"http://127.0.0.1:{port}{path}", f, a.concurrency, 1.0)  # warm-up
-                        r = load(f"http://127.0.0.1:{port}{path}", f, a.concurrency, a.duration, seq_start=5_000_000)
+                        load(base + "/validate", f, levels[0], 1.0)  # warm-up
+                        load(base, f, levels[0], 1.0)
+                        for level in levels:
+                            runs: dict[str, list[dict[str, Any]]] = {"validate": [], endpoint: []}
+                            for r in range(a.rounds):
+                                order = ("validate", endpoint) if r % 2 == 0 else (endpoint, "validate")
+                                for which in order:
+                                    url = base + "/validate" if which == "validate" else base
+                                    seq += 1_000_000
+                                    runs[which].append(load(url, f, level, a.duration, seq_start=seq % 10_000_000))
+                            ratios = [
+                                d["rps"] / v["rps"] for d, v in zip(runs[endpoint], runs["validate"], strict=True)
+                            ]
+                            for which, rs in runs.items():
+                                bad = {k: n for r in rs for k, n in r["statuses"].items() if k[0] != "2"}
+                                dups = sum(r["duplicates"] for r in rs)
+                                rps, p50, p99 = (median([r[k] for r in rs]) for k in ("rps", "p50_ms", "p99_ms"))
+                                print(
+                                    f"{server:8} {kind:10} {level:5} {which:9} {rps:7.0f} {p50:7.1f} {p99:7.1f}"
+                                    + ("   " + " ".join(f"{x:.2f}" for x in ratios) if which != "validate" else "")
+                                    + (f"   non-2xx {bad}" if bad else "")
+                                    + (f"   duplicates {dups}" if dups else "")
+                                )
+                            summary.append((server, kind, level, endpoint, median(ratios)))
                     finally:
                         proc.terminate()
                         proc.wait(30)
-                    res[endpoint] = r
-                    print(
-                        f"{server:8} {kind:10} {endpoint:10} {r['rps']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}"
-                        f"   {r['statuses']}" + (f" duplicates {r['duplicates']}" if r["duplicates"] else "")
-                    )
-                summary.append(
-                    (
-                        server,
-                        kind,
-                        res["durable"]["rps"] / res["validate"]["rps"],
-                        res["+deliver"]["rps"] / res["validate"]["rps"],
-                    )
-                )
         print()
-        for server, kind, ratio, with_delivery in summary:
-            print(
-                f"{server:8} {kind:10} a/b durable/validate-only = {ratio:.2f}"
-                f"   (with each message also delivered by the same process: {with_delivery:.2f})"
-            )
+        for server, kind, level, endpoint, ratio in summary:
+            what = "durable/validate-only" if endpoint == "durable" else "durable+delivered/validate-only"
+            print(f"{server:8} {kind:10} {level:4} connections  a/b {what} = {ratio:.2f} (median of rounds)")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -101,8 +101,8 @@ class NotifierMetrics:
         self._webhooks_by[outcome].inc()
         self.intake_latency.observe(seconds)
 
-    def alerts_received(self, counts: dict[tuple[str, str], int]) -> None:
-        """Accepted alerts by (severity value, status): both validated, so every pair has its child."""
+    def alerts_received(self, counts: dict[tuple[Severity, str], int]) -> None:
+        """Accepted alerts by (severity, status): both validated, so every pair has its child."""
         for key, n in counts.items():
             self._alerts_by[key].inc(n)
 

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from notifier.api.auth import authorized, challenge
 from notifier.api.schema import PayloadError, decode_payload
 from notifier.clock import iso
-from notifier.domain import DeliveryState, Severity, WebhookOutcome
+from notifier.domain import DeliveryState, WebhookOutcome
 from notifier.errors import StoreUnavailable
 from notifier.runtime import Runtime
 from notifier.store import repository as repo
@@ -72,10 +72,6 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             return read
         payload, body = read
         job = rt.intake.prepare(payload, body)
-        counts: dict[tuple[str, str], int] = {}
-        for a in payload.alerts:
-            k = (Severity.of(a.labels).value, a.status)
-            counts[k] = counts.get(k, 0) + 1
         del payload, read  # not kept alive while the webhook waits for its commit: see IntakeJob
         try:
             result = await rt.store.run_batched(rt.intake_batch, job)
@@ -90,7 +86,7 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             rt.metrics.suppressed("duplicate")
         else:
             outcome = WebhookOutcome.ACCEPTED
-            rt.metrics.alerts_received(counts)
+            rt.metrics.alerts_received(job.counts)
         return Response(
             content={
                 "status": "accepted",

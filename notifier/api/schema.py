@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from notifier.domain import ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, Severity
+from notifier.domain import SEVERITY_RANK, ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, Severity
 
 _AT = re.compile(r"^(?P<msg>.*) - at `\$\.?(?P<path>[^`]*)`$", re.S)
 
@@ -164,6 +165,17 @@ def alert_states(p: WebhookPayload) -> dict[str, str]:
     return {a.fingerprint: a.status for a in p.alerts}
 
 
-def payload_severity(p: WebhookPayload) -> Severity:
-    """The group's severity (its most severe alert), as AlertGroup.severity computes it, without building alerts."""
-    return Severity.worst(a.labels for a in p.alerts)
+def alert_counts(p: WebhookPayload) -> dict[tuple[Severity, str], int]:
+    """How many alerts the payload holds per (severity, status), in one pass over the alerts: the metrics count
+    them, and the group's severity is the worst of them."""
+    raw = Counter([(a.labels.get("severity", ""), a.status) for a in p.alerts])
+    out: dict[tuple[Severity, str], int] = {}
+    for (label, status), n in raw.items():
+        key = (Severity.parse(label), status)
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def payload_severity(counts: dict[tuple[Severity, str], int]) -> Severity:
+    """The group's severity (its most severe alert), as AlertGroup.severity computes it, from `alert_counts`."""
+    return min((sev for sev, _ in counts), key=SEVERITY_RANK.__getitem__, default=Severity.WARNING)

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, case, delete, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from notifier.api.schema import WebhookPayload, alert_states, payload_severity, redelivery_key
+from notifier.api.schema import WebhookPayload, alert_counts, alert_states, payload_severity, redelivery_key
 from notifier.clock import Clock
 from notifier.digests import record_items
 from notifier.domain import AlertStatus, DeliveryState, MessageKind, Severity
@@ -69,6 +69,7 @@ class IntakeJob:
     alert_count: int
     raw: bytes
     states: dict[str, str]  # fingerprint -> status
+    counts: dict[tuple[Severity, str], int]  # alerts per (severity, status), for the metrics
     severity: Severity
     key: str
     group_hash: str
@@ -87,7 +88,14 @@ _RESOLVED = AlertStatus.RESOLVED.value
 def diff_states(base: dict[str, str], current: dict[str, str]) -> dict[str, int]:
     """What changed from `base` (fingerprint -> status last committed) to `current`: alerts that fire anew (or fired
     and resolved without ever being told), alerts resolved since, and alerts still firing. One pass: a 100-alert
-    group is diffed on every webhook."""
+    group is diffed on every webhook, so the common cases -- a group seen for the first time, a group unchanged
+    since -- are counted without a loop in Python."""
+    if not base or base == current:
+        statuses = list(current.values())
+        firing, ended = statuses.count(_FIRING), statuses.count(_RESOLVED)
+        if not base:  # every alert is news; a resolved one is both new and resolved (never told it fired)
+            return {"new": firing + ended, "resolved": ended, "still_firing": 0}
+        return {"new": 0, "resolved": 0, "still_firing": firing}
     new = resolved = still = 0
     for fp, status in current.items():
         before = base.get(fp)
@@ -145,6 +153,7 @@ class IntakeStage:
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
+        counts = alert_counts(payload)
         return IntakeJob(
             payload.groupKey,
             payload.receiver,
@@ -152,7 +161,8 @@ class IntakeStage:
             len(payload.alerts),
             raw,
             alert_states(payload),
-            payload_severity(payload),
+            counts,
+            payload_severity(counts),
             redelivery_key(payload),
             group_hash(payload.receiver, payload.groupKey),
             self._router.match({**payload.commonLabels, **payload.groupLabels}),

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
+import queue
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,8 @@ J = TypeVar("J")
 R = TypeVar("R")
 log = logging.getLogger("notifier.store")
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two digits: an id is 13 lookups
 _READONLY = "notifier_readonly"
 _BEGUN = "notifier_begun"  # the store's write path issues BEGIN IMMEDIATE itself
 BUSY_TIMEOUT_MS = 30_000
@@ -46,8 +47,24 @@ _ids = random.Random(int.from_bytes(os.urandom(16), "big"))  # noqa: S311 -- ids
 def new_id() -> str:
     """A ULID: 48 bits of milliseconds and 80 random bits, 26 characters, sortable by creation time."""
     n = (int(time.time() * 1000) << 80) | _ids.getrandbits(80)
-    # 20 bytes are 32 base32 digits; the last 26 are the 130-bit ULID (its two top bits zero)
-    return base64.b32encode(n.to_bytes(20, "big"))[6:].translate(_TO_CROCKFORD).decode()
+    p = _PAIRS  # the 130-bit ULID (its two top bits zero) as 13 pairs of Crockford base32 digits
+    return "".join(
+        (
+            p[n >> 120],
+            p[n >> 110 & 1023],
+            p[n >> 100 & 1023],
+            p[n >> 90 & 1023],
+            p[n >> 80 & 1023],
+            p[n >> 70 & 1023],
+            p[n >> 60 & 1023],
+            p[n >> 50 & 1023],
+            p[n >> 40 & 1023],
+            p[n >> 30 & 1023],
+            p[n >> 20 & 1023],
+            p[n >> 10 & 1023],
+            p[n & 1023],
+        )
+    )
 
 
 def async_url(url: str) -> str:
@@ -88,7 +105,8 @@ class Store:
         self._write_queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._write_task: asyncio.Task[None] | None = None
         self.writer_engine: Engine | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: _WriterThread | None = None
+        self._write_conn: Connection | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine)
             # Writes use the plain sqlite3 driver (see _run_sqlite): aiosqlite would hop to its thread per statement.
@@ -98,7 +116,7 @@ class Store:
             )
             _configure_sqlite(self.writer_engine, busy_timeout_ms=0)  # see _try_begin
             self.writer_engine = self.writer_engine.execution_options(**{_BEGUN: True})
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+            self._writer = _WriterThread()
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run a synchronous write function and return once it is durably committed (see `_write_loop`)."""
@@ -191,19 +209,32 @@ class Store:
         wherever they run, so handing them to a thread only adds waits for the GIL and for the loop. What can
         take long without the GIL runs in the writer thread: waiting for another process's write lock, and the
         commit with its disk flush; the loop serves requests meanwhile."""
-        assert self.writer_engine is not None
-        loop = asyncio.get_running_loop()
+        assert self.writer_engine is not None and self._writer is not None
         try:
-            with self.writer_engine.connect() as conn:
-                raw: Any = conn.connection.driver_connection
-                if not _try_begin(raw):
-                    await loop.run_in_executor(self._writer, _begin_waiting, raw)
-                with conn.begin() as trans:  # the listener sees _BEGUN and leaves the BEGIN to us
-                    out = _run_each(conn, fns)
-                    await loop.run_in_executor(self._writer, trans.commit)
-                return out
+            if self._write_conn is None:  # one connection for every write transaction, kept between them
+                self._write_conn = self.writer_engine.connect()
+            conn = self._write_conn
+            raw: Any = conn.connection.driver_connection
+            if not _try_begin(raw):
+                await self._writer.run(lambda: _begin_waiting(raw))
+            with conn.begin():  # the listener sees _BEGUN and leaves the BEGIN to us
+                out = _run_each(conn, fns)
+                # The driver's own commit, in the writer thread; SQLAlchemy's, when the block ends, then finds
+                # the transaction committed and has nothing left to do.
+                await self._writer.run(raw.commit)
+            return out
         except (OperationalError, DBAPIError, OSError, sqlite3.Error) as exc:
+            self.release_write_connection()  # not trusted again: the next transaction opens a new one
             raise StoreUnavailable(describe_db_error(exc)) from exc
+
+    def release_write_connection(self) -> None:
+        """Close the connection that SQLite write transactions share; the next one opens a new connection (with
+        the engine's connect listeners as they are then)."""
+        if self._write_conn is not None:
+            conn, self._write_conn = self._write_conn, None
+            with contextlib.suppress(SQLAlchemyError, sqlite3.Error):
+                conn.invalidate()  # the driver's connection is closed, not put back in the pool
+                conn.close()
 
     async def drain_writes(self) -> None:
         """Wait until every submitted write is committed (shutdown)."""
@@ -244,8 +275,49 @@ class Store:
                 await self._write_task
             self._write_task = None
         await self.engine.dispose()
+        self.release_write_connection()
         if self.writer_engine is not None:
             self.writer_engine.dispose()
+        if self._writer is not None:
+            self._writer.stop()
+
+
+class _WriterThread:
+    """The one thread where the store's SQLite calls that may block run: a commit with its disk flush, a BEGIN
+    that waits for another process's write lock. It holds the GIL only to take a call and to hand its outcome to
+    the loop (a thread pool's futures and callbacks took it several times per call, each time making the loop,
+    busy with requests, wait for it)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]] | None]
+        self._calls = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """`fn()` in the writer thread; the future is settled on the calling loop."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._calls.put((fn, loop, fut))
+        return fut
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, loop, fut = call
+            try:
+                outcome: tuple[bool, Any] = (True, fn())
+            except BaseException as exc:  # handed to the awaiting coroutine, which decides
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, fut, *outcome)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

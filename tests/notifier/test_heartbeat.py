@@ -71,13 +71,13 @@ async def test_pings_while_healthy_and_stops_when_the_store_refuses_writes(
                 dbapi_conn.execute("PRAGMA query_only=1")
 
             event.listen(engine, "connect", read_only)
-            engine.dispose()
+            rt.store.release_write_connection()
             assert await rt.heartbeat.beat() == "withheld"
             assert server.pings == 1
             assert "heartbeat withheld" in caplog.text and "store:" in caplog.text
 
             event.remove(engine, "connect", read_only)
-            engine.dispose()
+            rt.store.release_write_connection()
             assert await rt.heartbeat.beat() == "sent"
             assert server.pings == 2
 

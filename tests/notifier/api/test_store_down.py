@@ -89,7 +89,7 @@ async def test_sqlite_full_gives_503_and_nothing_half_stored(sqlite_url: str) ->
             cur.execute(f"PRAGMA max_page_count={pages}")
             cur.close()
 
-        rt.store.writer_engine.dispose()
+        rt.store.release_write_connection()
         big = (
             fixture_bytes("01-critical-firing-two-alerts.json")
             .replace(b"check_me_now", base64.b64encode(os.urandom(150_000)))  # large bodies are packed: random
