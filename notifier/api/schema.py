@@ -166,11 +166,19 @@ def alert_states(p: WebhookPayload) -> dict[str, str]:
 
 
 def alert_counts(p: WebhookPayload) -> dict[tuple[Severity, str], int]:
-    """How many alerts the payload holds per (severity, status), in one pass over the alerts: the metrics count
-    them, and the group's severity is the worst of them."""
-    raw = Counter([(a.labels.get("severity", ""), a.status) for a in p.alerts])
+    """How many alerts the payload holds per (severity, status): the metrics count them, and the group's severity
+    is the worst of them. A group's alerts mostly share one severity: then its statuses are counted in C."""
+    labels = {a.labels.get("severity", "") for a in p.alerts}
     out: dict[tuple[Severity, str], int] = {}
-    for (label, status), n in raw.items():
+    if len(labels) == 1:
+        severity = Severity.parse(labels.pop())
+        statuses = [a.status for a in p.alerts]
+        firing = statuses.count(AlertStatus.FIRING.value)
+        for status, n in ((AlertStatus.FIRING.value, firing), (AlertStatus.RESOLVED.value, len(statuses) - firing)):
+            if n:
+                out[(severity, status)] = n
+        return out
+    for (label, status), n in Counter([(a.labels.get("severity", ""), a.status) for a in p.alerts]).items():
         key = (Severity.parse(label), status)
         out[key] = out.get(key, 0) + n
     return out

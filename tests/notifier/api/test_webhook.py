@@ -283,6 +283,29 @@ async def test_health_ready_and_metrics(sqlite_url: str) -> None:
         assert "_created" not in text
 
 
+async def test_alert_metrics_count_each_severity_and_status(sqlite_url: str) -> None:
+    # one group of uniform severity (counted the short way), one mixed (each alert on its own), both with resolved
+    uniform = make_group(5, severity="critical", resolved={1, 3})
+    mixed = make_group(6, group_key="mixed", resolved={0, 4})
+    for i, sev in enumerate(["critical", "info", "INFO", "bogus", "", "warning"]):
+        mixed["alerts"][i]["labels"]["severity"] = sev
+    del mixed["alerts"][4]["labels"]["severity"]  # no label at all: warning
+    async with running(console_settings(sqlite_url)) as (client, _rt):
+        for body in (uniform, mixed):
+            assert (await post(client, json.dumps(body))).status_code == 202
+        text = (await client.get("/metrics")).text
+    expected = {
+        ("critical", "firing"): 3,
+        ("critical", "resolved"): 2 + 1,
+        ("info", "firing"): 2,  # "INFO" is info
+        ("warning", "firing"): 2,  # an unknown and an empty severity count as warning
+        ("warning", "resolved"): 1,  # the alert without a severity label
+    }
+    for (sev, st), n in expected.items():
+        assert f'notifier_alerts_received_total{{severity="{sev}",status="{st}"}} {float(n)}' in text
+    assert 'notifier_alerts_received_total{severity="info",status="resolved"} 0.0' in text
+
+
 async def test_validate_only_endpoint_stores_nothing(sqlite_url: str) -> None:
     async with running(console_settings(sqlite_url)) as (client, rt):
         r = await post(
