@@ -28,6 +28,13 @@ def test_diff_matches_its_definition(base: dict[str, str], current: dict[str, st
     assert diff_states(base, current) == by_definition(base, current)
 
 
+@given(states)
+def test_an_unchanged_or_first_seen_group_matches_the_definition_too(current: dict[str, str]) -> None:
+    # the short cuts for a group unchanged since (equal dicts) and one seen for the first time (empty base)
+    assert diff_states(dict(current), current) == by_definition(current, current)
+    assert diff_states({}, current) == by_definition({}, current)
+
+
 def test_diff_examples() -> None:
     assert diff_states({}, {"a": "firing", "b": "resolved"}) == {"new": 2, "resolved": 1, "still_firing": 0}
     assert diff_states({"a": "firing"}, {"a": "firing"}) == {"new": 0, "resolved": 0, "still_firing": 1}
