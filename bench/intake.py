@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import httpx
@@ -108,11 +109,6 @@ def load(url: str, body_file: Path, concurrency: int, duration: float, seq_start
     return result
 
 
-def median(values: list[float]) -> float:
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per measured run")
@@ -160,8 +156,8 @@ def main() -> None:
                         load(base, f, levels[0], 1.0, seq_start=seq)
                         for level in levels:
                             runs: dict[str, list[dict[str, Any]]] = {"validate": [], endpoint: []}
-                            for r in range(a.rounds):
-                                order = ("validate", endpoint) if r % 2 == 0 else (endpoint, "validate")
+                            for i in range(a.rounds):
+                                order = ("validate", endpoint) if i % 2 == 0 else (endpoint, "validate")
                                 for which in order:
                                     url = base + "/validate" if which == "validate" else base
                                     seq += 200_000

@@ -19,9 +19,8 @@ from sqlalchemy.engine import Connection
 
 from notifier.domain import SEVERITY_RANK, DeliveryState, MessageKind, Severity
 from notifier.store import new_id
-from notifier.store.payloads import unpack
-from notifier.store.repository import insert_own_notification
-from notifier.store.tables import deliveries, notifications
+from notifier.store.repository import insert_own_notification, read_bodies
+from notifier.store.tables import deliveries
 
 HORIZON = 300.0  # seconds: messages due within this are "waiting now"
 MAX_NAMES = 8  # alert names spelled out in the summary's first line; the groups themselves follow below it
@@ -83,12 +82,8 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
         return 0
     payloads = {
         i: msgspec.json.decode(body)
-        for i, text, packed in conn.execute(
-            select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
-                notifications.c.id.in_({r["notification_id"] for r in rows})
-            )
-        ).all()
-        if (body := unpack(text, packed)) is not None
+        for i, body in read_bodies(conn, {r["notification_id"] for r in rows}).items()
+        if body is not None
     }
     fold = []
     for r in rows:
@@ -104,12 +99,7 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
         return 0
     previous: list[dict[str, Any]] = []
     if waiting_summary is not None:
-        old = conn.execute(
-            select(notifications.c.payload, notifications.c.payload_zlib).where(
-                notifications.c.id == waiting_summary["notification_id"]
-            )
-        ).first()
-        body = unpack(old[0], old[1]) if old else None
+        body = read_bodies(conn, [waiting_summary["notification_id"]]).get(waiting_summary["notification_id"])
         previous = msgspec.json.decode(body)["alerts"] if body else []
     first = fold[0][1]
     by_severity: dict[str, int] = {}

@@ -8,6 +8,7 @@ through the async engine. Reads are async and take no write lock.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
@@ -40,6 +41,19 @@ async def get_notification(conn: AsyncConnection, notification_id: str) -> dict[
     body = unpack(out["payload"], out.pop("payload_zlib"))
     out["payload"] = None if body is None else body.decode("utf-8")
     return out
+
+
+def read_bodies(conn: Connection, ids: Collection[str]) -> dict[str, bytes | None]:
+    """Notification bodies as received, by id: None for one whose packed body cannot be read; an id that is not
+    stored is left out."""
+    return {
+        i: unpack(text, packed)
+        for i, text, packed in conn.execute(
+            select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
+                notifications.c.id.in_(ids)
+            )
+        ).all()
+    }
 
 
 async def next_due_at(conn: AsyncConnection) -> float | None:
@@ -144,14 +158,7 @@ def claim_due(conn: Connection, owner: str, now: float, lease: float, limit: int
         .where(deliveries.c.id.in_([r["id"] for r in chosen]))
         .values(state=DeliveryState.SENDING.value, lease_owner=owner, lease_until=now + lease, updated_at=now)
     )
-    payloads = {
-        i: unpack(text, packed)
-        for i, text, packed in conn.execute(
-            select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
-                notifications.c.id.in_({r["notification_id"] for r in chosen})
-            )
-        ).all()
-    }
+    payloads = read_bodies(conn, {r["notification_id"] for r in chosen})
     refs = {
         (t, g): ref
         for t, g, ref in conn.execute(
