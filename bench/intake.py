@@ -12,7 +12,7 @@ Every request of (a) is a distinct notification of a new group (no duplicate sho
 It prints requests/s, p50 and p99 (medians over the rounds) and the ratio a/b per round, for each concurrency
 (connections kept busy by the load generator), under uvicorn (httptools, uvloop) and granian.
 
-    make bench-intake            # or: .venv/bin/python bench/intake.py --rounds 3 --duration 4 --concurrency 32,128
+    make bench-intake            # or: .venv/bin/python bench/intake.py --rounds 7 --duration 2 --concurrency 32,128
 """
 
 from __future__ import annotations
@@ -111,8 +111,10 @@ def load(url: str, body_file: Path, concurrency: int, duration: float, seq_start
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--duration", type=float, default=4.0, help="seconds per measured run")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating validate/webhook rounds per concurrency")
+    # Short rounds, many of them: this machine's speed drifts by tens of percent within seconds, and each round's
+    # ratio compares two runs a few seconds apart.
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per measured run")
+    ap.add_argument("--rounds", type=int, default=7, help="alternating validate/webhook rounds per concurrency")
     ap.add_argument("--concurrency", default="32,128", help="comma-separated connection counts")
     ap.add_argument("--servers", default="uvicorn,granian")
     ap.add_argument("--payloads", default="2-alert,100-alert")

@@ -38,6 +38,11 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two digit
 _READONLY = "notifier_readonly"
 _BEGUN = "notifier_begun"  # the store's write path issues BEGIN IMMEDIATE itself
 BUSY_TIMEOUT_MS = 30_000
+# The writer's page cache holds the indexes that every webhook looks up and inserts into at random places
+# (redelivery keys, group hashes); SQLite's default 2 MiB holds a few days of them, and each miss is a read from the
+# OS on the event loop.
+WRITER_CACHE_KIB = 32 * 1024
+CHECKPOINT_EVERY = 8  # write transactions between two checkpoints of the log into the database file
 GATHER_TURNS = 3  # turns of the event loop a transaction waits for more writes, while they keep coming
 _MIGRATION_LOCK = 0x6E6F7469  # PostgreSQL advisory lock id, so replicas starting together migrate one at a time
 # Ids need uniqueness, not secrecy: a generator seeded from the OS once, instead of a system call per id.
@@ -107,6 +112,8 @@ class Store:
         self.writer_engine: Engine | None = None
         self._writer: _WriterThread | None = None
         self._write_conn: Connection | None = None
+        self._checkpoint: asyncio.Future[None] | None = None  # under way in the writer thread: see _run_sqlite
+        self._commits = 0  # since the last checkpoint
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine)
             # Writes use the plain sqlite3 driver (see _run_sqlite): aiosqlite would hop to its thread per statement.
@@ -114,7 +121,7 @@ class Store:
                 self.url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
                 connect_args={"timeout": 30, "check_same_thread": False},
             )
-            _configure_sqlite(self.writer_engine, busy_timeout_ms=0)  # see _try_begin
+            _configure_sqlite(self.writer_engine, busy_timeout_ms=0, writer=True)  # busy_timeout 0: see _try_begin
             self.writer_engine = self.writer_engine.execution_options(**{_BEGUN: True})
             self._writer = _WriterThread()
 
@@ -207,9 +214,19 @@ class Store:
     async def _run_sqlite(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
         """The transaction's statements run here, on the event loop: they are short, and run under the GIL
         wherever they run, so handing them to a thread only adds waits for the GIL and for the loop. What can
-        take long without the GIL runs in the writer thread: waiting for another process's write lock, and the
-        commit with its disk flush; the loop serves requests meanwhile."""
+        take long without the GIL runs in the writer thread: waiting for another process's write lock, the
+        commit with its disk flush, and the checkpoint; the loop serves requests meanwhile.
+
+        Checkpoints (copying the log into the database file, with a flush of each) are the store's, not
+        SQLite's: SQLite would run one inside every thousandth page's commit, and that commit's webhooks would
+        wait for it -- a few ms in every ten commits under load. Here the checkpoint follows a commit whose
+        webhooks are already answered; the next transaction waits for it, but the loop answers and reads
+        requests meanwhile. The log still starts over after each one, as with SQLite's own."""
         assert self.writer_engine is not None and self._writer is not None
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):  # _checkpoint logs its own failures
+                await self._checkpoint
+            self._checkpoint = None
         try:
             if self._write_conn is None:  # one connection for every write transaction, kept between them
                 self._write_conn = self.writer_engine.connect()
@@ -222,19 +239,33 @@ class Store:
                 # The driver's own commit, in the writer thread; SQLAlchemy's, when the block ends, then finds
                 # the transaction committed and has nothing left to do.
                 await self._writer.run(raw.commit)
-            return out
         except (OperationalError, DBAPIError, OSError, sqlite3.Error) as exc:
             self.release_write_connection()  # not trusted again: the next transaction opens a new one
             raise StoreUnavailable(describe_db_error(exc)) from exc
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            self._checkpoint = self._writer.run(lambda: _checkpoint(raw))
+        return out
 
     def release_write_connection(self) -> None:
         """Close the connection that SQLite write transactions share; the next one opens a new connection (with
-        the engine's connect listeners as they are then)."""
+        the engine's connect listeners as they are then). It is closed in the writer thread, after a checkpoint
+        that may still be running on it."""
         if self._write_conn is not None:
             conn, self._write_conn = self._write_conn, None
-            with contextlib.suppress(SQLAlchemyError, sqlite3.Error):
-                conn.invalidate()  # the driver's connection is closed, not put back in the pool
-                conn.close()
+            self._checkpoint = None
+            self._commits = 0
+
+            def close() -> None:
+                with contextlib.suppress(SQLAlchemyError, sqlite3.Error):
+                    conn.invalidate()  # the driver's connection is closed, not put back in the pool
+                    conn.close()
+
+            if self._writer is None:
+                close()
+            else:
+                self._writer.submit(close)
 
     async def drain_writes(self) -> None:
         """Wait until every submitted write is committed (shutdown)."""
@@ -282,30 +313,47 @@ class Store:
             self._writer.stop()
 
 
+_Call = tuple[Callable[[], Any], asyncio.AbstractEventLoop | None, asyncio.Future[Any] | None]
+
+
 class _WriterThread:
-    """The one thread where the store's SQLite calls that may block run: a commit with its disk flush, a BEGIN
-    that waits for another process's write lock. It holds the GIL only to take a call and to hand its outcome to
-    the loop (a thread pool's futures and callbacks took it several times per call, each time making the loop,
-    busy with requests, wait for it)."""
+    """The one thread where the store's SQLite calls that may block run: a commit with its disk flush, a
+    checkpoint, a BEGIN that waits for another process's write lock, the close of the write connection. It holds
+    the GIL only to take a call and to hand its outcome to the loop (a thread pool's futures and callbacks took it
+    several times per call, each time making the loop, busy with requests, wait for it)."""
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]] | None]
+        self._calls: queue.SimpleQueue[_Call | None]
         self._calls = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """`fn()` in the writer thread; the future is settled on the calling loop."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
-            self._thread.start()
+        self._start()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._calls.put((fn, loop, fut))
         return fut
 
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """`fn()` in the writer thread, after the calls before it; nobody waits for it."""
+        self._start()
+        self._calls.put((fn, None, None))
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+            self._thread.start()
+
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:
             fn, loop, fut = call
+            if loop is None or fut is None:
+                try:
+                    fn()
+                except Exception:  # nobody waits for it; the thread must go on serving the store
+                    log.exception("a call in the SQLite writer thread failed")
+                continue
             try:
                 outcome: tuple[bool, Any] = (True, fn())
             except BaseException as exc:  # handed to the awaiting coroutine, which decides
@@ -422,7 +470,7 @@ def _run_each(conn: Connection, fns: list[Callable[[Connection], Any]]) -> list[
     return out
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int = BUSY_TIMEOUT_MS, *, writer: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # We issue BEGIN ourselves (below) so that every transaction takes the write lock up front: two writers
@@ -433,6 +481,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int = BUSY_TIMEOUT_MS) ->
         cur.execute("PRAGMA synchronous=FULL")  # a 202 survives a power cut, not only a crash
         cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
+        if writer:
+            cur.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            cur.execute("PRAGMA wal_autocheckpoint=0")  # the store checkpoints after commits: see _checkpoint
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -454,6 +505,16 @@ def _try_begin(raw: Any) -> bool:
         if "locked" in str(exc) or "busy" in str(exc):
             return False
         raise
+
+
+def _checkpoint(raw: Any) -> None:
+    """Copy the log into the database file (in the writer thread, between transactions). PASSIVE: readers are
+    not waited for; the frames they still use are copied next time. A failure (a full disk) is logged, and the
+    log grows until a later checkpoint succeeds."""
+    try:
+        raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.Error as exc:
+        log.warning("checkpoint of the SQLite log failed: %s", describe_db_error(exc))
 
 
 def _begin_waiting(raw: Any) -> None:

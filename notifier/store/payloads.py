@@ -1,27 +1,45 @@
-"""How a notification's body is kept: as sent when it is small, zlib-compressed when it is not.
+"""How a notification's body is kept: as sent when it is small, compressed when it is not.
 
 A body over one database page would take a chain of overflow pages, each written to the log and again to the
 database file. A large group's alerts repeat the same labels and annotations, so a 100-alert body of 38 KiB packs to
-under 2 KiB (zlib level 1, tens of µs): the intake writes a twentieth of the pages and the database grows a
-twentieth as fast. Small bodies stay readable in `payload` with any SQLite or PostgreSQL client.
+about 1 KiB with Zstandard at level 1 in some 15 µs (zlib level 1, used before: 1.7 KiB in 35 µs): the intake writes
+a thirtieth of the pages and the database grows a thirtieth as fast. Small bodies stay readable in `payload` with any
+SQLite or PostgreSQL client.
+
+The packed column keeps its first name, `payload_zlib`: rows written by earlier versions hold zlib streams there, and
+they stay readable (a Zstandard frame is told from a zlib stream by its magic number).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
+
+import zstandard
 
 log = logging.getLogger("notifier.store")
 COMPRESS_ABOVE = 4096  # bytes: one SQLite page
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class _Codecs(threading.local):
+    """A compression context per thread: making one costs half as much as compressing a large body, and one
+    context must not be used by two threads at once."""
+
+    def __init__(self) -> None:
+        self.packer = zstandard.ZstdCompressor(level=1)
+        self.unpacker = zstandard.ZstdDecompressor()
+
+
+_codecs = _Codecs()
 
 
 def pack(body: bytes) -> tuple[str, bytes | None]:
     """The (payload, payload_zlib) column values for a body: the text with no blob, or '' with the packed blob."""
     if len(body) > COMPRESS_ABOVE:
-        # level 1 with smaller hash tables (memLevel 5 instead of 8): a fifth to a quarter faster on these bodies,
-        # as small, and a plain zlib stream all the same
-        packer = zlib.compressobj(1, zlib.DEFLATED, 15, 5)
-        return "", packer.compress(body) + packer.flush()
+        packed: bytes = _codecs.packer.compress(body)  # the frame records the body's size, for unpacking
+        return "", packed
     return body.decode("utf-8"), None
 
 
@@ -31,7 +49,10 @@ def unpack(payload: str, packed: bytes | None) -> bytes | None:
     if packed is None:
         return payload.encode("utf-8")
     try:
-        return zlib.decompress(packed)
-    except zlib.error as exc:
+        if packed[:4] == ZSTD_MAGIC:
+            body: bytes = _codecs.unpacker.decompress(packed)
+            return body
+        return zlib.decompress(packed)  # written before Zstandard
+    except (zstandard.ZstdError, zlib.error) as exc:
         log.error("a stored notification body cannot be unpacked: %s", exc)
         return None
