@@ -150,10 +150,15 @@ class Store:
         item at a time, so that only the item the database cannot take fails; none was answered before its
         commit."""
         while True:
+            # Writes that queued up while the last transaction ran make the next one at once; the last one's
+            # requests are answered while its commit is under way. Waiting for more first would leave the store
+            # idle while the loop answers them.
+            ready = not self._write_queue.empty()
             entries = [await self._write_queue.get()]
-            # Requests the loop read in the same turn are still on their way here: wait a few turns, as long as
-            # the queue grows, so that they share this transaction instead of each paying for the next.
-            for _ in range(GATHER_TURNS):
+            # After a quiet spell, requests the loop read in the same turn are still on their way here: wait a few
+            # turns, as long as the queue grows, so that they share this transaction instead of each paying for
+            # the next.
+            for _ in range(0 if ready else GATHER_TURNS):
                 waiting = self._write_queue.qsize()
                 await asyncio.sleep(0)
                 if self._write_queue.qsize() == waiting:
