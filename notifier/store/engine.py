@@ -224,9 +224,10 @@ class Store:
 
         Checkpoints (copying the log into the database file, with a flush of each) are the store's, not
         SQLite's: SQLite would run one inside every thousandth page's commit, and that commit's webhooks would
-        wait for it -- a few ms in every ten commits under load. Here the checkpoint follows a commit whose
-        webhooks are already answered; the next transaction waits for it, but the loop answers and reads
-        requests meanwhile. The log still starts over after each one, as with SQLite's own."""
+        wait for it -- a few ms in every ten commits under load. Here the checkpoint runs after a commit, while
+        that commit's webhooks are answered; the next transaction waits for it, but the loop answers and reads
+        requests meanwhile. Nothing writes during it, so the log is copied whole and starts over at the next
+        write, as after SQLite's own."""
         assert self.writer_engine is not None and self._writer is not None
         if self._checkpoint is not None:
             with contextlib.suppress(Exception):  # _checkpoint logs its own failures
