@@ -259,6 +259,7 @@ class Store:
         the engine's connect listeners as they are then). It is closed in the writer thread, after a checkpoint
         that may still be running on it."""
         if self._write_conn is not None:
+            assert self._writer is not None  # both exist on SQLite only
             conn, self._write_conn = self._write_conn, None
             self._checkpoint = None
             self._commits = 0
@@ -268,10 +269,7 @@ class Store:
                     conn.invalidate()  # the driver's connection is closed, not put back in the pool
                     conn.close()
 
-            if self._writer is None:
-                close()
-            else:
-                self._writer.submit(close)
+            self._writer.submit(close)
 
     async def drain_writes(self) -> None:
         """Wait until every submitted write is committed (shutdown)."""
