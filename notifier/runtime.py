@@ -104,14 +104,15 @@ class Runtime:
         worker = DeliveryWorker(store, settings, channels, clock, metrics, limiter, owner=worker_owner)
         intake = IntakeStage(settings, router, clock, metrics, lease_to=worker.lease_offer)
 
-        def wake_if_queued(results: list[IntakeResult | Exception]) -> None:
+        def committed(results: list[IntakeResult | Exception]) -> None:
+            intake.committed(results)  # first: the next transaction's redeliveries must see these keys
             leased = [row for r in results if isinstance(r, IntakeResult) for row in r.leased]
             if leased:
                 worker.accept(leased)
             if any(isinstance(r, IntakeResult) and r.queued > len(r.leased) for r in results):
                 worker.wake()
 
-        intake_batch: Batch[IntakeJob, IntakeResult] = Batch(intake.commit_batch, on_commit=wake_if_queued)
+        intake_batch: Batch[IntakeJob, IntakeResult] = Batch(intake.commit_batch, on_commit=committed)
         digests = DigestScheduler(store, settings, clock, metrics, worker.wake)
         housekeeper = Housekeeper(store, settings.storage.retention, clock, metrics)
         heartbeat = Heartbeat(settings.heartbeat, store, worker, clock, metrics)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,8 @@ class IntakeResult:
     receivers: list[str] = field(default_factory=list)
     leased: list[dict[str, Any]] = field(default_factory=list)  # rows handed straight to this process's worker
     digested: int = 0  # receivers that took this webhook into their next digest
+    key: str = ""  # the redelivery key this webhook holds once committed, until key_expires_at
+    key_expires_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -75,6 +78,50 @@ class IntakeJob:
     group_hash: str
     matches: list[RouteMatch]
     alerts_raw: list[dict[str, Any]] | None = None  # the payload's alerts as sent, decoded when a digest needs them
+
+
+class RecentKeys:
+    """The redelivery keys of the last `dedup.redelivery_window`, in memory: what recognises a redelivery on
+    SQLite, where one process serves the store.
+
+    Every stored notification carries its key and its arrival time, so this index is rebuilt from the
+    notifications table when the process starts (see `IntakeStage._load`): a redelivery after a restart is still
+    recognised. It takes a key only once the transaction that stored the notification has committed
+    (`IntakeStage.committed`): a webhook answered 503 leaves no key behind, and Alertmanager's retry is stored. On
+    PostgreSQL, where replicas share the store, the intake_keys table plays this part. Keeping the keys out of
+    SQLite spares every webhook an insert at a random place of a key index, which on a busy store is a page of
+    its own to write to the log and again into the database file."""
+
+    __slots__ = ("_expiry", "_held")
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, float]] = {}  # key -> (notification id, expires_at)
+        self._expiry: deque[tuple[float, str]] = deque()  # in the order keys were taken: their expiry ascends
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, key: str, notification_id: str, expires_at: float) -> None:
+        self._held[key] = (notification_id, expires_at)
+        self._expiry.append((expires_at, key))
+
+    def live(self, keys: Iterable[str], now: float) -> dict[str, str]:
+        """key -> notification id, for each of `keys` that a notification still holds at `now`."""
+        self._forget(now)
+        out: dict[str, str] = {}
+        for key in keys:
+            held = self._held.get(key)
+            if held is not None and held[1] > now:
+                out[key] = held[0]
+        return out
+
+    def _forget(self, now: float) -> None:
+        held, expiry = self._held, self._expiry
+        while expiry and expiry[0][0] <= now:
+            expires_at, key = expiry.popleft()
+            current = held.get(key)
+            if current is not None and current[1] == expires_at:  # not taken again since
+                del held[key]
 
 
 class IntakeConflict(StoreUnavailable):
@@ -150,6 +197,7 @@ class IntakeStage:
         self._schedules = {name: Schedule.from_settings(s) for name, s in settings.quiet_hours.items()}
         self._targets = {r.name: r.targets() for r in settings.receivers}
         self._statements: dict[str, _Statements] = {}
+        self._recent: RecentKeys | None = None  # SQLite: loaded by the first transaction, see RecentKeys
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
@@ -195,6 +243,28 @@ class IntakeStage:
         self._write(conn, state, now)
         return results
 
+    def committed(self, results: list[IntakeResult | Exception]) -> None:
+        """The store committed these webhooks (`Batch.on_commit`): their redelivery keys now count on SQLite."""
+        recent = self._recent
+        if recent is None:
+            return
+        for r in results:
+            if isinstance(r, IntakeResult) and not r.duplicate and r.key:
+                recent.add(r.key, r.notification_id, r.key_expires_at)
+
+    def _live_keys(self, conn: Connection, keys: list[str], now: float) -> dict[str, str]:
+        """key -> notification id for the keys still held: from the intake_keys table, or on SQLite from memory."""
+        q = self._stmts(conn)
+        if conn.dialect.name != "sqlite":
+            return {k: nid for k, nid in q.live_keys.rows(conn, {"keys": keys, "now": now})}
+        if self._recent is None:
+            window = self._settings.dedup.redelivery_window
+            recent = RecentKeys()
+            for key, nid, received_at in q.recent_keys.rows(conn, {"since": now - window}):
+                recent.add(key, nid, received_at + window)
+            self._recent = recent
+        return self._recent.live(keys, now)
+
     def _stmts(self, conn: Connection) -> _Statements:
         name = conn.dialect.name
         if name not in self._statements:
@@ -210,7 +280,7 @@ class IntakeStage:
         # they would scan whole tables, which grow with history.
         receivers = list({m.receiver for j in jobs for m in j.matches})
         targets = list({t for r in receivers for t, _, _ in self._targets[r]})
-        holders = {k: nid for k, nid in q.live_keys.rows(conn, {"keys": keys, "now": now})}
+        holders = self._live_keys(conn, keys, now)
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         if receivers:
             groups = {
@@ -238,7 +308,8 @@ class IntakeStage:
 
     def _decide(self, job: IntakeJob, st: _State, now: float) -> IntakeResult:
         nid = new_id()
-        result = IntakeResult(nid, False, job.alert_count)
+        expires_at = now + self._settings.dedup.redelivery_window
+        result = IntakeResult(nid, False, job.alert_count, key=job.key, key_expires_at=expires_at)
         group_updates: dict[tuple[str, str], dict[str, Any]] = {}
         delivery_updates: dict[tuple[str, str], dict[str, Any]] = {}
         for match in job.matches:
@@ -262,9 +333,7 @@ class IntakeStage:
                 st.pending[k] = row
                 st.delivery_writes[k] = row
         st.payloads[nid] = job.raw
-        st.key_writes.append(
-            {"key": job.key, "notification_id": nid, "expires_at": now + self._settings.dedup.redelivery_window}
-        )
+        st.key_writes.append({"key": job.key, "notification_id": nid, "expires_at": expires_at})
         text, packed = pack(job.raw)
         st.notification_writes.append(
             {
@@ -421,7 +490,7 @@ class IntakeStage:
 
     def _write(self, conn: Connection, st: _State, now: float) -> None:
         q = self._stmts(conn)
-        if st.key_writes:
+        if st.key_writes and conn.dialect.name != "sqlite":  # SQLite keeps them in memory: see RecentKeys
             # Expired keys give way; a live one that another replica wrote since our read makes the plain INSERT
             # fail on the primary key, and the store retries this batch one webhook at a time.
             q.expired_keys.execute(conn, {"keys": [k["key"] for k in st.key_writes], "now": now})
@@ -429,7 +498,7 @@ class IntakeStage:
                 q.insert_keys.execute_many(conn, st.key_writes)
             except IntegrityError as exc:
                 raise IntakeConflict("a redelivery key was claimed concurrently; retrying") from exc
-            q.insert_notifications.execute_many(conn, st.notification_writes)
+        q.insert_notifications.execute_many(conn, st.notification_writes)
         if st.group_writes:
             q.upsert_groups.execute_many(conn, list(st.group_writes.values()))
         for receiver, alerts in st.digest_writes:
@@ -443,6 +512,7 @@ class _Statements:
     """The intake's statements, built once per dialect: building an upsert costs more than running it."""
 
     live_keys: Statement
+    recent_keys: Statement
     groups: Statement
     waiting: Statement
     threads: Statement
@@ -467,6 +537,9 @@ class _Statements:
             live_keys=select(intake_keys.c.key, intake_keys.c.notification_id).where(
                 intake_keys.c.key.in_(keys), intake_keys.c.expires_at > now
             ),
+            recent_keys=select(notifications.c.redelivery_key, notifications.c.id, notifications.c.received_at)
+            .where(notifications.c.received_at > bindparam("since"))
+            .order_by(notifications.c.received_at),
             groups=select(
                 group_state.c.receiver, group_state.c.group_hash, group_state.c.alerts, group_state.c.last_sent_at
             ).where(group_state.c.receiver.in_(receivers), group_state.c.group_hash.in_(hashes)),

@@ -2,6 +2,7 @@
 
 notifications  every webhook accepted, as received (raw JSON; large ones compressed), one per distinct notification
 intake_keys    redelivery keys with their expiry: what makes an HA peer's copy a duplicate, across replicas
+               (PostgreSQL; on SQLite the intake keeps them in memory, from notifications: see RecentKeys)
 deliveries     the outbox: one row per message to one target; at most one `pending` per (target, group)
 threads        the provider's reference of a group's first message per target (reply / thread / In-Reply-To)
 group_state    per (receiver, group): the alerts last committed for delivery, for per-receiver dedup

@@ -80,7 +80,9 @@ async def test_old_history_goes_while_waiting_messages_and_firing_groups_stay(
         assert deleted["deliveries"] == 4  # the two sent firings, the resolved, the dead one
         assert {r["notification_id"] for r in await delivery_rows(rt)} == {waiting, fresh}
         assert await rows(rt, notifications, notifications.c.id) == {(waiting,), (fresh,)}
-        assert await rows(rt, intake_keys, intake_keys.c.notification_id) == {(fresh,)}  # the others expired
+        # the others expired (SQLite keeps the keys in memory: the table is PostgreSQL's)
+        held = set() if rt.store.is_sqlite else {(fresh,)}
+        assert await rows(rt, intake_keys, intake_keys.c.notification_id) == held
         # "StillFiring" still fires: its resolved message will still reply to its first one, a month later
         assert await rows(rt, threads, threads.c.target) == {("ok/telegram/0",)}
         assert await rows(rt, rate_slots, rate_slots.c.key) == {("new",)}

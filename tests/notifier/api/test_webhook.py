@@ -267,6 +267,31 @@ async def test_redelivery_after_the_window_is_new(sqlite_url: str) -> None:
         assert await count(rt, notifications) == 2
 
 
+async def test_a_redelivery_is_recognised_after_a_restart_until_its_window_ends(store_url: str) -> None:
+    """The process restarts between an HA peer's two copies: the second is still a duplicate. On SQLite the keys
+    live in memory, rebuilt from the stored notifications at start (the intake_keys table stays empty there)."""
+    from notifier.clock import FrozenClock
+    from notifier.store.tables import intake_keys
+
+    clock = FrozenClock(1_800_000_000.0)
+    s = console_settings(store_url, dedup={"redelivery_window": "10m"})
+    first, second = fixture_bytes("02-info-firing-unicode.json"), fixture_bytes("01-critical-firing-two-alerts.json")
+    async with running(s, clock=clock) as (client, rt):
+        nid = (await post(client, first)).json()["notification_id"]
+        await clock.advance(6 * 60)
+        later = (await post(client, second)).json()["notification_id"]
+        assert await count(rt, intake_keys) == (0 if rt.store.is_sqlite else 2)
+    await clock.advance(3 * 60)  # 9 minutes after the first, 3 after the second
+    async with running(s, clock=clock) as (client, rt):
+        assert (await post(client, first)).json() == {**(await post(client, first)).json(), "duplicate": True}
+        assert (await post(client, first)).json()["notification_id"] == nid
+        await clock.advance(2 * 60)  # the first's window is over, the second's is not
+        assert (await post(client, first)).json()["duplicate"] is False
+        again = (await post(client, second)).json()
+        assert again["duplicate"] is True and again["notification_id"] == later
+        assert await count(rt, notifications) == 3
+
+
 async def test_health_ready_and_metrics(sqlite_url: str) -> None:
     async with running(console_settings(sqlite_url)) as (client, _rt):
         assert (await client.get("/healthz")).json() == {"status": "ok"}
