@@ -42,7 +42,9 @@ BUSY_TIMEOUT_MS = 30_000
 # (redelivery keys, group hashes); SQLite's default 2 MiB holds a few days of them, and each miss is a read from the
 # OS on the event loop.
 WRITER_CACHE_KIB = 32 * 1024
-CHECKPOINT_EVERY = 8  # write transactions between two checkpoints of the log into the database file
+# Pages in SQLite's log (SQLite's own default) at which the next write transaction waits for a checkpoint, so that
+# the log starts over; until then the background checkpointer copies it while transactions go on (see _run_sqlite).
+LOG_PAGES = 1000
 GATHER_TURNS = 3  # turns of the event loop a transaction waits for more writes, while they keep coming
 _MIGRATION_LOCK = 0x6E6F7469  # PostgreSQL advisory lock id, so replicas starting together migrate one at a time
 # Ids need uniqueness, not secrecy: a generator seeded from the OS once, instead of a system call per id.
@@ -112,8 +114,8 @@ class Store:
         self.writer_engine: Engine | None = None
         self._writer: _WriterThread | None = None
         self._write_conn: Connection | None = None
-        self._checkpoint: asyncio.Future[None] | None = None  # under way in the writer thread: see _run_sqlite
-        self._commits = 0  # since the last checkpoint
+        self._checkpoint: asyncio.Task[None] | None = None  # the next transaction waits for it: see _run_sqlite
+        self._checkpointer: _Checkpointer | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine)
             # Writes use the plain sqlite3 driver (see _run_sqlite): aiosqlite would hop to its thread per statement.
@@ -124,6 +126,9 @@ class Store:
             _configure_sqlite(self.writer_engine, busy_timeout_ms=0, writer=True)  # busy_timeout 0: see _try_begin
             self.writer_engine = self.writer_engine.execution_options(**{_BEGUN: True})
             self._writer = _WriterThread()
+            db = make_url(self.url).database
+            if db and db != ":memory:":
+                self._checkpointer = _Checkpointer(db)
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run a synchronous write function and return once it is durably committed (see `_write_loop`)."""
@@ -224,10 +229,11 @@ class Store:
 
         Checkpoints (copying the log into the database file, with a flush of each) are the store's, not
         SQLite's: SQLite would run one inside every thousandth page's commit, and that commit's webhooks would
-        wait for it -- a few ms in every ten commits under load. Here the checkpoint runs after a commit, while
-        that commit's webhooks are answered; the next transaction waits for it, but the loop answers and reads
-        requests meanwhile. Nothing writes during it, so the log is copied whole and starts over at the next
-        write, as after SQLite's own."""
+        wait for it. After each commit the background checkpointer (its own thread and connection) copies what
+        the log holds while the next transactions go on. The log only starts over once a checkpoint has copied
+        all of it before the next write, which under steady writes the background one never has; so once the
+        log holds LOG_PAGES pages, a checkpoint runs on the write connection, after the background one is done,
+        and the next transaction waits for it: it has only the last few commits left to copy."""
         assert self.writer_engine is not None and self._writer is not None
         if self._checkpoint is not None:
             with contextlib.suppress(Exception):  # _checkpoint logs its own failures
@@ -248,11 +254,22 @@ class Store:
         except (OperationalError, DBAPIError, OSError, sqlite3.Error) as exc:
             self.release_write_connection()  # not trusted again: the next transaction opens a new one
             raise StoreUnavailable(describe_db_error(exc)) from exc
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
-            self._commits = 0
-            self._checkpoint = self._writer.run(lambda: _checkpoint(raw))
+        checkpointer = self._checkpointer
+        if checkpointer is not None:  # a database in memory has no log
+            if checkpointer.log_pages >= LOG_PAGES:
+                checkpointer.log_pages = 0
+                self._checkpoint = asyncio.create_task(self._checkpoint_between(raw))
+            else:
+                checkpointer.start()
         return out
+
+    async def _checkpoint_between(self, raw: Any) -> None:
+        """The checkpoint the next transaction waits for (see _run_sqlite): after the background one, which
+        would otherwise keep it from copying anything."""
+        assert self._writer is not None
+        if self._checkpointer is not None:
+            await self._checkpointer.idle()
+        await self._writer.run(lambda: _checkpoint(raw))
 
     def release_write_connection(self) -> None:
         """Close the connection that SQLite write transactions share; the next one opens a new connection (with
@@ -261,8 +278,9 @@ class Store:
         if self._write_conn is not None:
             assert self._writer is not None  # both exist on SQLite only
             conn, self._write_conn = self._write_conn, None
-            self._checkpoint = None
-            self._commits = 0
+            if self._checkpoint is not None:
+                self._checkpoint.cancel()  # one already handed to the writer thread still runs before the close
+                self._checkpoint = None
 
             def close() -> None:
                 with contextlib.suppress(SQLAlchemyError, sqlite3.Error):
@@ -310,6 +328,9 @@ class Store:
                 await self._write_task
             self._write_task = None
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            await self._checkpointer.idle()
+            self._checkpointer.close()
         self.release_write_connection()
         if self.writer_engine is not None:
             self.writer_engine.dispose()
@@ -326,7 +347,8 @@ class _WriterThread:
     the GIL only to take a call and to hand its outcome to the loop (a thread pool's futures and callbacks took it
     several times per call, each time making the loop, busy with requests, wait for it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "sqlite-writer") -> None:
+        self._name = name
         self._calls: queue.SimpleQueue[_Call | None]
         self._calls = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -346,7 +368,7 @@ class _WriterThread:
 
     def _start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
 
     def _serve(self) -> None:
@@ -370,6 +392,50 @@ class _WriterThread:
             self._calls.put(None)
             self._thread.join()
             self._thread = None
+
+
+class _Checkpointer:
+    """Copies SQLite's log into the database file in its own thread, on its own connection, while write
+    transactions go on (a PASSIVE checkpoint takes no lock that a writer needs). One at a time: a commit that
+    finds one under way starts none."""
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._thread = _WriterThread("sqlite-checkpointer")
+        self._conn: sqlite3.Connection | None = None  # opened, used and closed in the thread only
+        self._pending: asyncio.Future[None] | None = None
+        self.log_pages = 0  # pages the log held at the last checkpoint
+
+    def start(self) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = self._thread.run(self._run)
+
+    async def idle(self) -> None:
+        """Return once no checkpoint of this checkpointer is under way."""
+        if self._pending is not None:
+            with contextlib.suppress(Exception):  # _run logs its own failures
+                await self._pending
+
+    def close(self) -> None:
+        self._thread.submit(self._close)
+        self._thread.stop()
+
+    def _run(self) -> None:
+        if self._conn is None:
+            try:
+                conn = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA synchronous=FULL")  # the copy is flushed before the log is reused
+                self._conn = conn
+            except sqlite3.Error as exc:
+                log.warning("background checkpoint of the SQLite log failed: %s", describe_db_error(exc))
+                return
+        self.log_pages = _checkpoint(self._conn)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -511,14 +577,16 @@ def _try_begin(raw: Any) -> bool:
         raise
 
 
-def _checkpoint(raw: Any) -> None:
-    """Copy the log into the database file (in the writer thread, between transactions). PASSIVE: readers are
-    not waited for; the frames they still use are copied next time. A failure (a full disk) is logged, and the
-    log grows until a later checkpoint succeeds."""
+def _checkpoint(raw: Any) -> int:
+    """Copy the log into the database file; returns how many pages the log holds. PASSIVE: neither readers nor
+    the writer are waited for; what they still use is copied next time. A failure (a full disk) is logged, and
+    the log grows until a later checkpoint succeeds."""
     try:
-        raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        row = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     except sqlite3.Error as exc:
         log.warning("checkpoint of the SQLite log failed: %s", describe_db_error(exc))
+        return 0
+    return int(row[1]) if row else 0
 
 
 def _begin_waiting(raw: Any) -> None:
