@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import deque
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,36 +92,42 @@ class RecentKeys:
     SQLite spares every webhook an insert at a random place of a key index, which on a busy store is a page of
     its own to write to the log and again into the database file."""
 
-    __slots__ = ("_expiry", "_held")
+    __slots__ = ("_expires", "_holders", "_next_sweep", "_sweep_every")
 
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[str, float]] = {}  # key -> (notification id, expires_at)
-        self._expiry: deque[tuple[float, str]] = deque()  # in the order keys were taken: their expiry ascends
+    def __init__(self, sweep_every: float) -> None:
+        """Expired keys are swept out every `sweep_every` seconds (a pass over all of them), so that they take
+        memory for at most the window and one sweep interval."""
+        # Two maps of plain strings and floats: the cyclic garbage collector leaves such maps alone. A map of
+        # tuples would be walked whole by every young collection after each insert (an insert of a tracked value
+        # makes the map young again): with a busy window's 100,000 keys, most of the collector's time.
+        self._holders: dict[str, str] = {}  # key -> notification id
+        self._expires: dict[str, float] = {}  # key -> expires_at
+        self._sweep_every = sweep_every
+        self._next_sweep = -math.inf
 
     def __len__(self) -> int:
-        return len(self._held)
+        return len(self._holders)
 
     def add(self, key: str, notification_id: str, expires_at: float) -> None:
-        self._held[key] = (notification_id, expires_at)
-        self._expiry.append((expires_at, key))
+        self._holders[key] = notification_id
+        self._expires[key] = expires_at
 
     def live(self, keys: Iterable[str], now: float) -> dict[str, str]:
         """key -> notification id, for each of `keys` that a notification still holds at `now`."""
-        self._forget(now)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        expires = self._expires
         out: dict[str, str] = {}
         for key in keys:
-            held = self._held.get(key)
-            if held is not None and held[1] > now:
-                out[key] = held[0]
+            expires_at = expires.get(key)
+            if expires_at is not None and expires_at > now:
+                out[key] = self._holders[key]
         return out
 
-    def _forget(self, now: float) -> None:
-        held, expiry = self._held, self._expiry
-        while expiry and expiry[0][0] <= now:
-            expires_at, key = expiry.popleft()
-            current = held.get(key)
-            if current is not None and current[1] == expires_at:  # not taken again since
-                del held[key]
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, expires_at in self._expires.items() if expires_at <= now]:
+            del self._expires[key], self._holders[key]
+        self._next_sweep = now + self._sweep_every
 
 
 class IntakeConflict(StoreUnavailable):
@@ -259,7 +265,7 @@ class IntakeStage:
             return {k: nid for k, nid in q.live_keys.rows(conn, {"keys": keys, "now": now})}
         if self._recent is None:
             window = self._settings.dedup.redelivery_window
-            recent = RecentKeys()
+            recent = RecentKeys(sweep_every=window / 10)
             for key, nid, received_at in q.recent_keys.rows(conn, {"since": now - window}):
                 recent.add(key, nid, received_at + window)
             self._recent = recent
