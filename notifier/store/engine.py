@@ -236,7 +236,7 @@ class Store:
         and the next transaction waits for it: it has only the last few commits left to copy."""
         assert self.writer_engine is not None and self._writer is not None
         if self._checkpoint is not None:
-            with contextlib.suppress(Exception):  # _checkpoint logs its own failures
+            with contextlib.suppress(Exception):  # _checkpoint_between reports its own failures
                 await self._checkpoint
             self._checkpoint = None
         try:
@@ -266,10 +266,14 @@ class Store:
     async def _checkpoint_between(self, raw: Any) -> None:
         """The checkpoint the next transaction waits for (see _run_sqlite): after the background one, which
         would otherwise keep it from copying anything."""
-        assert self._writer is not None
-        if self._checkpointer is not None:
-            await self._checkpointer.idle()
-        await self._writer.run(lambda: _checkpoint(raw))
+        assert self._writer is not None and self._checkpointer is not None
+        await self._checkpointer.idle()
+        try:
+            await self._writer.run(lambda: _checkpoint(raw))
+        except sqlite3.Error as exc:
+            self._checkpointer.failed(exc, between=True)
+        else:
+            self._checkpointer.succeeded(between=True)
 
     def release_write_connection(self) -> None:
         """Close the connection that SQLite write transactions share; the next one opens a new connection (with
@@ -405,6 +409,7 @@ class _Checkpointer:
         self._conn: sqlite3.Connection | None = None  # opened, used and closed in the thread only
         self._pending: asyncio.Future[None] | None = None
         self.log_pages = 0  # pages the log held at the last checkpoint
+        self._failing: set[bool] = set()  # which kinds fail now: between transactions (True), background (False)
 
     def start(self) -> None:
         if self._pending is None or self._pending.done():
@@ -421,15 +426,40 @@ class _Checkpointer:
         self._thread.stop()
 
     def _run(self) -> None:
-        if self._conn is None:
-            try:
-                conn = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA synchronous=FULL")  # the copy is flushed before the log is reused
-                self._conn = conn
-            except sqlite3.Error as exc:
-                log.warning("background checkpoint of the SQLite log failed: %s", describe_db_error(exc))
-                return
-        self.log_pages = _checkpoint(self._conn)
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+                self._conn.execute("PRAGMA synchronous=FULL")  # the copy is flushed before the log is reused
+            self.log_pages = _checkpoint(self._conn)
+        except sqlite3.Error as exc:
+            # the write connection's checkpoint comes next: it keeps the log bounded should this one keep failing
+            self.log_pages = LOG_PAGES
+            self.failed(exc)
+        else:
+            self.succeeded()
+
+    def failed(self, exc: BaseException, *, between: bool = False) -> None:
+        """Log the first failure of a run of them (a full disk would otherwise log one per commit); `between`:
+        the checkpoint between two transactions, else the background one."""
+        if between in self._failing:
+            return
+        self._failing.add(between)
+        if between:
+            log.warning(
+                "checkpoint of the SQLite log failed; the log grows until one succeeds: %s", describe_db_error(exc)
+            )
+        else:
+            log.warning(
+                "background checkpoint of the SQLite log failed; the checkpoints between transactions keep it from "
+                "growing: %s",
+                describe_db_error(exc),
+            )
+
+    def succeeded(self, *, between: bool = False) -> None:
+        if between in self._failing:
+            self._failing.discard(between)
+            what = "checkpoints of the SQLite log between transactions" if between else "background checkpoints"
+            log.info("%s succeed again", what)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -579,13 +609,9 @@ def _try_begin(raw: Any) -> bool:
 
 def _checkpoint(raw: Any) -> int:
     """Copy the log into the database file; returns how many pages the log holds. PASSIVE: neither readers nor
-    the writer are waited for; what they still use is copied next time. A failure (a full disk) is logged, and
-    the log grows until a later checkpoint succeeds."""
-    try:
-        row = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    except sqlite3.Error as exc:
-        log.warning("checkpoint of the SQLite log failed: %s", describe_db_error(exc))
-        return 0
+    the writer are waited for; what they still use is copied next time. A failure (a full disk) raises, and the
+    log grows until a later checkpoint succeeds."""
+    row = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return int(row[1]) if row else 0
 
 

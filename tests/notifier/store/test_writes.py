@@ -4,10 +4,12 @@ process holding SQLite's write lock, and the intake's statements on SQLite's fas
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -175,6 +177,32 @@ async def test_the_log_is_copied_in_the_background_while_no_transaction_waits(sq
         while in_database_file() != 5:
             assert asyncio.get_running_loop().time() < deadline, "the log was not copied into the database file"
             await asyncio.sleep(0.05)
+    finally:
+        await store.dispose()
+
+
+async def test_a_failing_background_checkpoint_is_logged_once_and_the_log_stays_bounded(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The background checkpointer cannot open the database (as with a full disk or a lost mount): one warning,
+    not one per commit, and the checkpoint that transactions wait for keeps the log from growing."""
+    db = str(make_url(sqlite_url).database)
+    store = Store(StorageSettings(url=sqlite_url))
+    await store.migrate()
+    assert store._checkpointer is not None
+    store._checkpointer._database = str(tmp_path / "missing" / "notifier.db")
+    padding = "x" * 3000
+    try:
+        largest_log = 0
+        with caplog.at_level(logging.WARNING, logger="notifier.store"):
+            for n in range(600):
+                rows = [{"key": f"k{n}-{i}-{padding}", "notification_id": "n", "expires_at": 1e12} for i in range(10)]
+                await store.run_in_transaction(lambda conn, rows=rows: conn.execute(intake_keys.insert(), rows))
+                largest_log = max(largest_log, os.stat(db + "-wal").st_size)
+        assert largest_log < 6_000_000, f"the log grew to {largest_log} bytes"
+        failures = [r.getMessage() for r in caplog.records if "SQLite log failed" in r.getMessage()]
+        assert len(failures) == 1, failures
+        assert failures[0].startswith("background checkpoint") and "unable to open database file" in failures[0]
     finally:
         await store.dispose()
 
