@@ -161,7 +161,7 @@ async def test_the_log_is_copied_in_the_background_while_no_transaction_waits(sq
     store = Store(StorageSettings(url=sqlite_url))
     await store.migrate()
     try:
-        for n in range(5):
+        for n in range(8):  # a background checkpoint every 4 commits
             rows = [{"key": f"k{n}", "notification_id": "n", "expires_at": 1e12}]
             await store.run_in_transaction(lambda conn, rows=rows: conn.execute(intake_keys.insert(), rows))
 
@@ -174,7 +174,7 @@ async def test_the_log_is_copied_in_the_background_while_no_transaction_waits(sq
                 return -1
 
         deadline = asyncio.get_running_loop().time() + 10
-        while in_database_file() != 5:
+        while in_database_file() != 8:
             assert asyncio.get_running_loop().time() < deadline, "the log was not copied into the database file"
             await asyncio.sleep(0.05)
     finally:
