@@ -429,7 +429,9 @@ class _Checkpointer:
                 await self._pending
 
     def close(self) -> None:
-        self._thread.submit(self._close)
+        if self._pending is not None:  # it ran: its connection is closed in its thread
+            self._thread.submit(self._close)
+            self._pending = None
         self._thread.stop()
 
     def _run(self) -> None:
