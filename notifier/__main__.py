@@ -40,9 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from notifier.app import create_app
+    from notifier.store.engine import claim_sqlite_store
 
     settings = _load(args.config)
     _setup_logging(settings.server.log_level)
+    claim = claim_sqlite_store(settings.storage.url)  # held until the process exits
     app = create_app(settings, own_process=True)
     config = uvicorn.Config(
         app,
@@ -57,7 +59,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     server = _GracefulServer(config)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if claim is not None:
+            claim.close()
     return 0 if server.started else EXIT_FAILED
 
 

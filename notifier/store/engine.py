@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import queue
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from notifier.errors import StoreUnavailable
+from notifier.errors import NotifierError, StoreUnavailable
 from notifier.settings import StorageSettings
 
 T = TypeVar("T")
@@ -89,6 +90,33 @@ def async_url(url: str) -> str:
 
 def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
+
+
+def claim_sqlite_store(url: str) -> IO[bytes] | None:
+    """On SQLite one process serves a store: its intake keeps the recent redelivery keys in memory and its rate
+    limits are its own. `notifier serve` claims the store with a lock on `<database>.serve-lock`, held as long
+    as the returned file is open (the process's life; the kernel lets go when it dies, even by kill -9). A second
+    process is refused with the holder's pid. None for PostgreSQL and for a database in memory."""
+    u = make_url(async_url(url))
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+        return None
+    database = u.database
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    lock = Path(f"{database}.serve-lock").open("a+b")  # noqa: SIM115 -- held open for the life of the process
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().decode(errors="replace").strip() or "another process"
+        lock.close()
+        raise NotifierError(
+            f"the SQLite store {database} is served by {holder} already: on SQLite one notifier process serves a "
+            "store (stop the other one, or use PostgreSQL to run replicas)"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"notifier pid {os.getpid()}".encode())
+    lock.flush()
+    return lock
 
 
 class Store:

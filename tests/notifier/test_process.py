@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -54,6 +56,36 @@ def test_kill_9_right_after_202_loses_nothing(tmp_path: Path, store_url: str) ->
         assert {d["notification_id"] for d in r.json()["deliveries"]} == set(ids)
     finally:
         server.stop()
+
+
+def test_a_second_server_on_the_same_sqlite_store_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    """On SQLite one process serves a store (its redelivery keys and rate limits live in that process): a second
+    `notifier serve` on the same file exits at once with a reason, and the first goes on serving."""
+    port = free_port()
+    server = ServerProcess(write_config(tmp_path, sqlite_url, port), port).start()
+    try:
+        other = tmp_path / "other"
+        other.mkdir()
+        cfg = write_config(other, sqlite_url, free_port())
+        second = subprocess.run(
+            [sys.executable, "-m", "notifier", "serve", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"is served by notifier pid {server.proc.pid if server.proc else '?'} already" in second.stderr
+        assert "use PostgreSQL to run replicas" in second.stderr
+        r = httpx.post(
+            f"{server.url}/webhook/alertmanager",
+            content=fixture_bytes("01-critical-firing-two-alerts.json"),
+            headers=HEADERS,
+        )
+        assert r.status_code == 202
+    finally:
+        server.stop()
+    # once it has stopped, the store can be served again
+    ServerProcess(write_config(tmp_path, sqlite_url, port), port).start().stop()
 
 
 @pytest.mark.slow
