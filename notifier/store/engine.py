@@ -92,15 +92,22 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for PostgreSQL and for a database in memory."""
+    u = make_url(async_url(url))
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+        return None
+    return u.database
+
+
 def claim_sqlite_store(url: str) -> IO[bytes] | None:
     """On SQLite one process serves a store: its intake keeps the recent redelivery keys in memory and its rate
     limits are its own. `notifier serve` claims the store with a lock on `<database>.serve-lock`, held as long
     as the returned file is open (the process's life; the kernel lets go when it dies, even by kill -9). A second
     process is refused with the holder's pid. None for PostgreSQL and for a database in memory."""
-    u = make_url(async_url(url))
-    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+    database = sqlite_file(url)
+    if database is None:
         return None
-    database = u.database
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     lock = Path(f"{database}.serve-lock").open("a+b")  # noqa: SIM115 -- held open for the life of the process
     try:
@@ -127,10 +134,10 @@ class Store:
         self.url = async_url(settings.url)
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
+        database = sqlite_file(self.url)
+        if database is not None:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         if self.is_sqlite:
-            db = make_url(self.url).database
-            if db and db != ":memory:":
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_size"] = settings.pool_size
@@ -157,9 +164,8 @@ class Store:
             _configure_sqlite(self.writer_engine, busy_timeout_ms=0, writer=True)  # busy_timeout 0: see _try_begin
             self.writer_engine = self.writer_engine.execution_options(**{_BEGUN: True})
             self._writer = _WriterThread()
-            db = make_url(self.url).database
-            if db and db != ":memory:":
-                self._checkpointer = _Checkpointer(db)
+            if database is not None:  # a database in memory has no log to copy
+                self._checkpointer = _Checkpointer(database)
 
     async def run_in_transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run a synchronous write function and return once it is durably committed (see `_write_loop`)."""

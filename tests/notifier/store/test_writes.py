@@ -132,6 +132,17 @@ async def test_sqlite_write_waits_for_another_process_lock_while_the_loop_keeps_
         await store.dispose()
 
 
+async def _write_through_log(store: Store, db: str) -> int:
+    """600 transactions of 10 rows of about a page each (some 24 MB through the log); the log's largest size."""
+    padding = "x" * 3000
+    largest_log = 0
+    for n in range(600):
+        rows = [{"key": f"k{n}-{i}-{padding}", "notification_id": "n", "expires_at": 1e12} for i in range(10)]
+        await store.run_in_transaction(lambda conn, rows=rows: conn.execute(intake_keys.insert(), rows))
+        largest_log = max(largest_log, os.stat(db + "-wal").st_size)
+    return largest_log
+
+
 async def test_sqlite_log_is_copied_into_the_database_and_starts_over_under_steady_writes(sqlite_url: str) -> None:
     """The store checkpoints the write-ahead log itself (SQLite's own checkpoint would make one commit's webhooks
     wait for it): under a steady stream of writes the log must still be copied into the database file and start
@@ -139,13 +150,8 @@ async def test_sqlite_log_is_copied_into_the_database_and_starts_over_under_stea
     db = str(make_url(sqlite_url).database)
     store = Store(StorageSettings(url=sqlite_url))
     await store.migrate()
-    padding = "x" * 3000  # about a page per row
     try:
-        largest_log = 0
-        for n in range(600):  # 600 transactions of 10 rows: some 24 MB through the log
-            rows = [{"key": f"k{n}-{i}-{padding}", "notification_id": "n", "expires_at": 1e12} for i in range(10)]
-            await store.run_in_transaction(lambda conn, rows=rows: conn.execute(intake_keys.insert(), rows))
-            largest_log = max(largest_log, os.stat(db + "-wal").st_size)
+        largest_log = await _write_through_log(store, db)
         # it starts over at about LOG_PAGES pages (4 MB), as with SQLite's own checkpoints
         assert largest_log < 6_000_000, f"the log grew to {largest_log} bytes"
     finally:
@@ -191,14 +197,9 @@ async def test_a_failing_background_checkpoint_is_logged_once_and_the_log_stays_
     await store.migrate()
     assert store._checkpointer is not None
     store._checkpointer._database = str(tmp_path / "missing" / "notifier.db")
-    padding = "x" * 3000
     try:
-        largest_log = 0
         with caplog.at_level(logging.WARNING, logger="notifier.store"):
-            for n in range(600):
-                rows = [{"key": f"k{n}-{i}-{padding}", "notification_id": "n", "expires_at": 1e12} for i in range(10)]
-                await store.run_in_transaction(lambda conn, rows=rows: conn.execute(intake_keys.insert(), rows))
-                largest_log = max(largest_log, os.stat(db + "-wal").st_size)
+            largest_log = await _write_through_log(store, db)
         assert largest_log < 6_000_000, f"the log grew to {largest_log} bytes"
         failures = [r.getMessage() for r in caplog.records if "SQLite log failed" in r.getMessage()]
         assert len(failures) == 1, failures
