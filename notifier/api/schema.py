@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections import Counter
 from datetime import datetime
+from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -148,42 +149,55 @@ def to_group(p: WebhookPayload) -> AlertGroup:
     )
 
 
-_key_encoder = msgspec.json.Encoder()
+# MessagePack, not JSON: it writes a time as the instant it names, in a few bytes instead of a 20-character string
+# (an encoding a third shorter to build and to hash, and one key for 04:05:13Z and 06:05:13+02:00 alike)
+_key_encoder = msgspec.msgpack.Encoder()
+_fingerprint = itemgetter(0)
+_status = itemgetter(1)
+_FIRING = AlertStatus.FIRING.value
+_RESOLVED = AlertStatus.RESOLVED.value
 
 
-def redelivery_key(p: WebhookPayload) -> str:
-    """Identity of one notification: an HA peer's copy or a resend has the same key; any change gives another.
+class AlertSummary(msgspec.Struct, gc=False):
+    """What the intake's decisions and metrics need of a payload's alerts (see `summarize`)."""
 
-    The key covers groupKey, receiver and the set of (fingerprint, status, startsAt, endsAt); encoding the sorted
-    set in one msgspec call keeps the cost per alert to building one tuple."""
-    alerts = sorted([(a.fingerprint, a.status, a.startsAt, a.endsAt) for a in p.alerts])
-    return hashlib.sha256(_key_encoder.encode((p.groupKey, p.receiver, alerts))).hexdigest()
-
-
-def alert_states(p: WebhookPayload) -> dict[str, str]:
-    """fingerprint -> status, the group's state as this notification tells it."""
-    return {a.fingerprint: a.status for a in p.alerts}
+    key: str  # the redelivery key
+    states: dict[str, str]  # fingerprint -> status, the group's state as this notification tells it
+    counts: dict[tuple[Severity, str], int]  # alerts per (severity, status): the metrics count them
+    severity: Severity  # the group's severity: its most severe alert's, as AlertGroup.severity computes it
 
 
-def alert_counts(p: WebhookPayload) -> dict[tuple[Severity, str], int]:
-    """How many alerts the payload holds per (severity, status): the metrics count them, and the group's severity
-    is the worst of them. A group's alerts mostly share one severity: then its statuses are counted in C."""
-    labels = {a.labels.get("severity", "") for a in p.alerts}
-    out: dict[tuple[Severity, str], int] = {}
-    if len(labels) == 1:
+def summarize(p: WebhookPayload) -> AlertSummary:
+    """The payload's redelivery key, alert states, counts and severity.
+
+    The redelivery key is the identity of one notification: an HA peer's copy or a resend has the same key; any
+    change gives another. It covers groupKey, receiver and the set of (fingerprint, status, startsAt, endsAt),
+    hashed as one encoding of that set, sorted.
+
+    A large group is summarised on every webhook, and walking its alerts is most of the cost, so they are walked
+    twice: once for the four fields, from which the rest is done mostly in C, and once for the severity labels.
+    The rows are sorted by fingerprint alone (unique within a group; a payload that repeats one has its rows
+    sorted whole, as a set would have them). commonLabels is not trusted for the severity: a sender other than
+    Alertmanager may send one that not every alert has."""
+    alerts = p.alerts
+    rows = [(a.fingerprint, a.status, a.startsAt, a.endsAt) for a in alerts]
+    rows.sort(key=_fingerprint)
+    states: dict[str, str] = {r[0]: r[1] for r in rows}
+    if len(states) != len(rows):
+        rows.sort()
+    key = hashlib.sha256(_key_encoder.encode((p.groupKey, p.receiver, rows))).hexdigest()
+    labels = {a.labels.get("severity", "") for a in alerts}
+    counts: dict[tuple[Severity, str], int] = {}
+    if len(labels) == 1:  # the usual group: one severity, its statuses counted in C
         severity = Severity.parse(labels.pop())
-        statuses = [a.status for a in p.alerts]
-        firing = statuses.count(AlertStatus.FIRING.value)
-        for status, n in ((AlertStatus.FIRING.value, firing), (AlertStatus.RESOLVED.value, len(statuses) - firing)):
-            if n:
-                out[(severity, status)] = n
-        return out
-    for (label, status), n in Counter([(a.labels.get("severity", ""), a.status) for a in p.alerts]).items():
-        key = (Severity.parse(label), status)
-        out[key] = out.get(key, 0) + n
-    return out
-
-
-def payload_severity(counts: dict[tuple[Severity, str], int]) -> Severity:
-    """The group's severity (its most severe alert), as AlertGroup.severity computes it, from `alert_counts`."""
-    return min((sev for sev, _ in counts), key=SEVERITY_RANK.__getitem__, default=Severity.WARNING)
+        firing = list(map(_status, rows)).count(_FIRING)
+        if firing:
+            counts[(severity, _FIRING)] = firing
+        if firing < len(rows):
+            counts[(severity, _RESOLVED)] = len(rows) - firing
+        return AlertSummary(key, states, counts, severity)
+    for (name, status), n in Counter([(a.labels.get("severity", ""), a.status) for a in alerts]).items():
+        pair = (Severity.parse(name), status)
+        counts[pair] = counts.get(pair, 0) + n
+    severity = min((sev for sev, _ in counts), key=SEVERITY_RANK.__getitem__)
+    return AlertSummary(key, states, counts, severity)

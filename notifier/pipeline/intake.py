@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, case, delete, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from notifier.api.schema import WebhookPayload, alert_counts, alert_states, payload_severity, redelivery_key
+from notifier.api.schema import WebhookPayload, summarize
 from notifier.clock import Clock
 from notifier.digests import record_items
 from notifier.domain import AlertStatus, DeliveryState, MessageKind, Severity
@@ -77,6 +77,10 @@ class IntakeJob:
     key: str
     group_hash: str
     matches: list[RouteMatch]
+    # The body as the notifications row keeps it (see store.payloads.pack). Packed here, right after the decode,
+    # while the body is still in the CPU's caches: by the commit, the requests served meanwhile have pushed it out.
+    # A redelivery is packed for nothing.
+    stored: tuple[str, bytes | None]
     alerts_raw: list[dict[str, Any]] | None = None  # the payload's alerts as sent, decoded when a digest needs them
 
 
@@ -207,19 +211,20 @@ class IntakeStage:
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
-        counts = alert_counts(payload)
+        summary = summarize(payload)
         return IntakeJob(
             payload.groupKey,
             payload.receiver,
             payload.status,
             len(payload.alerts),
             raw,
-            alert_states(payload),
-            counts,
-            payload_severity(counts),
-            redelivery_key(payload),
+            summary.states,
+            summary.counts,
+            summary.severity,
+            summary.key,
             group_hash(payload.receiver, payload.groupKey),
             self._router.match({**payload.commonLabels, **payload.groupLabels}),
+            pack(raw),
         )
 
     def commit_batch(self, conn: Connection, jobs: list[IntakeJob]) -> list[IntakeResult | Exception]:
@@ -340,7 +345,7 @@ class IntakeStage:
                 st.delivery_writes[k] = row
         st.payloads[nid] = job.raw
         st.key_writes.append({"key": job.key, "notification_id": nid, "expires_at": expires_at})
-        text, packed = pack(job.raw)
+        text, packed = job.stored
         st.notification_writes.append(
             {
                 "id": nid,
