@@ -292,6 +292,26 @@ async def test_a_redelivery_is_recognised_after_a_restart_until_its_window_ends(
         assert await count(rt, notifications) == 3
 
 
+async def test_a_copy_keyed_by_an_earlier_version_is_stored_but_not_sent_again(store_url: str) -> None:
+    """The redelivery key's encoding changed once (MessagePack instead of JSON): a copy that arrives just after
+    the upgrade does not match its first copy's older key. It is stored again, and the receiver's group state
+    still holds it back as unchanged, so nobody gets the message twice."""
+    from notifier.store.tables import intake_keys
+
+    body = fixture_bytes("01-critical-firing-two-alerts.json")
+    s = console_settings(store_url)
+    async with running(s) as (client, rt):
+        assert (await post(client, body)).json()["queued"] == 1
+        async with rt.store.begin() as conn:  # what an earlier version wrote: a key of another form
+            await conn.execute(update(notifications).values(redelivery_key="0" * 64))
+            await conn.execute(update(intake_keys).values(key="0" * 64))
+    async with running(s) as (client, rt):
+        again = (await post(client, body)).json()
+        assert again["duplicate"] is False
+        assert again["queued"] == 0 and again["suppressed"] == {"unchanged": 1}
+        assert await count(rt, deliveries) == 1
+
+
 async def test_health_ready_and_metrics(sqlite_url: str) -> None:
     async with running(console_settings(sqlite_url)) as (client, _rt):
         assert (await client.get("/healthz")).json() == {"status": "ok"}
