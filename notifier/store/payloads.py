@@ -3,10 +3,11 @@
 A body over one database page would take a chain of overflow pages, each written to the log and again to the
 database file. A large group's alerts repeat the same labels and annotations, so a 100-alert body of 38 KiB packs to
 1.3 KiB with Zstandard at level -1 in some 12 µs: the intake writes a thirtieth of the pages and the database grows a
-thirtieth as fast. Level 1 packs it to 1.0 KiB in 15 µs on its own, but it is compressed on the event loop amid every
-other request, and there its larger tables cost more than that: the intake benchmark's 100-alert throughput rose by
-4-6 % with level -1. (zlib level 1, used first: 1.7 KiB in 35 µs.) Small bodies stay readable in `payload` with any
-SQLite or PostgreSQL client.
+thirtieth as fast. Level 1 packs it to 1.0 KiB in 15 µs when timed alone, but on the event loop, amid every other
+request, it cost more than those 3 µs: the intake benchmark's durable 100-alert throughput was 4 and 6 % higher with
+level -1 in two A/B runs (presumably because level 1 works with a hash table twice as large, which the other
+requests push out of the CPU's caches). zlib level 1, used first, took 35 µs for 1.7 KiB. Small bodies stay readable
+in `payload` with any SQLite or PostgreSQL client.
 
 The packed column keeps its first name, `payload_zlib`: rows written by earlier versions hold zlib streams there, and
 they stay readable (a Zstandard frame is told from a zlib stream by its magic number).
