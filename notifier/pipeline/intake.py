@@ -181,7 +181,6 @@ class _State:
     group_writes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     delivery_writes: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
     notification_writes: list[dict[str, Any]] = field(default_factory=list)
-    key_writes: list[dict[str, Any]] = field(default_factory=list)
     digest_writes: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
@@ -319,8 +318,8 @@ class IntakeStage:
 
     def _decide(self, job: IntakeJob, st: _State, now: float) -> IntakeResult:
         nid = new_id()
-        expires_at = now + self._settings.dedup.redelivery_window
-        result = IntakeResult(nid, False, job.alert_count, key=job.key, key_expires_at=expires_at)
+        window = self._settings.dedup.redelivery_window
+        result = IntakeResult(nid, False, job.alert_count, key=job.key, key_expires_at=now + window)
         group_updates: dict[tuple[str, str], dict[str, Any]] = {}
         delivery_updates: dict[tuple[str, str], dict[str, Any]] = {}
         for match in job.matches:
@@ -344,7 +343,6 @@ class IntakeStage:
                 st.pending[k] = row
                 st.delivery_writes[k] = row
         st.payloads[nid] = job.raw
-        st.key_writes.append({"key": job.key, "notification_id": nid, "expires_at": expires_at})
         text, packed = job.stored
         st.notification_writes.append(
             {
@@ -501,12 +499,18 @@ class IntakeStage:
 
     def _write(self, conn: Connection, st: _State, now: float) -> None:
         q = self._stmts(conn)
-        if st.key_writes and conn.dialect.name != "sqlite":  # SQLite keeps them in memory: see RecentKeys
-            # Expired keys give way; a live one that another replica wrote since our read makes the plain INSERT
-            # fail on the primary key, and the store retries this batch one webhook at a time.
-            q.expired_keys.execute(conn, {"keys": [k["key"] for k in st.key_writes], "now": now})
+        if st.notification_writes and conn.dialect.name != "sqlite":  # SQLite keeps them in memory: see RecentKeys
+            # Each new notification holds its key for the window. Expired keys give way; a live one that another
+            # replica wrote since our read makes the plain INSERT fail on the primary key, and the store retries
+            # this batch one webhook at a time.
+            expires_at = now + self._settings.dedup.redelivery_window
+            key_writes = [
+                {"key": n["redelivery_key"], "notification_id": n["id"], "expires_at": expires_at}
+                for n in st.notification_writes
+            ]
+            q.expired_keys.execute(conn, {"keys": [k["key"] for k in key_writes], "now": now})
             try:
-                q.insert_keys.execute_many(conn, st.key_writes)
+                q.insert_keys.execute_many(conn, key_writes)
             except IntegrityError as exc:
                 raise IntakeConflict("a redelivery key was claimed concurrently; retrying") from exc
         q.insert_notifications.execute_many(conn, st.notification_writes)
