@@ -33,7 +33,11 @@ def _setup_logging(level: str = "info") -> None:
 
 
 def _load(path: str | None) -> Settings:
-    return load_settings(path or default_config_path())
+    from notifier.redaction import protect
+
+    settings = load_settings(path or default_config_path())
+    protect(settings)  # nothing a command prints or logs may show one of its secrets
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -103,12 +107,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from notifier.templates import Renderer
 
     path = args.path or args.config or default_config_path()
-    settings = load_settings(path)
+    settings = _load(path)
     now = SystemClock().now()
     targets = 0
     for i, r in enumerate(settings.receivers):
         try:
-            renderer = Renderer(r.templates)
+            renderer = Renderer.for_receiver(r)
             for key, kind, _t in r.targets():
                 targets += 1
                 for sev in Severity:
@@ -180,7 +184,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     group = to_group(payload)
     now = SystemClock().now()
-    renderer = Renderer(receiver.templates)
+    renderer = Renderer.for_receiver(receiver)
     out: list[dict[str, Any]] = []
     for key, kind, _t in receiver.targets():
         msg = Message(delivery_id="render", receiver=receiver.name, target=key, group=group)
@@ -216,6 +220,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     from notifier.clock import SystemClock
     from notifier.domain import Severity
     from notifier.errors import DeliveryError
+    from notifier.redaction import redact
     from notifier.runtime import build_channel
     from notifier.samples import test_message
     from notifier.templates import Renderer
@@ -229,7 +234,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         print(f"no receiver {args.receiver!r} (receivers: {names})", file=sys.stderr)
         return EXIT_FAILED
     clock = SystemClock()
-    renderer = Renderer(receiver.templates)
+    renderer = Renderer.for_receiver(receiver)
 
     async def run() -> int:
         failures = 0
@@ -240,7 +245,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
                 print(f"{key}: sent ({kind} ref {receipt.ref})")
             except DeliveryError as exc:
                 failures += 1
-                print(f"{key}: FAILED: {exc}", file=sys.stderr)
+                print(f"{key}: FAILED: {redact(str(exc))}", file=sys.stderr)
             finally:
                 await ch.aclose()
         if not receiver.targets():
@@ -379,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except NotifierError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from notifier.redaction import redact
+
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -158,6 +158,7 @@ class Message:
     thread_ref: str | None = None  # provider's reference of the group's first message on this target
     part: int = 0  # which part to start from when an earlier attempt delivered the first parts
     digest: dict[str, Any] | None = None  # a digest's content (kind DIGEST)
+    minimal: bool = False  # send the minimal safe form: the rendered one was refused for its content
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ NotifierError
 ├── StoreUnavailable     the store cannot commit (down, full, locked); intake answers 503
 ├── DeliveryError        a channel could not deliver
 │   ├── RetryableError   network, 5xx, 429: try again later (optionally after retry_after seconds)
-│   └── PermanentError   bad chat id, bad token, rejected markup: retrying cannot help
+│   └── PermanentError   bad chat id, bad token: retrying cannot help
+│       └── ContentRejected  the provider refused this message's content (length, markup, blocks)
 └── Suppressed           a stage decided not to send (duplicate, unchanged, quiet hours)
 """
 
@@ -49,6 +50,11 @@ class RetryableError(DeliveryError):
 
 class PermanentError(DeliveryError):
     """A failure that retrying cannot fix; the delivery goes dead at once."""
+
+
+class ContentRejected(PermanentError):
+    """The provider refused the message for what it says (too long, markup or blocks it cannot parse). Retrying
+    the same text cannot help; the worker sends it once more in the minimal safe form instead."""
 
 
 class Suppressed(NotifierError):

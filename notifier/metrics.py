@@ -81,6 +81,13 @@ class NotifierMetrics:
             "Alert groups delivered inside a storm summary instead of one by one.",
             registry=registry,
         )
+        self.content_rejected = Counter(
+            "notifier_content_rejected_total",
+            "Messages a provider refused for their content, by what followed: the minimal safe form was sent "
+            "(fallback_sent) or refused too (dead). Any of these is a rendering bug worth reporting.",
+            ["channel", "outcome"],
+            registry=registry,
+        )
         self.worker_up = Gauge("notifier_worker_running", "1 while the delivery worker runs.", registry=registry)
 
         # children looked up once: labels() takes a lock and builds a key, on every webhook
@@ -93,6 +100,8 @@ class NotifierMetrics:
         for ch in CHANNELS:
             self.outbox_pending.labels(ch)
             self.delivery_duration.labels(ch)
+            for outcome in ("fallback_sent", "dead"):
+                self.content_rejected.labels(ch, outcome)
         for receiver, channel in receivers or []:
             for out in DeliveryOutcome:
                 self.deliveries.labels(channel, receiver, out.value)

@@ -16,6 +16,7 @@ from notifier.digests import DigestScheduler
 from notifier.heartbeat import Heartbeat
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
+from notifier.redaction import protect
 from notifier.routing import Router
 from notifier.settings import ReceiverSettings, Settings
 from notifier.store import Batch, Store
@@ -87,13 +88,14 @@ class Runtime:
         store: Store | None = None,
         worker_owner: str | None = None,
     ) -> Runtime:
+        protect(settings)  # before anything could log or store one of its secrets
         clock = clock or SystemClock()
         registry = registry or CollectorRegistry()
         store = store or Store(settings.storage)
         targets = [(r.name, kind) for r in settings.receivers for _k, kind, _t in r.targets()]
         metrics = NotifierMetrics(registry, targets)
         router = Router(settings.routes)
-        renderers = {r.name: Renderer(r.templates) for r in settings.receivers}
+        renderers = {r.name: Renderer.for_receiver(r) for r in settings.receivers}
         factory = channel_factory or build_channel
         channels: dict[str, Channel] = {}
         for r in settings.receivers:

@@ -69,7 +69,12 @@ def _read_secret_file(path: str, key: str) -> Secret:
 
 
 def _secret(value: str | None, file: str | None, key: str, *, required: bool) -> Secret | None:
-    """Resolve `key` / `key_file`: exactly one of them, the file's content stripped of surrounding white space."""
+    """Resolve `key` / `key_file`: exactly one of them, the file's content stripped of surrounding white space.
+    A key that is given but blank (often an unset ${VAR}) is refused: it must not quietly turn a check off."""
+    if value is not None and not value.strip():
+        raise ValueError(f"{key}: is empty (an unset variable?); give a value, or remove the key")
+    if file is not None and not file.strip():
+        raise ValueError(f"{key}_file: is empty; give a path, or remove the key")
     if value and file:
         raise ValueError(f"{key}: give either {key} or {key}_file, not both")
     if file:
@@ -98,6 +103,8 @@ class AuthSettings(_Strict, kw_only=True):
     bearer_token: str | None = None
     bearer_token_file: str | None = None
     basic_auth: BasicAuthSettings | None = None
+    # serving on a non-loopback address without auth is refused unless this says it is meant
+    allow_unauthenticated: bool = False
 
     def __post_init__(self) -> None:
         self.bearer_token = _secret(self.bearer_token, self.bearer_token_file, "bearer_token", required=False)
@@ -108,7 +115,7 @@ class AuthSettings(_Strict, kw_only=True):
 
 
 class ServerSettings(_Strict, kw_only=True):
-    listen: str = "0.0.0.0:9095"
+    listen: str = "127.0.0.1:9095"  # loopback unless the config says otherwise: see the auth check below
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -118,6 +125,12 @@ class ServerSettings(_Strict, kw_only=True):
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("listen: expected HOST:PORT, e.g. 0.0.0.0:9095")
+        if not self.loopback_only and not self.auth.enabled and not self.auth.allow_unauthenticated:
+            raise ValueError(
+                f"auth: {self.listen} is reachable from other machines, and no auth is set: set bearer_token_file "
+                "or basic_auth (the same credentials as Alertmanager's http_config), or "
+                "allow_unauthenticated: true if a proxy in front checks them"
+            )
 
     @property
     def host(self) -> str:
@@ -195,6 +208,18 @@ class TemplatesSettings(_Strict, kw_only=True):
     email_text: TemplateOverride | None = None
     email_html: TemplateOverride | None = None
     log: TemplateOverride | None = None
+
+
+DEFAULT_MAX_ALERTS = 100
+DEFAULT_MAX_PARTS = 10
+
+
+class MessageSettings(_Strict, kw_only=True):
+    """How much of a group one message spells out: at most `max_alerts` alerts (the most important), in at most
+    `max_parts` posts where a provider needs several; the rest is "+N more" with a link to Alertmanager."""
+
+    max_alerts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = DEFAULT_MAX_ALERTS
+    max_parts: Annotated[int, msgspec.Meta(ge=1, le=50)] = DEFAULT_MAX_PARTS
 
 
 class TelegramTarget(_Strict, kw_only=True):
@@ -287,6 +312,7 @@ class ReceiverSettings(_Strict, kw_only=True):
     email: list[EmailTarget] = msgspec.field(default_factory=list)
     log: list[LogTarget] = msgspec.field(default_factory=list)
     templates: TemplatesSettings = msgspec.field(default_factory=TemplatesSettings)
+    message: MessageSettings = msgspec.field(default_factory=MessageSettings)
     digest: DigestSettings | None = None
 
     def __post_init__(self) -> None:

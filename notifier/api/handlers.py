@@ -16,6 +16,7 @@ from notifier.api.schema import PayloadError, decode_payload
 from notifier.clock import iso
 from notifier.domain import DeliveryState, WebhookOutcome
 from notifier.errors import StoreUnavailable
+from notifier.redaction import redact
 from notifier.runtime import Runtime
 from notifier.store import repository as repo
 
@@ -130,14 +131,24 @@ async def healthz() -> Response[Any]:
 
 @get("/readyz")
 async def readyz(state: State) -> Response[Any]:
+    """Ready or not, and which part is not: the reasons go to the log, never to whoever can reach the port."""
     rt = _rt(state)
-    problems = []
+    problems: list[str] = []
+    reasons: list[str] = []
     try:
         await rt.store.ping()
     except StoreUnavailable as exc:
-        problems.append(f"store: {exc}")
+        problems.append("store")
+        reasons.append(f"store: {exc}")
     if not rt.worker.running:
-        problems.append("worker: not running")
+        problems.append("worker")
+        reasons.append("worker: not running")
+    if reasons != state.get("unready", []):  # logged once per change, not on every poll
+        if reasons:
+            log.warning("not ready: %s", "; ".join(reasons))
+        else:
+            log.info("ready again")
+        state["unready"] = reasons
     if problems:
         return Response(content={"status": "unavailable", "problems": problems}, status_code=503, media_type=JSON)
     return Response(content={"status": "ready"}, media_type=JSON)
@@ -165,7 +176,7 @@ def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": iso(row["updated_at"]),
         "next_attempt_at": iso(row["next_attempt_at"]) if row["state"] == DeliveryState.PENDING else None,
         "sent_at": iso(row["sent_at"]),
-        "last_error": row["last_error"],
+        "last_error": redact(row["last_error"]) if row["last_error"] else row["last_error"],
         "provider_ref": row["provider_ref"],
         "change": {k: v for k, v in change.items() if k in ("new", "resolved", "still_firing", "repeat")},
     }

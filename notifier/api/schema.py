@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Annotated, Any, Literal
 
@@ -15,6 +15,14 @@ import msgspec
 from notifier.domain import SEVERITY_RANK, ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, Severity
 
 _AT = re.compile(r"^(?P<msg>.*) - at `\$\.?(?P<path>[^`]*)`$", re.S)
+# A time must say which instant it is: without an offset it would be read in the server's zone.
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+# PostgreSQL's text type cannot hold NUL; JSON can only carry it escaped. The raw body is searched first, so that the
+# usual payload, which has none, costs one scan of its bytes and no walk over its strings.
+_NUL_ESCAPE = re.compile(rb"\\u0000")
+# The payload is four levels deep; anything much deeper is hostile, and the decoder would run out of stack on it.
+MAX_DEPTH = 64
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
 
 
 class WebhookAlert(msgspec.Struct):
@@ -23,8 +31,8 @@ class WebhookAlert(msgspec.Struct):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str]
-    startsAt: datetime
-    endsAt: datetime
+    startsAt: Instant
+    endsAt: Instant
     fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     generatorURL: str = ""
 
@@ -76,25 +84,97 @@ def decode_payload(body: bytes) -> WebhookPayload:
     try:
         payload = _decoder.decode(body)
     except msgspec.ValidationError as exc:
-        with contextlib.suppress(msgspec.MsgspecError):  # a wrong version explains every other mismatch
+        with contextlib.suppress(msgspec.MsgspecError, RecursionError):  # a wrong version explains every mismatch
             _check_version(_version_decoder.decode(body).version)
         m = _AT.match(str(exc))
         msg, path = (m.group("msg"), m.group("path")) if m else (str(exc), "")
         path = path.lstrip(".")
         msg = msg.replace("Object missing required field", "missing required field")
+        msg = msg.replace("Expected `datetime` with a timezone component", "expected a time with a UTC offset")
         if "[...]" in path:
-            path = _name_dict_key(body, path)
+            path = _name_dict_key(body, path).replace("[...]", "")
         missing = re.match(r"missing required field `([^`]+)`", msg)
         if missing:  # msgspec points at the object; the user wants the field
             path = f"{path}.{missing.group(1)}" if path else missing.group(1)
         raise PayloadError(msg, path) from None
     except msgspec.DecodeError as exc:
         raise PayloadError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(f"nested deeper than {MAX_DEPTH} levels", _too_deep(body)) from None
     _check_version(payload.version)
-    for name, value in (("groupKey", payload.groupKey), ("receiver", payload.receiver)):
-        if "\x00" in value:
-            raise PayloadError("must not contain NUL characters", name)
+    _check_times(payload)
+    if _NUL_ESCAPE.search(body):
+        _check_no_nul(payload)
     return payload
+
+
+def _check_times(p: WebhookPayload) -> None:
+    """Every time must name an instant between the years 1 and 9999 in UTC, as Python and both stores hold it.
+    Only the edge years can leave that range with an offset, so only they are converted."""
+    for i, a in enumerate(p.alerts):
+        for name, t in (("startsAt", a.startsAt), ("endsAt", a.endsAt)):
+            if t.year == 1 or t.year == 9999:
+                try:
+                    t.astimezone(UTC)
+                except OverflowError:
+                    raise PayloadError("the time is out of range in UTC", f"alerts[{i}].{name}") from None
+
+
+def _nul_field(fields: dict[str, str], path: str) -> str | None:
+    for k, v in fields.items():
+        if "\x00" in k:
+            return f"{path} (a key)"
+        if "\x00" in v:
+            return f"{path}.{k}"
+    return None
+
+
+def _check_no_nul(p: WebhookPayload) -> None:
+    """Refuse what a store cannot hold, naming the first field that holds it."""
+    found: str | None = None
+    for name in ("version", "groupKey", "status", "receiver", "externalURL"):
+        if "\x00" in getattr(p, name):
+            found = name
+            break
+    for name in ("groupLabels", "commonLabels", "commonAnnotations"):
+        found = found or _nul_field(getattr(p, name), name)
+    for i, a in enumerate(p.alerts):
+        if found:
+            break
+        for name in ("fingerprint", "generatorURL"):
+            if "\x00" in getattr(a, name):
+                found = f"alerts[{i}].{name}"
+        found = found or _nul_field(a.labels, f"alerts[{i}].labels")
+        found = found or _nul_field(a.annotations, f"alerts[{i}].annotations")
+    if found:
+        raise PayloadError("must not contain NUL characters (\\u0000)", found)
+
+
+def _too_deep(body: bytes) -> str:
+    """Where the body nests deeper than MAX_DEPTH (the decoder that gave up could not say): a scan of its tokens,
+    keeping one frame per open object (its current key) or array (its current index)."""
+    frames: list[list[Any]] = []  # [is_object, key or index]
+    for m in _JSON_TOKEN.finditer(body):
+        tok = m.group()
+        if tok in (b"{", b"["):
+            if len(frames) >= MAX_DEPTH:
+                break
+            frames.append([tok == b"{", None if tok == b"{" else 0])
+        elif tok in (b"}", b"]"):
+            if frames:
+                frames.pop()
+        elif not frames:
+            continue
+        elif tok == b",":
+            frames[-1][1] = None if frames[-1][0] else frames[-1][1] + 1
+        elif tok.startswith(b'"') and frames[-1][0] and frames[-1][1] is None:
+            try:
+                frames[-1][1] = msgspec.json.decode(tok)
+            except msgspec.MsgspecError:
+                frames[-1][1] = "?"
+    segments = [f"[{seg}]" if isinstance(seg, int) else f".{seg}" for _obj, seg in frames[:-1]]
+    shown = "".join(segments[:6]) + ("…" if len(segments) > 6 else "")
+    return shown.lstrip(".")
 
 
 def _name_dict_key(body: bytes, path: str) -> str:
@@ -102,7 +182,7 @@ def _name_dict_key(body: bytes, path: str) -> str:
     the only maps in the payload, and their values must be strings)."""
     try:
         node: Any = msgspec.json.decode(body)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return path
     out: list[str] = []
     for seg in re.findall(r"[^.\[\]]+|\[\d+\]|\[\.\.\.\]", path):

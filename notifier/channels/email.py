@@ -7,6 +7,7 @@ sent low-priority; critical ones high-priority. Python's email package folds lon
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ssl
 from email.message import EmailMessage
@@ -17,9 +18,10 @@ import aiosmtplib
 from notifier.channels import RateRule
 from notifier.clock import Clock
 from notifier.domain import DeliveryReceipt, Message, Severity
-from notifier.errors import PermanentError, RetryableError
+from notifier.errors import ContentRejected, PermanentError, RetryableError
 from notifier.settings import EmailTarget
-from notifier.templates import Renderer
+from notifier.templates import EmailContent, Renderer
+from notifier.templates.safety import header_line
 
 
 class EmailChannel:
@@ -43,11 +45,18 @@ class EmailChannel:
     def rate_rules(self) -> list[RateRule]:
         return [RateRule(f"email:{self._tag}", self._target.rate_per_minute, 60.0)]
 
-    def build(self, message: Message) -> EmailMessage:
+    def _content(self, message: Message) -> EmailContent:
         if message.digest is not None:
             content = self._renderer.digest_email(message.digest)
-        else:
-            content = self._renderer.email(message, self._clock.now())
+            return EmailContent(content.subject, content.text, "") if message.minimal else content
+        now = self._clock.now()
+        if message.minimal:
+            text = self._renderer.minimal_text(message, now)
+            return EmailContent(subject=header_line(text.split("\n", 1)[0]), text=text, html="")
+        return self._renderer.email(message, now)
+
+    def build(self, message: Message) -> EmailMessage:
+        content = self._content(message)
         m = EmailMessage()
         m["From"] = self._target.from_
         m["To"] = ", ".join(self._target.to)
@@ -65,11 +74,13 @@ class EmailChannel:
             m["Importance"] = "high"
         m["Auto-Submitted"] = "auto-generated"
         m.set_content(content.text)
-        m.add_alternative(content.html, subtype="html")
+        if content.html:
+            m.add_alternative(content.html, subtype="html")
         return m
 
     async def send(self, message: Message) -> DeliveryReceipt:
-        m = self.build(message)
+        # rendering a large group takes a while: not on the event loop, which answers webhooks meanwhile
+        m = await asyncio.to_thread(self.build, message)
         t = self._target
         try:
             await aiosmtplib.send(
@@ -90,6 +101,10 @@ class EmailChannel:
             if all(500 <= c < 600 for c in codes):
                 raise PermanentError(f"SMTP refused every recipient ({codes})") from None
             raise RetryableError(f"SMTP refused recipients for now ({codes})") from None
+        except aiosmtplib.SMTPDataError as exc:
+            if 500 <= exc.code < 600:  # the server read the message and refused what it says
+                raise ContentRejected(f"SMTP refused the message: {exc.code} {exc.message[:120]}") from None
+            raise RetryableError(f"SMTP answered {exc.code} {exc.message[:120]}") from None
         except aiosmtplib.SMTPResponseException as exc:
             if 500 <= exc.code < 600:
                 raise PermanentError(f"SMTP refused the message: {exc.code} {exc.message[:120]}") from None

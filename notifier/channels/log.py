@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -37,12 +38,16 @@ class LogChannel:
             "severity": g.severity.value,
             "silent": message.silent,
             "alerts": len(g.alerts),
-            "text": self._renderer.log_text(message, self._clock.now()),
+            "text": await asyncio.to_thread(self._text, message),
         }
         out = sys.stdout if self._stream == "stdout" else sys.stderr
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
         out.flush()
         return DeliveryReceipt(ref=message.delivery_id)
+
+    def _text(self, message: Message) -> str:
+        now = self._clock.now()
+        return self._renderer.minimal_text(message, now) if message.minimal else self._renderer.log_text(message, now)
 
     async def aclose(self) -> None:
         return None

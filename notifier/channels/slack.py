@@ -10,6 +10,7 @@ over it, HTTP 429 with Retry-After, which is honoured exactly.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -22,9 +23,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from notifier.channels import RateRule
 from notifier.clock import Clock
 from notifier.domain import DeliveryReceipt, Message, Severity
-from notifier.errors import PermanentError, RetryableError
+from notifier.errors import ContentRejected, PermanentError, RetryableError
 from notifier.settings import SlackTarget
-from notifier.templates import Renderer, SlackPart
+from notifier.templates import Renderer, SlackPart, escape_mrkdwn
 
 log = logging.getLogger("notifier.slack")
 
@@ -42,11 +43,6 @@ PERMANENT_ERRORS = frozenset(
         "token_expired",
         "no_permission",
         "missing_scope",
-        "invalid_blocks",
-        "invalid_attachments",
-        "msg_too_long",
-        "msg_blocks_too_long",
-        "too_many_attachments",
         "restricted_action",
         "invalid_arguments",
         "channel_is_archived",
@@ -54,10 +50,21 @@ PERMANENT_ERRORS = frozenset(
         "invalid_token",
         "action_prohibited",
         "posting_to_general_channel_denied",
-        "invalid_payload",
-        "no_text",
         "user_not_found",
         "team_disabled",
+    }
+)
+
+# Error codes that blame the message's content: another text may pass (the minimal safe form is tried).
+CONTENT_ERRORS = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_attachments",
+        "msg_too_long",
+        "msg_blocks_too_long",
+        "too_many_attachments",
+        "invalid_payload",
+        "no_text",
     }
 )
 
@@ -104,10 +111,22 @@ class SlackChannel:
             return parts
         first = parts[0]
         section = {"type": "section", "text": {"type": "mrkdwn", "text": mention}}
-        return [SlackPart(f"{mention} {first.text}", first.color, [section, *first.blocks]), *parts[1:]]
+        blocks = [section, *first.blocks] if first.blocks else []
+        return [SlackPart(f"{mention} {first.text}", first.color, blocks), *parts[1:]]
+
+    async def _render(self, message: Message) -> list[SlackPart]:
+        now = self._clock.now()
+        if message.minimal:
+            return [SlackPart(escape_mrkdwn(self._renderer.minimal_text(message, now)), "", [])]
+        # rendering a large group takes a while: not on the event loop, which answers webhooks meanwhile
+        parts = await asyncio.to_thread(self._renderer.slack_parts, message, now)
+        for i, p in enumerate(parts):
+            if i >= message.part and not p.fits():
+                raise ContentRejected(f"part {i + 1} is beyond Slack's Block Kit limits", parts_done=i)
+        return parts
 
     async def send(self, message: Message) -> DeliveryReceipt:
-        parts = self._with_mention(self._renderer.slack_parts(message, self._clock.now()), message)
+        parts = self._with_mention(await self._render(message), message)
         start = min(message.part, len(parts) - 1) if message.part else 0
         if self._hook is not None:
             for i in range(start, len(parts)):
@@ -140,6 +159,8 @@ class SlackChannel:
             )
         if resp.status_code >= 500:
             raise RetryableError(f"Slack webhook answered {resp.status_code}", parts_done=index)
+        if body in CONTENT_ERRORS:
+            raise ContentRejected(f"Slack refused the message: {resp.status_code} {body}", parts_done=index)
         raise PermanentError(f"Slack webhook refused the message: {resp.status_code} {body}", parts_done=index)
 
     def _api_error(self, exc: SlackApiError, index: int) -> Exception:
@@ -154,6 +175,8 @@ class SlackChannel:
             return RetryableError(
                 "Slack rate limit (429)", retry_after=_retry_after(resp.headers) or 1.0, parts_done=index
             )
+        if code in CONTENT_ERRORS:
+            return ContentRejected(f"Slack refused the message: {code}", parts_done=index)
         if code in PERMANENT_ERRORS:
             return PermanentError(f"Slack refused the message: {code}", parts_done=index)
         return RetryableError(f"Slack API error: {code or status}", parts_done=index)

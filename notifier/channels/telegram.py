@@ -7,6 +7,7 @@ API's own 429 (RetryAfter) is honoured to the second.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -36,9 +37,9 @@ from telegram.request import HTTPXRequest
 from notifier.channels import RateRule
 from notifier.clock import Clock
 from notifier.domain import DeliveryReceipt, Message
-from notifier.errors import PermanentError, RetryableError
+from notifier.errors import ContentRejected, PermanentError, RetryableError
 from notifier.settings import TelegramTarget
-from notifier.templates import Renderer, html_to_plain
+from notifier.templates import TELEGRAM_MAX_TEXT, Renderer, html_to_plain, utf16_len
 from notifier.templates.context import alert_view, silence_url
 
 log = logging.getLogger("notifier.telegram")
@@ -50,6 +51,8 @@ MAX_BUTTONS = 4
 # The limiter counts a message when it books the slot, Telegram when the message arrives; latency and the clocks of
 # several replicas separate the two, so each window is kept a little longer than the provider's.
 SLACK_SECONDS = 1.0
+# Words of Telegram's 400 answers that blame the message's text, not the chat or the bot: another text may pass.
+CONTENT_ERRORS = ("too long", "parse", "entit", "text is empty", "text must be non-empty", "message text")
 
 
 def _seconds(value: object) -> float:
@@ -111,10 +114,19 @@ class TelegramChannel:
         return InlineKeyboardMarkup([[InlineKeyboardButton(n, url=u) for n, u in links]])
 
     async def send(self, message: Message) -> DeliveryReceipt:
-        parts = self._renderer.telegram_parts(message, self._clock.now())
+        now = self._clock.now()
+        if message.minimal:
+            text = self._renderer.minimal_text(message, now)
+            msg_id = await self._send_part(text, message, 0, message.thread_ref, None, plain=True)
+            return DeliveryReceipt(ref=str(msg_id), parts=1)
+        # rendering a large group takes a while: not on the event loop, which answers webhooks meanwhile
+        parts = await asyncio.to_thread(self._renderer.telegram_parts, message, now)
+        start = min(message.part, len(parts) - 1) if message.part else 0
+        for i in range(start, len(parts)):
+            if utf16_len(html_to_plain(parts[i])) > TELEGRAM_MAX_TEXT:
+                raise ContentRejected(f"part {i + 1} is longer than Telegram's {TELEGRAM_MAX_TEXT}", parts_done=i)
         markup = self._buttons(message)
         first_ref: str | None = None
-        start = min(message.part, len(parts) - 1) if message.part else 0
         for i in range(start, len(parts)):
             reply_to = message.thread_ref if i == 0 else first_ref
             msg_id = await self._send_part(parts[i], message, i, reply_to, markup if i == len(parts) - 1 else None)
@@ -123,15 +135,21 @@ class TelegramChannel:
         return DeliveryReceipt(ref=first_ref, parts=len(parts))
 
     async def _send_part(
-        self, text: str, message: Message, index: int, reply_to: str | None, markup: InlineKeyboardMarkup | None
+        self,
+        text: str,
+        message: Message,
+        index: int,
+        reply_to: str | None,
+        markup: InlineKeyboardMarkup | None,
+        *,
+        plain: bool = False,
     ) -> int:
-        plain = False
         migrated = False
         while True:
             try:
                 sent = await self._bot.send_message(
                     chat_id=self.chat_id,
-                    text=html_to_plain(text) if plain else text,
+                    text=text,
                     parse_mode=None if plain else ParseMode.HTML,
                     disable_notification=message.silent,
                     message_thread_id=self._target.message_thread_id,
@@ -170,6 +188,7 @@ class TelegramChannel:
                         exc.message,
                     )
                     plain = True
+                    text = html_to_plain(text)
                 elif "button" in text_l and markup is not None:
                     log.warning(
                         "Telegram rejected the buttons of %s (%s); resending without them",
@@ -177,6 +196,8 @@ class TelegramChannel:
                         exc.message,
                     )
                     markup = None
+                elif any(word in text_l for word in CONTENT_ERRORS):
+                    raise ContentRejected(f"Telegram refused the text: {exc.message}", parts_done=index) from None
                 else:
                     raise PermanentError(f"Telegram refused the message: {exc.message}", parts_done=index) from None
             except (Forbidden, InvalidToken, EndPointNotFound) as exc:

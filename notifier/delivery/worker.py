@@ -32,8 +32,9 @@ from notifier.domain import (
     MessageKind,
     Severity,
 )
-from notifier.errors import DeliveryError, PermanentError, RetryableError, StoreUnavailable
+from notifier.errors import ContentRejected, DeliveryError, PermanentError, RetryableError, StoreUnavailable
 from notifier.metrics import NotifierMetrics
+from notifier.redaction import redact
 from notifier.settings import Settings
 from notifier.store import Store
 from notifier.store import repository as repo
@@ -267,7 +268,10 @@ class DeliveryWorker:
         if row["payload"] is None:
             await self._finish_dead(row, "its notification is missing from the store or cannot be read", 0)
             return
-        message = build_message(row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"])
+        # decoding a large group's body takes a while: not on the event loop, which answers webhooks meanwhile
+        message = await asyncio.to_thread(
+            build_message, row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"]
+        )
         if self._untold_and_over(row, message):
             # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
             self._metrics.suppressed("quiet_hours_resolved")
@@ -290,7 +294,7 @@ class DeliveryWorker:
             return
         started = asyncio.get_running_loop().time()
         try:
-            receipt = await asyncio.wait_for(channel.send(message), timeout=self._d.send_timeout)
+            receipt = await asyncio.wait_for(self._send(channel, message), timeout=self._d.send_timeout)
         except RetryableError as exc:
             await self._finish_retry(row, exc, exc.retry_after)
             return
@@ -305,6 +309,26 @@ class DeliveryWorker:
         # the slot booked above covered one message; a split message sent more, and the provider counts each
         await self._limiter.book(rules, self._clock.now(), receipt.parts - message.part - 1)
         await self._finish_sent(row, message, receipt)
+
+    async def _send(self, channel: Channel, message: Message) -> DeliveryReceipt:
+        """Send; if the provider refuses the rendered message for its content, send the minimal safe form once
+        (no message is lost for what it says). If that is refused too, the message goes dead: counted, as a bug."""
+        try:
+            return await channel.send(message)
+        except ContentRejected as exc:
+            log.warning(
+                "delivery %s to %s: %s; sending the minimal form instead", message.delivery_id, message.target, exc
+            )
+            first = exc
+        minimal = dataclasses.replace(message, minimal=True, part=0)
+        try:
+            receipt = await channel.send(minimal)
+        except ContentRejected as exc:
+            self._metrics.content_rejected.labels(channel.name, "dead").inc()
+            raise ContentRejected(f"{first}; the minimal form too: {exc}", parts_done=first.parts_done) from None
+        self._metrics.content_rejected.labels(channel.name, "fallback_sent").inc()
+        parts_before = message.part if first.parts_done is None else first.parts_done
+        return DeliveryReceipt(ref=receipt.ref, parts=parts_before + receipt.parts)
 
     @staticmethod
     def _untold_and_over(row: dict[str, Any], message: Message) -> bool:
@@ -341,7 +365,7 @@ class DeliveryWorker:
             await self._finish_dead(row, f"{exc} (gave up after {attempts} attempts: {why})", parts)
             return
         delay = retry_delay(attempts, self._d, retry_after)
-        owner, error = self.owner, str(exc)
+        owner, error = self.owner, redact(str(exc))
         await self._store.run_in_transaction(
             lambda conn: repo.mark_retry(conn, row["id"], owner, now, now + delay, error, parts)
         )
@@ -352,6 +376,7 @@ class DeliveryWorker:
 
     async def _finish_dead(self, row: dict[str, Any], error: str, parts: int) -> None:
         now = self._clock.now()
+        error = redact(error)
         owner = self.owner
         await self._store.run_in_transaction(lambda conn: repo.mark_dead(conn, row["id"], owner, now, error, parts))
         self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.DEAD.value).inc()

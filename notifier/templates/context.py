@@ -1,15 +1,17 @@
 """What a template sees: an alert group turned into plain values (titles, durations, links), the same for every
-channel. Escaping is not done here but by each channel's environment, so templates cannot forget it."""
+channel. Escaping is not done here but by each channel's environment, so templates cannot forget it; what is done
+here is bounding and cleaning the untrusted text (see `safety`), so that every channel gets the same safe values."""
 
 from __future__ import annotations
 
-import json
+import heapq
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from notifier.domain import SEVERITY_RANK, Alert, AlertGroup, AlertStatus, Change, Message, Severity
+from notifier.templates.safety import clean, clip, one_line, safe_url
 
 SEVERITY_EMOJI = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.INFO: "🔵"}
 SEVERITY_COLOR = {Severity.CRITICAL: "#D32F2F", Severity.WARNING: "#F57C00", Severity.INFO: "#1976D2"}
@@ -17,6 +19,14 @@ RESOLVED_EMOJI = "✅"
 RESOLVED_COLOR = "#2E7D32"
 HIDDEN_LABELS = frozenset({"alertname", "severity", "bot", "symbol"})
 MAX_LABELS = 8
+# Every field is bounded, so that one alert in its short form always fits a message of any provider.
+MAX_TITLE = 200
+MAX_LABEL_KEY = 60
+MAX_LABEL_VALUE = 200
+MAX_SUMMARY = 400
+MAX_DESCRIPTION = 1200
+MAX_ANNOTATION = 1200
+MAX_COMMON_SUMMARY = 600
 
 
 def format_duration(seconds: float) -> str:
@@ -33,11 +43,27 @@ def format_duration(seconds: float) -> str:
     return f"{d}d {h}h" if h else f"{d}d"
 
 
-def silence_url(external_url: str, labels: dict[str, str]) -> str:
-    if not external_url:
-        return ""
+def _filter(labels: dict[str, str]) -> str:
     matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
+    return quote("{" + matchers + "}", safe="")
+
+
+def silence_url(external_url: str, labels: dict[str, str]) -> str:
+    """Alertmanager's form for a new silence, filled in with these labels ('' when it is not a safe link)."""
+    base = safe_url(external_url)
+    return safe_url(f"{base.rstrip('/')}/#/silences/new?filter={_filter(labels)}") if base else ""
+
+
+def group_url(external_url: str, labels: dict[str, str]) -> str:
+    """Alertmanager's view of the alerts with these labels: where a group's alerts past a message's limit are."""
+    base = safe_url(external_url)
+    if not base:
+        return ""
+    return safe_url(f"{base.rstrip('/')}/#/alerts?filter={_filter(labels)}") or f"{base.rstrip('/')}/#/alerts"
+
+
+def _bounded(fields: dict[str, str], key_limit: int, value_limit: int) -> dict[str, str]:
+    return {clip(one_line(k), key_limit): clip(one_line(v), value_limit) for k, v in fields.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +107,10 @@ class AlertView:
 
 
 def alert_title(labels: dict[str, str]) -> str:
+    """`alertname · bot symbol`, cleaned and bounded."""
     name = labels.get("alertname", "Alert")
     where = " ".join(v for v in (labels.get("bot", ""), labels.get("symbol", "")) if v)
-    return f"{name} · {where}" if where else name
+    return clip(one_line(f"{name} · {where}" if where else name), MAX_TITLE) or "Alert"
 
 
 def _ts(d: datetime | None) -> str:
@@ -103,63 +130,60 @@ def alert_view(a: Alert, external_url: str, now: float) -> AlertView:
     shown = {k: v for k, v in sorted(a.labels.items()) if k not in HIDDEN_LABELS}
     extra = max(0, len(shown) - MAX_LABELS)
     sev = a.severity
+    ann = a.annotations
     return AlertView(
-        name=a.name,
+        name=clip(one_line(a.name), MAX_TITLE),
         status=a.status.value,
         firing=firing,
         severity=sev.value,
         emoji=SEVERITY_EMOJI[sev] if firing else RESOLVED_EMOJI,
         title=alert_title(a.labels),
-        summary=a.annotations.get("summary", ""),
-        description=a.annotations.get("description", a.annotations.get("message", "")),
-        labels=dict(list(shown.items())[:MAX_LABELS]),
+        summary=clip(one_line(ann.get("summary", "")), MAX_SUMMARY),
+        description=clip(clean(ann.get("description", ann.get("message", ""))).strip(), MAX_DESCRIPTION),
+        labels=_bounded(dict(list(shown.items())[:MAX_LABELS]), MAX_LABEL_KEY, MAX_LABEL_VALUE),
         extra_labels=extra,
-        all_labels=dict(a.labels),
-        annotations=dict(a.annotations),
+        all_labels=_bounded(a.labels, MAX_LABEL_KEY, MAX_LABEL_VALUE),
+        annotations=_bounded(ann, MAX_LABEL_KEY, MAX_ANNOTATION),
         starts_at=_ts(a.starts_at),
         ends_at=_ts(a.ends_at),
         duration=dur,
         duration_text=text,
-        fingerprint=a.fingerprint,
-        graph_url=a.generator_url,
-        runbook_url=a.annotations.get("runbook_url", ""),
-        dashboard_url=a.annotations.get("dashboard_url", ""),
+        fingerprint=clip(one_line(a.fingerprint), 64),
+        graph_url=safe_url(a.generator_url),
+        runbook_url=safe_url(ann.get("runbook_url", "")),
+        dashboard_url=safe_url(ann.get("dashboard_url", "")),
         silence_url=silence_url(external_url, a.labels),
     )
 
 
-def sort_alerts(alerts: tuple[Alert, ...]) -> list[Alert]:
-    """Firing before resolved, most severe first, then by name and labels: the reader sees what matters first."""
-    return sorted(
-        alerts,
-        key=lambda a: (
-            a.status is not AlertStatus.FIRING,
-            SEVERITY_RANK[a.severity],
-            a.name,
-            json.dumps(a.labels, sort_keys=True),
-        ),
-    )
+def _importance(a: Alert) -> tuple[bool, int, str, list[tuple[str, str]]]:
+    return (a.status is not AlertStatus.FIRING, SEVERITY_RANK[a.severity], a.name, sorted(a.labels.items()))
 
 
-def group_context(
-    message: Message,
-    now: float,
-    alerts: list[AlertView] | None = None,
-    *,
-    detail: bool = True,
-    part: int = 1,
-    parts: int = 1,
-    more: int = 0,
-) -> dict[str, Any]:
+def sort_alerts(alerts: tuple[Alert, ...], limit: int | None = None) -> list[Alert]:
+    """Firing before resolved, most severe first, then by name and labels: the reader sees what matters first.
+    With `limit`, only the first `limit` of that order (a partial sort: a huge group costs little more than its
+    walk)."""
+    if limit is not None and limit < len(alerts):
+        return heapq.nsmallest(limit, alerts, key=_importance)
+    return sorted(alerts, key=_importance)
+
+
+def group_context(message: Message, now: float, *, max_alerts: int | None = None) -> dict[str, Any]:
+    """The group-wide values of one message, computed once per message (each walks the whole group), with
+    `alerts` its first `max_alerts` alerts in reading order and `unlisted` the number of the others."""
     g: AlertGroup = message.group
-    views = alerts if alerts is not None else [alert_view(a, g.external_url, now) for a in sort_alerts(g.alerts)]
+    views = [alert_view(a, g.external_url, now) for a in sort_alerts(g.alerts, max_alerts)]
     sev = g.severity
     firing = g.status is AlertStatus.FIRING
     ch: Change = message.change
-    common = {k: v for k, v in g.labels_for_routing().items()}
+    common = g.labels_for_routing()
     title_labels = common if "alertname" in common else (g.alerts[0].labels if g.alerts else {})
-    n_firing = len(g.firing)
-    n_resolved = len(g.resolved)
+    n_firing = sum(1 for a in g.alerts if a.status is AlertStatus.FIRING)
+    annotations = _bounded(g.common_annotations, MAX_LABEL_KEY, MAX_ANNOTATION)
+    if "summary" in annotations:
+        annotations["summary"] = clip(annotations["summary"], MAX_COMMON_SUMMARY)
+    external = safe_url(g.external_url)
     return {
         "status": g.status.value,
         "firing": firing,
@@ -167,24 +191,25 @@ def group_context(
         "emoji": SEVERITY_EMOJI[sev] if firing else RESOLVED_EMOJI,
         "color": SEVERITY_COLOR[sev] if firing else RESOLVED_COLOR,
         "title": alert_title(title_labels),
-        "alertname": title_labels.get("alertname", "Alert"),
-        "group_labels": dict(g.group_labels),
-        "common_labels": dict(g.common_labels),
-        # clipped: a group-wide summary must never alone push a message past a provider's limit
-        "common_annotations": {k: (v if len(v) <= 600 else v[:599] + "…") for k, v in g.common_annotations.items()},
-        "external_url": g.external_url,
-        "alerts_url": g.external_url.rstrip("/") + "/#/alerts" if g.external_url else "",
+        "alertname": clip(one_line(title_labels.get("alertname", "Alert")), MAX_TITLE),
+        "group_labels": _bounded(g.group_labels, MAX_LABEL_KEY, MAX_LABEL_VALUE),
+        "common_labels": _bounded(g.common_labels, MAX_LABEL_KEY, MAX_LABEL_VALUE),
+        "common_annotations": annotations,
+        "external_url": external,
+        "alerts_url": external.rstrip("/") + "/#/alerts" if external else "",
+        "group_url": group_url(external, dict(g.group_labels)),
         "alerts": views,
+        "unlisted": len(g.alerts) - len(views),
         "n_alerts": len(g.alerts),
         "n_firing": n_firing,
-        "n_resolved": n_resolved,
+        "n_resolved": len(g.alerts) - n_firing,
         "truncated": g.truncated_alerts,
         "change": ch.describe(),
         "is_test": message.kind.value == "test",
         "silent": message.silent,
-        "detail": detail,
-        "part": part,
-        "parts": parts,
-        "more": more,
+        "detail": True,
+        "part": 1,
+        "parts": 1,
+        "more": len(g.alerts) - len(views),
         "receiver": message.receiver,
     }

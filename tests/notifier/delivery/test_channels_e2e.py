@@ -111,7 +111,10 @@ async def test_300_alerts_are_all_represented_within_limits_split_between_alerts
     sqlite_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack
 ) -> None:
     body = make_group(300, severity="critical")
-    async with running(settings_from(all_channels(fake_telegram, fake_slack, None), sqlite_url)) as (client, rt):
+    cfg = all_channels(fake_telegram, fake_slack, None)
+    for r in cfg["receivers"]:
+        r["message"] = {"max_alerts": 300}
+    async with running(settings_from(cfg, sqlite_url)) as (client, rt):
         await post(client, json.dumps(body))
         await wait_for(lambda: _all_sent(rt), timeout=60)
         assert fake_telegram.refused == 0 and fake_slack.refused == 0
@@ -135,6 +138,24 @@ async def test_300_alerts_are_all_represented_within_limits_split_between_alerts
             for p in posts:
                 assert len(p.blocks) <= 50
                 assert all(len(b["text"]["text"]) <= 3000 for b in p.blocks if b["type"] == "section")
+
+
+async def test_by_default_a_message_spells_out_100_alerts_and_links_the_rest(
+    sqlite_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack
+) -> None:
+    body = make_group(300, severity="critical")
+    async with running(settings_from(all_channels(fake_telegram, fake_slack, None), sqlite_url)) as (client, rt):
+        await post(client, json.dumps(body))
+        await wait_for(lambda: _all_sent(rt), timeout=60)
+        seen = "".join(check_html(p.text) for p in fake_telegram.sent)
+        assert sum(f"bot-{i:03d}" in seen for i in range(300)) == 100
+        assert "+200 more alerts — see Alertmanager" in seen
+        last = fake_telegram.sent[-1].text
+        assert 'href="http://alertmanager:9093/#/alerts?filter=' in last
+        for via in ("webhook", "api"):
+            text = "\n".join(p.all_text for p in fake_slack.posted if p.via == via)
+            assert sum(f"bot-{i:03d}" in text for i in range(300)) == 100
+            assert "+200 more alerts" in text
 
 
 async def _all_sent(rt: Any) -> bool:
