@@ -39,7 +39,7 @@ from notifier.clock import Clock
 from notifier.domain import DeliveryReceipt, Message
 from notifier.errors import ContentRejected, PermanentError, RetryableError
 from notifier.settings import TelegramTarget
-from notifier.templates import TELEGRAM_MAX_TEXT, Renderer, html_to_plain, utf16_len
+from notifier.templates import TELEGRAM_MAX_TEXT, Renderer, html_to_plain, telegram_len
 from notifier.templates.context import alert_view, silence_url
 
 log = logging.getLogger("notifier.telegram")
@@ -123,7 +123,7 @@ class TelegramChannel:
         parts = await asyncio.to_thread(self._renderer.telegram_parts, message, now)
         start = min(message.part, len(parts) - 1) if message.part else 0
         for i in range(start, len(parts)):
-            if utf16_len(html_to_plain(parts[i])) > TELEGRAM_MAX_TEXT:
+            if telegram_len(parts[i]) > TELEGRAM_MAX_TEXT:
                 raise ContentRejected(f"part {i + 1} is longer than Telegram's {TELEGRAM_MAX_TEXT}", parts_done=i)
         markup = self._buttons(message)
         first_ref: str | None = None

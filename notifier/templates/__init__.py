@@ -43,11 +43,12 @@ __all__ = [
     "SlackPart",
     "escape_mrkdwn",
     "html_to_plain",
+    "telegram_len",
     "utf16_len",
 ]
 
-# Telegram Bot API: sendMessage text is 1-4096 characters after entity parsing (core.telegram.org/bots/api#sendmessage);
-# counted here in UTF-16 code units on the raw HTML, which is never shorter than the parsed text.
+# Telegram Bot API: sendMessage text is 1-4096 characters after entity parsing (core.telegram.org/bots/api#sendmessage),
+# counted in UTF-16 code units (`telegram_len`).
 TELEGRAM_MAX_TEXT = 4096
 # Slack Block Kit (api.slack.com/reference/block-kit/blocks): 50 blocks a message, section text 3,000 characters,
 # header 150; messages past ~13k characters of blocks fail with msg_blocks_too_long, so we stay under 12k (counting
@@ -86,6 +87,11 @@ def utf16_len(text: str) -> int:
 def html_to_plain(text: str) -> str:
     """Telegram's fallback when it rejects our markup: the same words without tags."""
     return html.unescape(_TAG.sub("", text))
+
+
+def telegram_len(html_text: str) -> int:
+    """The length Telegram limits: UTF-16 code units of the text once its HTML is parsed."""
+    return utf16_len(html_to_plain(html_text))
 
 
 def _env(kind: str) -> SandboxedEnvironment:
@@ -233,15 +239,24 @@ class Renderer:
                 used = 0
             chunks[-1].append(i)
             used += need
-        overflow = sum(len(c) for c in chunks[max_parts:])
-        chunks = chunks[:max_parts]
-        n = len(chunks)
-        parts: list[P] = []
-        for k, chunk in enumerate(chunks):
-            more = unlisted + overflow if k == n - 1 else 0
-            g = {**base, "alerts": [views[i] for i in chunk], "detail": False, "part": k + 1, "parts": n, "more": more}
-            parts.append(m.join(g, m.head(g), [texts[i] for i in chunk], m.foot(g)))
-        return parts
+        # The sizes are measured per alert, but a part is more than the sum of its alerts (markup, blocks, clipped
+        # sections): a part that still does not fit is split in two, until every part fits or holds one alert.
+        while True:
+            overflow = sum(len(c) for c in chunks[max_parts:])
+            kept = chunks[:max_parts]
+            n = len(kept)
+            parts: list[P] = []
+            for k, chunk in enumerate(kept):
+                more = unlisted + overflow if k == n - 1 else 0
+                g = {**base, "alerts": [views[i] for i in chunk], "detail": False, "part": k + 1, "parts": n}
+                g["more"] = more
+                parts.append(m.join(g, m.head(g), [texts[i] for i in chunk], m.foot(g)))
+            too_big = [k for k, p in enumerate(parts) if not m.fits(p) and len(kept[k]) > 1]
+            if not too_big:
+                return parts
+            for k in reversed(too_big):
+                half = len(chunks[k]) // 2
+                chunks[k : k + 1] = [chunks[k][:half], chunks[k][half:]]
 
     # -- Telegram -------------------------------------------------------------------------------------------------
     def telegram_parts(self, message: Message, now: float, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:
@@ -257,8 +272,8 @@ class Renderer:
             alert=lambda a, detail: str(alert(a, detail)).strip("\n"),
             foot=lambda g: str(footer(g)).strip("\n"),
             join=join,
-            size=utf16_len,
-            fits=lambda text: utf16_len(text) <= limit,
+            size=telegram_len,
+            fits=lambda text: telegram_len(text) <= limit,
             budget=limit,
         )
         return self._parts(message, now, markup)

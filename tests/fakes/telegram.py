@@ -135,6 +135,7 @@ class FakeTelegram:
     _recent: dict[str, deque[float]] = field(default_factory=dict)
     down: bool = False
     delay: float = 0.0  # seconds before answering sendMessage; a request cancelled meanwhile is not delivered
+    echo_path_404: bool = False  # a misconfigured proxy in front: 404 with the request's path (the token) echoed
 
     def fail_next(
         self, n: int, status: int, description: str = "", retry_after: int | None = None, migrate_to: int | None = None
@@ -188,6 +189,8 @@ class FakeTelegram:
         self.requests.append({"method": method, "params": params, "at": time.time()})
         if self.down:
             return web.Response(status=502, text="Bad Gateway")
+        if self.echo_path_404:
+            return self._error(404, f"Not Found: no route for POST {request.path}")
         if token != self.token and token not in self.extra_tokens:
             self.refused += 1
             return self._error(401, "Unauthorized")

@@ -153,6 +153,27 @@ BAD = [
         "routes.receivers",
         "receiver 'a' has no digest",
     ),
+    (
+        "receivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\nserver: {auth: {bearer_token: '  '}}\n",
+        "server.auth.bearer_token",
+        "is empty",
+    ),
+    (
+        "receivers: [{name: a, telegram: [{bot_token: '', chat_id: 1}]}]\nroutes: {receiver: a}\n",
+        "receivers[0].telegram[0].bot_token",
+        "is empty",
+    ),
+    (
+        "receivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\n"
+        "server: {auth: {basic_auth: {username: u, password: ''}}}\n",
+        "server.auth.basic_auth.password",
+        "is empty",
+    ),
+    (
+        "receivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\nserver: {listen: '0.0.0.0:9095'}\n",
+        "server.auth",
+        "reachable from other machines, and no auth is set",
+    ),
     ("- just\n- a list\n", "", "top level must be a mapping"),
     ("receivers: [{name: a, log: [{}]}\n", "", "not valid YAML"),
 ]
@@ -235,6 +256,25 @@ def test_check_config_cli_compiles_templates(tmp_path: Path) -> None:
     r = _cli("check-config", str(write(tmp_path, text)))
     assert r.returncode == 2
     assert "no_such_thing" in r.stderr
+
+
+def test_an_open_port_without_auth_is_allowed_only_when_the_config_says_so(tmp_path: Path) -> None:
+    text = "receivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\n"
+    open_port = "server: {listen: '0.0.0.0:9095', auth: {allow_unauthenticated: true}}\n"
+    assert not load_settings(write(tmp_path, text + open_port), env={}).server.auth.enabled
+    assert load_settings(write(tmp_path, text), env={}).server.listen == "127.0.0.1:9095"  # the default
+
+
+def test_serve_refuses_the_production_example_with_an_empty_token(tmp_path: Path) -> None:
+    env = {
+        "NOTIFIER_TOKEN": "",
+        "TELEGRAM_BOT_TOKEN": "1:x",
+        "SMTP_PASSWORD": "p",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+    }
+    r = _cli("serve", "--config", str(ROOT / "examples" / "notifier.production.yml"), env=env)
+    assert r.returncode == 2
+    assert "server.auth.bearer_token: is empty" in r.stderr
 
 
 def test_serve_refuses_a_bad_config_at_start(tmp_path: Path) -> None:

@@ -12,7 +12,12 @@ from tests.helpers import console_settings, fixture_json
 from tests.notifier.harness import post, running
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["\x00", "a\x00b", "0001-01-01T00:00:00+01:00", "2026-11-26T04:05:13", "\u202e"]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
@@ -45,8 +50,8 @@ bodies = st.one_of(
 )
 
 
-async def test_fuzzed_bodies_never_get_a_5xx(sqlite_url: str) -> None:
-    async with running(console_settings(sqlite_url)) as (client, _rt):
+async def test_fuzzed_bodies_never_get_a_5xx(store_url: str) -> None:
+    async with running(console_settings(store_url)) as (client, _rt):
         seen: list[int] = []
 
         @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
