@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= notifier.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck pytest bench bench-intake bench-history bench-prune bench-delivery bench-exporter bench-storm bench-replicas check-config stack dashboards clean
+.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-storm bench-replicas check-config stack dashboards clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,10 +38,13 @@ pytest: $(STAMP) ## the test suite only
 
 test: lint typecheck pytest ## install everything, then lint, type-check and run the whole test suite
 
-bench: bench-intake bench-history bench-prune bench-delivery bench-exporter bench-storm bench-replicas ## every benchmark (prints ratios against an in-run baseline)
+bench: bench-intake bench-render bench-history bench-prune bench-delivery bench-exporter bench-storm bench-replicas ## every benchmark (prints ratios against an in-run baseline)
 
 bench-intake: $(STAMP) ## webhook intake throughput: durable SQLite vs validate-only, uvicorn vs granian
 	$(BIN)/python bench/intake.py
+
+bench-render: $(STAMP) ## render time of 100..30,000-alert groups; /healthz and a critical alert while one is delivered
+	$(BIN)/python bench/render.py
 
 bench-history: $(STAMP) ## intake transaction of a lone webhook: 200k old messages in the store vs an empty one
 	$(BIN)/python bench/history.py
