@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= notifier.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-storm bench-replicas check-config stack dashboards clean
+.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas check-config stack dashboards clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ pytest: $(STAMP) ## the test suite only
 
 test: lint typecheck pytest ## install everything, then lint, type-check and run the whole test suite
 
-bench: bench-intake bench-render bench-history bench-prune bench-delivery bench-exporter bench-storm bench-replicas ## every benchmark (prints ratios against an in-run baseline)
+bench: bench-intake bench-render bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas ## every benchmark (prints ratios against an in-run baseline)
 
 bench-intake: $(STAMP) ## webhook intake throughput: durable SQLite vs validate-only, uvicorn vs granian
 	$(BIN)/python bench/intake.py
@@ -57,6 +57,9 @@ bench-delivery: $(STAMP) ## webhook -> Telegram latency at 50/s vs python-telegr
 
 bench-exporter: $(STAMP) ## exporter scrape time with 1M and 10M trades in PostgreSQL vs SELECT 1
 	$(BIN)/python bench/exporter_scrape.py --trades 1000000 --trades 10000000
+
+bench-exporter-events: $(STAMP) ## exporter RSS and scrape p50 after 1k and after 1M exchange-API events over real Redis
+	$(BIN)/python bench/exporter_events.py
 
 bench-storm: $(STAMP) ## an alert storm into one Telegram group: the notifier against Alertmanager 0.25's notifier
 	$(BIN)/python bench/storm.py

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -38,10 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-ttl", type=float, default=5.0, help="seconds a database read serves scrapes")
     p.add_argument("--query-timeout", type=float, default=5.0)
     p.add_argument("--demo", action="store_true", help="simulate bots trading into a local SQLite database")
-    p.add_argument("--demo-scenario", choices=["normal", "crash", "stalled"], default="normal")
+    p.add_argument(
+        "--demo-scenario",
+        choices=["normal", "crash", "stalled", "exchange-trouble"],
+        default="normal",
+        help="crash: a drawdown past 20%% that recovers; stalled: no trades; exchange-trouble: slow exchange API "
+        "and rate limit nearly used up, then recovery (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--demo-interval", type=float, default=1.0, help="seconds between market ticks")
-    p.add_argument("--demo-crash-ticks", type=int, default=150, help="crash scenario: ticks before the recovery")
+    p.add_argument(
+        "--demo-crash-ticks",
+        type=int,
+        default=150,
+        help="crash and exchange-trouble: ticks before the recovery (default: %(default)s)",
+    )
     return p
 
 
@@ -49,10 +61,12 @@ async def serve(args: argparse.Namespace) -> int:
     host, _, port = args.listen.rpartition(":")
     data_dir = Path(args.data_dir)
     demo_task = None
+    events = EventState()
     if args.demo:
         from exporter.demo import DemoMarket
 
-        market = DemoMarket(data_dir / "demo.db", args.demo_scenario, args.seed, args.demo_crash_ticks)
+        publish = _redis_publisher(args.redis_url) if args.redis_url else _local_publisher(events)
+        market = DemoMarket(data_dir / "demo.db", args.demo_scenario, args.seed, args.demo_crash_ticks, publish)
         url = market.url
         demo_task = asyncio.create_task(market.run(args.demo_interval))
     elif args.database_url:
@@ -60,7 +74,6 @@ async def serve(args: argparse.Namespace) -> int:
     else:
         print("bot-exporter: give --database-url (or --demo)", file=sys.stderr)
         return 2
-    events = EventState()
     redis = RedisEvents(args.redis_url, events) if args.redis_url else None
     exporter = Exporter(
         DatabaseSource(url, ttl=args.cache_ttl, timeout=args.query_timeout),
@@ -70,6 +83,8 @@ async def serve(args: argparse.Namespace) -> int:
     )
     if redis is not None:
         redis.start()
+    peaks = exporter.collector.peaks
+    peaks_task = asyncio.create_task(peaks.run(), name="peak-file")
     runner = web.AppRunner(exporter.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]") or None, int(port)).start()
@@ -86,8 +101,46 @@ async def serve(args: argparse.Namespace) -> int:
     if redis is not None:
         await redis.stop()
     await runner.cleanup()
+    peaks_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await peaks_task
+    await peaks.flush()  # the peaks of the last scrapes survive the restart
     await exporter.db.close()
     return 0
+
+
+def _local_publisher(events: EventState) -> Callable[[str, bytes], None]:
+    """Without Redis, the demo's events go straight to the exporter's event state, on the event loop (the market
+    ticks in a worker thread)."""
+    loop = asyncio.get_running_loop()
+
+    def publish(_channel: str, body: bytes) -> None:
+        loop.call_soon_threadsafe(events.apply, body)
+
+    return publish
+
+
+def _redis_publisher(url: str) -> Callable[[str, bytes], None]:
+    """With Redis, the demo bots publish on trading_events:{bot}, as the real bot does; a Redis that is away loses
+    the events (pub/sub keeps nothing) and is reported once per outage."""
+    import redis
+    from redis.exceptions import RedisError
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    failing = False
+
+    def publish(channel: str, body: bytes) -> None:
+        nonlocal failing
+        try:
+            client.publish(channel, body)
+        except (RedisError, OSError) as exc:
+            if not failing:
+                logging.getLogger("exporter.demo").warning("could not publish demo events: %s", exc)
+            failing = True
+        else:
+            failing = False
+
+    return publish
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,15 @@
 DCA bot and a hybrid bot trade in real time. The exporter reads it through its production code path.
 
 Scenarios: `normal`; `crash` (ETH falls steadily, so dca-eth's drawdown passes 20 % within about two minutes, then
-the market recovers after `crash_ticks` ticks);
-`stalled` (nothing trades any more, so NoRecentTrades fires). Same seed, same market.
+the market recovers after `crash_ticks` ticks); `stalled` (nothing trades any more, so NoRecentTrades fires);
+`exchange-trouble` (after 10 ticks the exchange answers every call in 2.5-4 s and the bots' rate-limit headroom runs
+down to a few calls, so HighAPILatency and RateLimitApproaching fire; after `crash_ticks` ticks it recovers and they
+resolve). Same seed, same market.
+
+Like a real bot, the demo bots publish their exchange-API calls as events (`price_updated` from fetch_ticker,
+`order_placed` from create_order, `order_failed`, `exchange_error`, with `latency_ms` and `rate_limit_remaining`),
+through the same path as real events: a `publish(channel, json)` given by the caller, which is Redis's
+`trading_events:{bot}` channel when the exporter has `--redis-url`, and the exporter's own event state otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +30,11 @@ from sqlalchemy import Connection, Engine, create_engine, insert, update
 from exporter.schema import bot_logs, bots, dca_history, exchange_credentials, grid_levels, metadata, orders, trades
 
 log = logging.getLogger("exporter.demo")
-Scenario = Literal["normal", "crash", "stalled"]
+Scenario = Literal["normal", "crash", "stalled", "exchange-trouble"]
 INVESTED = 10_000.0
+RATE_LIMIT = 1200  # the exchange's request weight per minute, as Binance counts it
+TROUBLE_STARTS = 10  # exchange-trouble: ticks of normal trading first
+Publish = Callable[[str, bytes], None]
 
 
 def _now() -> datetime:
@@ -45,17 +56,29 @@ class DemoBot:
     last_buy: float = 0.0
     grid: list[float] = field(default_factory=list)
     orders_seq: int = 0
+    headroom: int = RATE_LIMIT  # calls left before the exchange's rate limit
 
 
 class DemoMarket:
     """The simulation; `tick()` advances it one step and writes what happened."""
 
-    def __init__(self, path: Path, scenario: Scenario = "normal", seed: int = 7, crash_ticks: int = 150) -> None:
-        """`crash_ticks`: in the crash scenario ETH falls for this many ticks, then recovers."""
+    def __init__(
+        self,
+        path: Path,
+        scenario: Scenario = "normal",
+        seed: int = 7,
+        crash_ticks: int = 150,
+        publish: Publish | None = None,
+    ) -> None:
+        """`crash_ticks`: how long the crash or the exchange trouble lasts, in ticks; `publish(channel, body)` takes
+        the bots' events."""
         self.crash_ticks = crash_ticks
+        self.publish = publish
         self.path = path
         self.scenario = scenario
         self.rng = random.Random(seed)  # noqa: S311 -- a reproducible market, not a secret
+        # the exchange's answers draw from their own sequence: the market is the same with or without events
+        self.api_rng = random.Random(seed + 1)  # noqa: S311
         self.ticks = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
@@ -162,12 +185,42 @@ class DemoMarket:
                 created_at=at,
             )
         )
+        self._api_call(bot, "order_placed", "create_order", side=side, amount=round(amount, 8), price=round(price, 8))
         if side == "buy":
             bot.base += amount
             bot.cost += amount * price
         else:
             bot.base -= amount
             bot.cost -= amount * price
+
+    @property
+    def exchange_in_trouble(self) -> bool:
+        start = TROUBLE_STARTS
+        return self.scenario == "exchange-trouble" and start <= self.ticks < start + self.crash_ticks
+
+    def _api_call(self, bot: DemoBot, event_type: str, endpoint: str, **data: object) -> None:
+        """One exchange call of a bot, as the bot publishes it."""
+        if self.publish is None:
+            return
+        rng = self.api_rng
+        if self.exchange_in_trouble:
+            latency = rng.uniform(2500, 4000)
+            bot.headroom = max(0, bot.headroom - rng.randint(40, 120))
+        else:
+            latency = max(5.0, rng.gauss(120, 40))
+            bot.headroom = min(RATE_LIMIT, bot.headroom + 200)
+        body = {
+            "event_type": event_type,
+            "bot_name": bot.name,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {
+                "endpoint": endpoint,
+                "latency_ms": round(latency, 1),
+                "rate_limit_remaining": bot.headroom,
+                **{k: str(v) for k, v in data.items()},
+            },
+        }
+        self.publish(f"trading_events:{bot.name}", json.dumps(body).encode())
 
     def tick(self) -> None:
         self.ticks += 1
@@ -180,12 +233,16 @@ class DemoMarket:
                 bot.price *= 1 + bot.drift + self.rng.gauss(0, 0.002)
                 if self.scenario != "stalled":
                     self._trade_step(c, bot, old, now)
+                self._api_call(bot, "price_updated", "fetch_ticker", price=round(bot.price, 8))
+                if self.exchange_in_trouble and self.api_rng.random() < 0.3:
+                    self._api_call(bot, "exchange_error", "fetch_balance", error="RequestTimeout")
                 profit = bot.base * bot.price - bot.cost
                 c.execute(
                     update(bots).where(bots.c.id == bot.id).values(current_profit=round(profit, 8), updated_at=now)
                 )
             if self.scenario != "stalled" and self.rng.random() < 0.05:
                 bot = self.rng.choice(self.bots)
+                self._api_call(bot, "order_failed", "create_order", error="InsufficientFunds")
                 c.execute(
                     insert(orders).values(
                         bot_id=bot.id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.catalogue import API_LATENCY_BUCKETS, BY_NAME, CONTRACT
+from exporter.catalogue import BY_NAME, CONTRACT
 from exporter.sources import DatabaseSource, EventState, PeakStore, Snapshot
 
 
@@ -29,46 +30,70 @@ def _family(name: str, labels: tuple[str, ...] | None = None) -> Any:
     return cls(spec.name, spec.help, labels=list(labels or spec.labels))
 
 
+@dataclass(frozen=True, slots=True)
+class Valuation:
+    """A bot's value at one scrape, and its drawdown from the kept peak."""
+
+    value: float
+    profit: float
+    drawdown: float
+
+
 class ContractCollector(Collector):
-    """Builds every metric of the contract from a snapshot; called by generate_latest, does no I/O."""
+    """Builds every metric of the contract from a snapshot. `refresh` computes what depends on state (values,
+    peaks) before a scrape is exposed; `collect`, called by generate_latest, only reads."""
 
     def __init__(self, events: EventState, peaks: PeakStore) -> None:
         self.events = events
         self.peaks = peaks
         self.snapshot: Snapshot | None = None
+        self.valuations: dict[str, Valuation] = {}
         self.source_up: dict[str, float] = {"database": 0.0, "redis": 0.0}
         self.scrape_duration = 0.0
 
     def describe(self) -> Iterable[Metric]:
         return []
 
+    def refresh(self, snap: Snapshot | None) -> None:
+        self.snapshot = snap
+        if snap is None:
+            return
+        valuations: dict[str, Valuation] = {}
+        for b in snap.bots:
+            t = b.trades
+            price = self.events.last_price.get(b.name)
+            if price is not None and t.base != 0:
+                # realised profit is already in the cost basis (sells return quote), so value is what was
+                # invested plus what the position is worth minus what it cost
+                profit = float(t.base) * price - float(t.cost)
+            else:
+                profit = b.profit if b.profit else float(t.realised)
+            value = b.invested + profit
+            # a portfolio's peak is at least what was put in: a bot already under water at the first scrape shows
+            # its drawdown from there
+            peak = self.peaks.update(b.name, max(value, b.invested))
+            drawdown = (peak - value) / peak * 100 if peak > 0 else 0.0
+            valuations[b.name] = Valuation(value, profit, max(0.0, drawdown))
+        self.peaks.forget_except(set(valuations))
+        self.valuations = valuations
+
     def collect(self) -> Iterator[Metric]:
         fams = {spec.name: _family(spec.name) for spec in CONTRACT}
         now = time.time()
         snap = self.snapshot
         if snap is not None:
-            names = set()
             for b in snap.bots:
-                names.add(b.name)
                 lv = [b.name, b.symbol, b.strategy]
                 t = b.trades
                 price = self.events.last_price.get(b.name)
-                if price is not None and t.base != 0:
-                    # realised profit is already in the cost basis (sells return quote), so value is what was
-                    # invested plus what the position is worth minus what it cost
-                    profit = float(t.base) * price - float(t.cost)
-                    value = b.invested + profit
-                else:
-                    profit = b.profit if b.profit else float(t.realised)
-                    value = b.invested + profit
-                # a portfolio's peak is at least what was put in: a bot already under water at the first scrape
-                # shows its drawdown from there
-                peak = self.peaks.update(b.name, max(value, b.invested))
-                drawdown = (peak - value) / peak * 100 if peak > 0 else 0.0
+                v = self.valuations.get(b.name)
+                if v is None:
+                    continue
+                value, profit, drawdown = v.value, v.profit, v.drawdown
                 closed = t.won + t.lost
                 fams["bot_portfolio_value_usdt"].add_metric(lv, value)
                 fams["bot_portfolio_return_percent"].add_metric(lv, profit / b.invested * 100 if b.invested else 0.0)
-                fams["bot_portfolio_drawdown_percent"].add_metric(lv, max(0.0, drawdown))
+                fams["bot_portfolio_drawdown_percent"].add_metric(lv, drawdown)
                 fams["bot_total_trades"].add_metric(lv, t.count)
                 fams["bot_winning_trades"].add_metric(lv, t.won)
                 fams["bot_losing_trades"].add_metric(lv, t.lost)
@@ -89,22 +114,20 @@ class ContractCollector(Collector):
                 fams["bot_errors"].add_metric(lv, b.errors)
                 if t.last_at is not None:
                     fams["bot_last_trade_timestamp"].add_metric(lv, t.last_at)
-            self.peaks.forget_except(names)
             ev = self.events
             for (bot, endpoint), n in ev.api_requests.items():
                 fams["bot_api_requests"].add_metric([bot, endpoint], n)
-            for (bot, endpoint), n in ev.api_errors.items():
-                fams["bot_api_errors"].add_metric([bot, endpoint], n)
-            for (bot, endpoint), values in ev.api_latency.items():
-                buckets = [(str(le), float(sum(1 for v in values if v <= le))) for le in API_LATENCY_BUCKETS]
-                buckets.append(("+Inf", float(len(values))))
-                fams["bot_api_request_duration_seconds"].add_metric([bot, endpoint], buckets, sum(values))
+            # every endpoint called has its error counter, at 0 until a call fails, so that rate() sees it start
+            for key in ev.api_requests.keys() | ev.api_errors.keys():
+                fams["bot_api_errors"].add_metric(list(key), ev.api_errors.get(key, 0))
+            for (bot, endpoint), hist in ev.api_latency.items():
+                fams["bot_api_request_duration_seconds"].add_metric([bot, endpoint], hist.cumulative(), hist.total)
             for bot, remaining in ev.rate_limit.items():
                 fams["bot_api_rate_limit_remaining"].add_metric([bot], remaining)
         yield from fams.values()
         up = GaugeMetricFamily("bot_exporter_source_up", "1 when the source could be read.", labels=["source"])
-        for source, v in self.source_up.items():
-            up.add_metric([source], v)
+        for source, is_up in self.source_up.items():
+            up.add_metric([source], is_up)
         yield up
         if snap is not None:
             yield GaugeMetricFamily(
@@ -139,7 +162,7 @@ class Exporter:
     async def metrics(self, _request: web.Request) -> web.Response:
         started = time.perf_counter()
         snap = await self.db.snapshot()
-        self.collector.snapshot = snap
+        self.collector.refresh(snap)
         self.collector.source_up["database"] = 1.0 if snap is not None else 0.0
         if self.redis_enabled:
             self.collector.source_up["redis"] = 1.0 if self.events.connected else 0.0

@@ -4,6 +4,7 @@ trades) and its Redis event channel (what only events carry). Both only read; ne
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -19,6 +20,8 @@ from typing import Any, ClassVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from exporter.catalogue import API_LATENCY_BUCKETS
 
 log = logging.getLogger("exporter")
 FAILED_STATUSES = ("rejected", "expired")
@@ -102,11 +105,17 @@ class Snapshot:
 
 
 class PeakStore:
-    """Each bot's highest portfolio value, kept in a small JSON file so that a restart does not reset drawdown."""
+    """Each bot's highest portfolio value, kept in a small JSON file so that a restart does not reset drawdown.
 
-    def __init__(self, path: Path) -> None:
+    Updates change memory only; `run` writes the file from a worker thread, at most once per `interval` and only
+    when something changed, atomically (a temporary file, fsynced, renamed over the old one), and `flush` writes
+    what is left at shutdown. A scrape never waits for the disk."""
+
+    def __init__(self, path: Path, interval: float = 5.0) -> None:
         self.path = path
+        self.interval = interval
         self.peaks: dict[str, float] = {}
+        self._dirty = False
         try:
             data = json.loads(path.read_text())
             self.peaks = {str(k): float(v) for k, v in data.items()}
@@ -119,19 +128,34 @@ class PeakStore:
         peak = max(self.peaks.get(bot, value), value)
         if self.peaks.get(bot) != peak:
             self.peaks[bot] = peak
-            self._save()
+            self._dirty = True
         return peak
 
     def forget_except(self, bots: set[str]) -> None:
         if set(self.peaks) - bots:
             self.peaks = {k: v for k, v in self.peaks.items() if k in bots}
-            self._save()
+            self._dirty = True
 
-    def _save(self) -> None:
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            await asyncio.to_thread(self._write, dict(self.peaks))
+        except OSError as exc:
+            self._dirty = True  # tried again at the next interval
+            log.warning("could not write the peak file %s: %s", self.path, exc)
+
+    def _write(self, peaks: dict[str, float]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".peaks-")
         with os.fdopen(fd, "w") as fh:
-            json.dump(self.peaks, fh)
+            json.dump(peaks, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
@@ -274,6 +298,30 @@ class DatabaseSource:
 
 
 @dataclass
+class LatencyHistogram:
+    """Exchange-API latency of one (bot, endpoint) in fixed buckets: memory and scrape cost stay the same however
+    many calls were observed. `counts[i]` holds the observations in bucket i alone (the last one is +Inf)."""
+
+    bounds: tuple[float, ...] = API_LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(API_LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus' buckets: observations <= each bound, then +Inf."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            out.append((str(bound), float(running)))
+        out.append(("+Inf", float(running + self.counts[-1])))
+        return out
+
+
+@dataclass
 class EventState:
     """What the event channel told us, per bot."""
 
@@ -281,7 +329,7 @@ class EventState:
     last_event_at: dict[str, float] = field(default_factory=dict)
     api_requests: dict[tuple[str, str], int] = field(default_factory=dict)
     api_errors: dict[tuple[str, str], int] = field(default_factory=dict)
-    api_latency: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    api_latency: dict[tuple[str, str], LatencyHistogram] = field(default_factory=dict)
     rate_limit: dict[str, float] = field(default_factory=dict)
     by_type: dict[str, int] = field(default_factory=dict)
     malformed: int = 0
@@ -317,9 +365,17 @@ class EventState:
             if etype in ("order_failed", "exchange_error"):
                 self.api_errors[key] = self.api_errors.get(key, 0) + 1
             latency = data.get("latency_ms")
-            if isinstance(latency, int | float | str):
-                with contextlib.suppress(ValueError):
-                    self.api_latency.setdefault(key, []).append(float(latency) / 1000)
+            if isinstance(latency, int | float | str) and not isinstance(latency, bool):
+                try:
+                    seconds = float(latency) / 1000
+                except ValueError:
+                    self.malformed += 1
+                else:
+                    if seconds >= 0 and seconds == seconds:  # NaN and negative latencies are not observations
+                        hist = self.api_latency.get(key)
+                        if hist is None:
+                            hist = self.api_latency[key] = LatencyHistogram()
+                        hist.observe(seconds)
         if "rate_limit_remaining" in data:
             try:
                 self.rate_limit[bot] = float(data["rate_limit_remaining"])

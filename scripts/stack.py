@@ -208,7 +208,7 @@ def _binary(name: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", choices=["normal", "crash", "stalled"], default="crash")
+    ap.add_argument("--scenario", choices=["normal", "crash", "stalled", "exchange-trouble"], default="crash")
     ap.add_argument("--workdir", default=str(ROOT / ".stack"))
     a = ap.parse_args()
     stack = Stack(Path(a.workdir), scenario=a.scenario)
