@@ -20,7 +20,11 @@ from exporter.sources import DatabaseSource, EventState, RedisEvents
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bot-exporter", description="TRADERAGENT's Prometheus exporter")
-    p.add_argument("--listen", default=os.environ.get("BOT_EXPORTER_LISTEN", "0.0.0.0:9100"))
+    p.add_argument(
+        "--listen",
+        default=os.environ.get("BOT_EXPORTER_LISTEN", "0.0.0.0:9100"),
+        help="HOST:PORT to serve /metrics on; or $BOT_EXPORTER_LISTEN (default: %(default)s)",
+    )
     p.add_argument(
         "--database-url",
         default=os.environ.get("BOT_EXPORTER_DATABASE_URL"),
@@ -34,10 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         default=os.environ.get("BOT_EXPORTER_DATA_DIR", "data/exporter"),
-        help="where the drawdown peaks are kept",
+        help="where the drawdown peaks are kept; or $BOT_EXPORTER_DATA_DIR (default: %(default)s)",
     )
-    p.add_argument("--cache-ttl", type=float, default=5.0, help="seconds a database read serves scrapes")
-    p.add_argument("--query-timeout", type=float, default=5.0)
+    p.add_argument(
+        "--cache-ttl", type=float, default=5.0, help="seconds a database read serves scrapes (default: %(default)s)"
+    )
+    p.add_argument(
+        "--query-timeout", type=float, default=5.0, help="seconds a database read may take (default: %(default)s)"
+    )
     p.add_argument("--demo", action="store_true", help="simulate bots trading into a local SQLite database")
     p.add_argument(
         "--demo-scenario",
@@ -46,13 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="crash: a drawdown past 20%% that recovers; stalled: no trades; exchange-trouble: slow exchange API "
         "and rate limit nearly used up, then recovery (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--demo-interval", type=float, default=1.0, help="seconds between market ticks")
+    p.add_argument("--seed", type=int, default=7, help="the demo market's random seed (default: %(default)s)")
+    p.add_argument(
+        "--demo-interval", type=float, default=1.0, help="seconds between market ticks (default: %(default)s)"
+    )
     p.add_argument(
         "--demo-crash-ticks",
         type=int,
-        default=150,
-        help="crash and exchange-trouble: ticks before the recovery (default: %(default)s)",
+        default=None,
+        help="crash and exchange-trouble: ticks before the recovery (default: 150 for crash; 480 for "
+        "exchange-trouble, long enough for HighAPILatency's 5 minutes)",
     )
     return p
 
@@ -66,7 +77,8 @@ async def serve(args: argparse.Namespace) -> int:
         from exporter.demo import DemoMarket
 
         publish = _redis_publisher(args.redis_url) if args.redis_url else _local_publisher(events)
-        market = DemoMarket(data_dir / "demo.db", args.demo_scenario, args.seed, args.demo_crash_ticks, publish)
+        ticks = args.demo_crash_ticks or (480 if args.demo_scenario == "exchange-trouble" else 150)
+        market = DemoMarket(data_dir / "demo.db", args.demo_scenario, args.seed, ticks, publish)
         url = market.url
         demo_task = asyncio.create_task(market.run(args.demo_interval))
     elif args.database_url:

@@ -241,9 +241,11 @@ DASHBOARDS = [
             ),
             panel(
                 "Sharpe ratio (1 day, hourly returns)",
-                f"avg_over_time(deriv(bot_portfolio_return_percent{BOT}[1h])[1d:1h])"
-                f" / stddev_over_time(deriv(bot_portfolio_return_percent{BOT}[1h])[1d:1h])",
-            ),  # needs hours of data
+                # the slope of the last hour's return, sampled at every evaluation of the last day: shown from the
+                # first minutes, and only where the returns vary (a zero deviation has no ratio)
+                f"avg_over_time(deriv(bot_portfolio_return_percent{BOT}[1h])[1d:])"
+                f" / (stddev_over_time(deriv(bot_portfolio_return_percent{BOT}[1h])[1d:]) > 0)",
+            ),
             panel("Position (base)", f"bot_position_size_base{BOT}", bot_data=True),
             panel("Position (quote)", f"bot_position_size_quote{BOT}", unit="currencyUSD", bot_data=True),
             panel("Grid levels active", f"bot_grid_levels_active{BOT}", bot_data=True),

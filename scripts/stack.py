@@ -1,11 +1,17 @@
 """The whole stack without Docker, from the Debian binaries: demo bot exporter -> Prometheus (the project's rules)
 -> Alertmanager (the project's routing) -> notifier (log receiver). Configs are generated for localhost into
-.stack/, logs go to .stack/logs/, Ctrl-C stops everything.
+.stack/, logs go to .stack/logs/; Ctrl-C (or SIGTERM, SIGHUP) stops everything.
 
-    make stack                      # or: .venv/bin/python scripts/stack.py --scenario crash
+With a Redis (`--redis-url`, by default the local one if it answers), the demo bots publish their events there and
+the exporter subscribes, as with a real bot, and Redis's own exporter runs; with a PostgreSQL (`--postgres-dsn`, by
+default the local one if it answers), PostgreSQL's exporter runs; the host exporter runs when it is installed.
+Those are Debian's prometheus-node-exporter, prometheus-postgres-exporter and prometheus-redis-exporter: every
+dashboard panel has data when all three run.
+
+    make stack                      # or: .venv/bin/python scripts/stack.py --scenario exchange-trouble
 
 The end-to-end test builds the same stack with faster timings (`fast=True`): a generated copy of the rules with
-shorter `for`, never an edit of the shipped files.
+`for` and range windows 60 times shorter, never an edit of the shipped files.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +42,9 @@ class Ports:
     prometheus: int = 9090
     alertmanager: int = 9093
     notifier: int = 9095
+    node: int = 9101  # the host ports the compose file publishes these exporters on
+    postgres: int = 9102
+    redis: int = 9103
 
 
 @dataclass
@@ -47,6 +57,8 @@ class Stack:
     fast: bool = False
     token: str = "stack-token"
     notifier_config: dict[str, Any] | None = None  # the notifier's receivers and routes; default: log everything
+    redis_url: str | None = None  # the demo's events go through this Redis, which its exporter watches
+    postgres_dsn: str | None = None  # watched by PostgreSQL's exporter
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,8 +72,9 @@ class Stack:
         rules_dir.mkdir(exist_ok=True)
         for f in (MON / "prometheus" / "rules").glob("*.yml"):
             text = f.read_text()
-            if self.fast:  # `for:` 60 times shorter (5m -> 5s): alerts fire within seconds, in the same order
+            if self.fast:  # `for:` and windows 60 times shorter (5m -> 5s): alerts fire within seconds, in order
                 text = re.sub(r"for: (\d+)([smh])", _scaled_for, text)
+                text = re.sub(r"\[(\d+)([smh])\]", _scaled_window, text)
             (rules_dir / f.name).write_text(text)
         interval = "1s" if self.fast else "15s"
         prom = yaml.safe_load((MON / "prometheus" / "prometheus.yml").read_text())
@@ -74,6 +87,8 @@ class Stack:
             "alertmanager": p.alertmanager,
             "notifier": p.notifier,
         }
+        optional = {"node": p.node, "postgres": p.postgres, "redis": p.redis}
+        local.update({job: optional[job] for job in self.extra_exporters()})
         prom["scrape_configs"] = [
             {**sc, "static_configs": [{"targets": [f"127.0.0.1:{local[sc['job_name']]}"]}]}
             for sc in prom["scrape_configs"]
@@ -104,42 +119,80 @@ class Stack:
         }
         (self.workdir / "notifier.yml").write_text(yaml.safe_dump(notifier))
 
+    def extra_exporters(self) -> list[str]:
+        """The host, PostgreSQL and Redis exporters this stack runs: those installed and with something to watch."""
+        out = []
+        if shutil.which("prometheus-node-exporter"):
+            out.append("node")
+        if self.postgres_dsn and shutil.which("prometheus-postgres-exporter"):
+            out.append("postgres")
+        if self.redis_url and shutil.which("prometheus-redis-exporter"):
+            out.append("redis")
+        return out
+
+    def ports_in_use(self) -> list[str]:
+        """Each port of the stack that something else holds, with what holds it."""
+        p = self.ports
+        wanted = {"bot-exporter": p.exporter, "prometheus": p.prometheus, "alertmanager": p.alertmanager}
+        wanted["notifier"] = p.notifier
+        wanted.update({f"{job} exporter": getattr(p, job) for job in self.extra_exporters()})
+        busy = []
+        for name, port in wanted.items():
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    busy.append(f"port {port} ({name}) is taken by {_holder(port)}")
+        return busy
+
     # -- processes -------------------------------------------------------------------------------------------------
-    def _start(self, name: str, cmd: list[str]) -> None:
+    def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=str(self.workdir),
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1", **(env or {})},
         )
 
     def start(self) -> None:
+        busy = self.ports_in_use()
+        if busy:
+            raise RuntimeError("; ".join(busy) + ". Stop it (a `make run` still running?), then start the stack again.")
         self.write_configs()
         p = self.ports
         py = sys.executable
-        self._start(
-            "bot-exporter",
-            [
-                py,
-                "-m",
-                "exporter",
-                "--demo",
-                "--demo-scenario",
-                self.scenario,
-                "--listen",
-                f"127.0.0.1:{p.exporter}",
-                "--data-dir",
-                str(self.workdir / "exporter"),
-                "--cache-ttl",
-                "0.5" if self.fast else "5",
-                "--demo-interval",
-                "0.1" if self.fast else "1",
-                "--demo-crash-ticks",
-                "120" if self.fast else "150",
-            ],
-        )
+        exporter = [py, "-m", "exporter", "--demo", "--demo-scenario", self.scenario]
+        exporter += ["--listen", f"127.0.0.1:{p.exporter}", "--data-dir", str(self.workdir / "exporter")]
+        exporter += ["--cache-ttl", "0.5" if self.fast else "5", "--demo-interval", "0.1" if self.fast else "1"]
+        if self.fast:  # 12 s of crash, 30 s of exchange trouble at 10 ticks a second
+            exporter += ["--demo-crash-ticks", "300" if self.scenario == "exchange-trouble" else "120"]
+        if self.redis_url:
+            exporter += ["--redis-url", self.redis_url]
+        self._start("bot-exporter", exporter)
+        extra = self.extra_exporters()
+        if "node" in extra:
+            self._start(
+                "node-exporter",
+                [_binary("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{p.node}"],
+            )
+        if "postgres" in extra and self.postgres_dsn:
+            self._start(
+                "postgres-exporter",
+                [_binary("prometheus-postgres-exporter"), f"--web.listen-address=127.0.0.1:{p.postgres}"],
+                env={"DATA_SOURCE_NAME": self.postgres_dsn},
+            )
+        if "redis" in extra and self.redis_url:
+            self._start(
+                "redis-exporter",
+                [
+                    _binary("prometheus-redis-exporter"),
+                    f"-redis.addr={self.redis_url}",
+                    f"-web.listen-address=127.0.0.1:{p.redis}",
+                ],
+            )
         self._start("notifier", [py, "-m", "notifier", "serve", "--config", str(self.workdir / "notifier.yml")])
         self._start(
             "alertmanager",
@@ -148,6 +201,7 @@ class Stack:
                 f"--config.file={self.workdir / 'alertmanager.yml'}",
                 f"--storage.path={self.workdir / 'alertmanager-data'}",
                 f"--web.listen-address=127.0.0.1:{p.alertmanager}",
+                f"--web.external-url=http://127.0.0.1:{p.alertmanager}/",
                 "--cluster.listen-address=",
             ],
         )
@@ -158,6 +212,7 @@ class Stack:
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{p.prometheus}",
+                f"--web.external-url=http://127.0.0.1:{p.prometheus}/",
                 "--storage.tsdb.retention.time=30d",
             ],
         )
@@ -168,6 +223,10 @@ class Stack:
             ("prometheus", f"http://127.0.0.1:{p.prometheus}/-/ready"),
         ):
             self._wait(name, url)
+        time.sleep(0.5)
+        for name, proc in self.procs.items():  # an answer from another process on a port must not pass for ours
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited; see {self.logs / (name + '.log')}")
 
     def _wait(self, name: str, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -199,6 +258,42 @@ def _scaled_for(m: re.Match[str]) -> str:
     return f"for: {max(1, seconds // 60)}s"
 
 
+def _scaled_window(m: re.Match[str]) -> str:
+    seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+    return f"[{max(5, seconds // 60)}s]"  # at least five 1 s scrapes, so that rate() has samples
+
+
+def _holder(port: int) -> str:
+    """The process listening on a local TCP port, as `pid N (command)`, found through /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd).removeprefix("socket:[").rstrip("]") in inodes:
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                    return f"pid {proc.name} ({cmd[:120]})"
+        except OSError:
+            continue
+    return "another process (not visible from here)"
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
 def _binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -206,30 +301,69 @@ def _binary(name: str) -> str:
     return path
 
 
-def main() -> None:
+class _Stop(Exception):
+    pass
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", choices=["normal", "crash", "stalled", "exchange-trouble"], default="crash")
-    ap.add_argument("--workdir", default=str(ROOT / ".stack"))
+    ap.add_argument(
+        "--scenario",
+        choices=["normal", "crash", "stalled", "exchange-trouble"],
+        default="crash",
+        help="what the demo bots go through (default: %(default)s)",
+    )
+    ap.add_argument("--workdir", default=str(ROOT / ".stack"), help="configs, data and logs (default: %(default)s)")
+    ap.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0" if _answers("127.0.0.1", 6379) else None,
+        help="the demo's events go through this Redis (default: the local one if it answers: %(default)s)",
+    )
+    ap.add_argument(
+        "--postgres-dsn",
+        default="postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+        if _answers("127.0.0.1", 5432)
+        else None,
+        help="a PostgreSQL for its exporter to watch (default: the local one if it answers: %(default)s)",
+    )
     a = ap.parse_args()
-    stack = Stack(Path(a.workdir), scenario=a.scenario)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)  # every way of stopping runs the `finally` below, which stops every child
+    stack = Stack(Path(a.workdir), scenario=a.scenario, redis_url=a.redis_url, postgres_dsn=a.postgres_dsn)
     try:
         stack.start()
         p = stack.ports
+        extra = stack.extra_exporters()
+        lines = [f"  {job + ' exporter':13} http://127.0.0.1:{getattr(p, job)}/metrics" for job in extra]
+        missing = sorted({"node", "postgres", "redis"} - set(extra))
+        note = f"\n  (no {', '.join(missing)} exporter: their dashboard panels stay empty)" if missing else ""
         print(
             f"""The stack runs ({a.scenario} scenario). Logs: {stack.logs}
   bot exporter  http://127.0.0.1:{p.exporter}/metrics
   Prometheus    http://127.0.0.1:{p.prometheus}/alerts
   Alertmanager  http://127.0.0.1:{p.alertmanager}
   notifier      http://127.0.0.1:{p.notifier}/api/v1/deliveries (Bearer {stack.token}); notifications in {stack.logs}/notifier.log
-Ctrl-C stops everything.""",
+"""
+            + "\n".join(lines)
+            + note
+            + "\nCtrl-C stops everything.",
             flush=True,
         )
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    except KeyboardInterrupt:
-        pass
+        while True:
+            signal.pause()
+    except _Stop as stop:
+        print(f"{stop}: stopping the stack", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"make stack: {exc}", file=sys.stderr)
+        return 1
     finally:
         stack.stop()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

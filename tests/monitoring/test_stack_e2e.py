@@ -1,6 +1,7 @@
 """End to end on the real binaries: the demo exporter's crash -> Prometheus evaluating the project's rules (a
-generated copy with shorter `for`) -> Alertmanager with the project's routing and inhibitions -> the notifier ->
-the fake Telegram server. And every dashboard panel's query run against that live Prometheus."""
+generated copy with shorter `for` and windows) -> Alertmanager with the project's routing and inhibitions -> the
+notifier -> the fake Telegram server. The demo's events go through the machine's Redis; the host, PostgreSQL and
+Redis exporters run beside it, and every panel of every dashboard shows data from that live Prometheus."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from exporter.catalogue import CONTRACT
 from scripts.stack import Ports, Stack
 from tests.fakes.telegram import FakeTelegram, ThreadedFake
-from tests.helpers import free_port
+from tests.helpers import PG_ADMIN_URL, free_port, need
 from tests.monitoring.conftest import MON, binary
 
 TOKEN = "123456:e2e-token"
@@ -32,10 +33,33 @@ def wait(cond: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, ThreadedFake]]:
+REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_DSN = f"{PG_ADMIN_URL}?sslmode=disable"
+
+
+def all_ports() -> Ports:
+    return Ports(*(free_port() for _ in range(7)))
+
+
+def services() -> None:
+    """The real parts the whole stack runs: the Debian binaries, and the machine's Redis and PostgreSQL."""
     binary("prometheus")
     binary("prometheus-alertmanager")
+    for name in ("prometheus-node-exporter", "prometheus-postgres-exporter", "prometheus-redis-exporter"):
+        binary(name)
+    import redis
+
+    try:
+        ok = bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        ok = False
+    need(ok, f"Redis at {REDIS_URL}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_available: bool) -> Iterator[tuple[Stack, ThreadedFake]]:
+    services()
+    need(pg_available, "PostgreSQL at 127.0.0.1:5432")
     tg = ThreadedFake(FakeTelegram(token=TOKEN, chats={-1001234567890}))
     notifier_config = {
         "receivers": [
@@ -43,9 +67,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Thr
         ],
         "routes": {"receiver": "oncall"},
     }
-    ports = Ports(exporter=free_port(), prometheus=free_port(), alertmanager=free_port(), notifier=free_port())
     s = Stack(
-        Path(tmp_path_factory.mktemp("stack")), ports, scenario="crash", fast=True, notifier_config=notifier_config
+        Path(tmp_path_factory.mktemp("stack")),
+        all_ports(),
+        scenario="crash",
+        fast=True,
+        notifier_config=notifier_config,
+        redis_url=REDIS_URL,
+        postgres_dsn=POSTGRES_DSN,
     )
     try:
         s.start()
@@ -113,21 +142,24 @@ def _concrete(expr: str) -> str:
     return expr
 
 
-def test_every_dashboard_query_parses_and_bot_panels_show_data(stack: tuple[Stack, ThreadedFake]) -> None:
+def test_every_panel_of_every_dashboard_shows_data(stack: tuple[Stack, ThreadedFake]) -> None:
     s, _ = stack
+    assert sorted(s.extra_exporters()) == ["node", "postgres", "redis"]
     prom = f"http://127.0.0.1:{s.ports.prometheus}"
-    wait(
-        lambda: httpx.get(f"{prom}/api/v1/query", params={"query": "bot_total_trades"}).json()["data"]["result"],
-        30,
-        "bot series in Prometheus",
-    )
+
+    def query(expr: str) -> dict[str, Any]:
+        r: dict[str, Any] = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()
+        return r
+
+    for name in ("bot_total_trades", "bot_api_requests_total", "node_cpu_seconds_total", "pg_up", "redis_up"):
+        wait(lambda name=name: query(name)["data"]["result"], 30, f"{name} in Prometheus")
     time.sleep(5)  # a few scrapes, so that rates and deltas have two samples
     empty = []
     for title, panel in _panels():
         for t in panel["targets"]:
-            r = httpx.get(f"{prom}/api/v1/query", params={"query": _concrete(t["expr"])}, timeout=10).json()
+            r = query(_concrete(t["expr"]))
             assert r["status"] == "success", (title, panel["title"], t["expr"], r)
-            if panel.get("meta", {}).get("expects_bot_data") and not r["data"]["result"]:
+            if not r["data"]["result"]:
                 empty.append((title, panel["title"], t["expr"]))
     assert empty == []
 
