@@ -68,7 +68,7 @@ bench-replicas: $(STAMP) ## intake and drain with 1, 2, 4 replicas on PostgreSQL
 	$(BIN)/python bench/replicas.py
 
 stack: $(STAMP) ## the whole stack from the Debian binaries: demo exporter -> Prometheus -> Alertmanager -> notifier
-	$(BIN)/python scripts/stack.py
+	$(BIN)/python scripts/stack.py $(STACK_ARGS)
 
 dashboards: $(STAMP) ## regenerate monitoring/grafana/dashboards from scripts/dashboards.py
 	$(BIN)/python scripts/dashboards.py

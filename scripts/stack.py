@@ -330,10 +330,19 @@ def main() -> int:
         else None,
         help="a PostgreSQL for its exporter to watch (default: the local one if it answers: %(default)s)",
     )
+    ap.add_argument(
+        "--base-port",
+        type=int,
+        help="run on BASE..BASE+6 (exporter, Prometheus, Alertmanager, notifier, host, PostgreSQL and Redis "
+        "exporters) instead of 9100, 9090, 9093, 9095, 9101, 9102, 9103",
+    )
     a = ap.parse_args()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop)  # every way of stopping runs the `finally` below, which stops every child
-    stack = Stack(Path(a.workdir), scenario=a.scenario, redis_url=a.redis_url, postgres_dsn=a.postgres_dsn)
+    ports = Ports(*range(a.base_port, a.base_port + 7)) if a.base_port else Ports()
+    stack = Stack(
+        Path(a.workdir), ports, scenario=a.scenario, redis_url=a.redis_url or None, postgres_dsn=a.postgres_dsn or None
+    )
     try:
         stack.start()
         p = stack.ports
