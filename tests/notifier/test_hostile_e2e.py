@@ -196,7 +196,7 @@ async def test_when_even_the_minimal_form_is_refused_the_dead_letter_is_counted(
 
 
 async def test_the_bot_token_echoed_by_a_server_is_in_no_answer_output_or_log(
-    sqlite_url: str,
+    store_url: str,
     fake_telegram: FakeTelegram,
     fake_slack: FakeSlack,
     tmp_path: Path,
@@ -208,7 +208,7 @@ async def test_the_bot_token_echoed_by_a_server_is_in_no_answer_output_or_log(
     cfg["receivers"] = cfg["receivers"][:1]
     cfg["routes"] = {"receiver": "tg"}
     caplog.set_level(logging.DEBUG)
-    async with running(settings_from(cfg, sqlite_url)) as (client, rt):
+    async with running(settings_from(cfg, store_url)) as (client, rt):
         assert (await post(client, json.dumps(make_group(1)))).status_code == 202
         await wait_for(lambda: _states(rt, {"dead"}), timeout=30)
         api = (await client.get("/api/v1/deliveries", headers=AUTH)).text
@@ -218,7 +218,7 @@ async def test_the_bot_token_echoed_by_a_server_is_in_no_answer_output_or_log(
     assert "/bot***/sendMessage" in logged
     assert token not in logged and token.replace(":", "%3A") not in logged
     config = tmp_path / "notifier.yml"
-    config.write_text(yaml.safe_dump({**cfg, "storage": {"url": sqlite_url}}))
+    config.write_text(yaml.safe_dump({**cfg, "storage": {"url": store_url}}))
     cli = subprocess.run(  # noqa: ASYNC221 -- the server is stopped; the CLI reads the store alone
         [sys.executable, "-m", "notifier", "deliveries", "--config", str(config), "--state", "dead"],
         capture_output=True,
