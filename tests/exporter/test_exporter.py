@@ -219,7 +219,7 @@ async def test_drawdown_after_a_peak_and_a_fall_survives_a_restart(seeded_pg: st
     assert one(await scrape(exp), "bot_portfolio_drawdown_percent", "grid-btc") == pytest.approx(25.0)
     assert not (tmp_path / "peaks.json").exists()  # a scrape never waits for the disk
     await exp.collector.peaks.flush()  # what the periodic writer and the shutdown do, in a worker thread
-    assert json.loads((tmp_path / "peaks.json").read_text()) == {"grid-btc": 12000.0}
+    assert json.loads((tmp_path / "peaks.json").read_text())["grid-btc"] == 12000.0
     await exp.db.close()
     again = Exporter(DatabaseSource(seeded_pg, ttl=0), EventState(), tmp_path)  # a new process, same data dir
     assert one(await scrape(again), "bot_portfolio_drawdown_percent", "grid-btc") == pytest.approx(25.0)

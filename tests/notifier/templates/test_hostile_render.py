@@ -192,7 +192,7 @@ label_text = st.text(st.characters(exclude_characters="\x00", exclude_categories
 label_key = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=40)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     labels=st.dictionaries(label_key, label_text, max_size=6),
     annotations=st.dictionaries(label_key, label_text, max_size=4),
