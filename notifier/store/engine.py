@@ -49,6 +49,10 @@ LOG_PAGES = 1000
 # Commits between two background checkpoints: each flushes the log and the database file, and under load one per
 # commit took a third more CPU in the writer threads (2-alert, 32 connections: 60 -> 46 µs per webhook at 4).
 BACKGROUND_CHECKPOINT_EVERY = 4
+# Commits that may pass while a background checkpoint is still under way; then the next transaction waits for a
+# checkpoint of its own. The log's size is only known when a checkpoint reports it, so without this bound a slow
+# background checkpoint (a busy machine) would let the log grow unseen.
+MAX_COMMITS_UNSEEN = 3 * BACKGROUND_CHECKPOINT_EVERY
 GATHER_TURNS = 3  # turns of the event loop a transaction waits for more writes, while they keep coming
 _MIGRATION_LOCK = 0x6E6F7469  # PostgreSQL advisory lock id, so replicas starting together migrate one at a time
 # Ids need uniqueness, not secrecy: a generator seeded from the OS once, instead of a system call per id.
@@ -450,11 +454,16 @@ class _Checkpointer:
 
     def committed(self) -> None:
         """A write transaction committed: every BACKGROUND_CHECKPOINT_EVERY of them, a checkpoint starts, unless
-        one is still under way."""
+        one is still under way; once MAX_COMMITS_UNSEEN went by without one, the log counts as full, so that the
+        next transaction waits for a checkpoint (see Store._run_sqlite)."""
         self._commits += 1
-        if self._commits >= BACKGROUND_CHECKPOINT_EVERY and (self._pending is None or self._pending.done()):
+        if self._pending is None or self._pending.done():
+            if self._commits >= BACKGROUND_CHECKPOINT_EVERY:
+                self._commits = 0
+                self._pending = self._thread.run(self._run)
+        elif self._commits >= MAX_COMMITS_UNSEEN:
             self._commits = 0
-            self._pending = self._thread.run(self._run)
+            self.log_pages = LOG_PAGES
 
     async def idle(self) -> None:
         """Return once no checkpoint of this checkpointer is under way."""
