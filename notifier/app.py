@@ -13,6 +13,7 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
 from notifier.api import handlers
+from notifier.api.refusals import RefusalLog
 from notifier.runtime import Runtime
 from notifier.settings import Settings
 from notifier.store.engine import redact_url
@@ -99,4 +100,5 @@ def create_app(
         debug=False,
     )
     app.state.runtime = rt
+    app.state.refusals = RefusalLog(rt.clock.now)
     return app

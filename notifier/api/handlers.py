@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from notifier.api.auth import authorized, challenge
+from notifier.api.refusals import RefusalLog
 from notifier.api.schema import PayloadError, decode_payload
 from notifier.clock import iso
 from notifier.domain import DeliveryState, WebhookOutcome
@@ -57,6 +58,13 @@ async def _read_payload(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[A
         return error(400, exc.message, exc.field)
 
 
+def _log_refusal(state: State, request: Request[Any, Any, Any], response: Response[Any]) -> None:
+    refusals: RefusalLog = state.refusals
+    body = response.content if isinstance(response.content, dict) else {}
+    peer = request.client.host if request.client else ""
+    refusals.refused(response.status_code or 0, str(body.get("error", "")), body.get("field"), peer)
+
+
 @post("/webhook/alertmanager", status_code=202)
 async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     rt = _rt(state)
@@ -66,10 +74,12 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
         denied = _auth_failure(rt, request)
         if denied is not None:
             outcome = WebhookOutcome.UNAUTHORIZED
+            _log_refusal(state, request, denied)
             return denied
         read = await _read_payload(rt, request)
         if isinstance(read, Response):
             outcome = WebhookOutcome.TOO_LARGE if read.status_code == 413 else WebhookOutcome.INVALID
+            _log_refusal(state, request, read)
             return read
         payload, body = read
         job = rt.intake.prepare(payload, body)

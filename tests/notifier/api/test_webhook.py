@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -359,3 +360,31 @@ async def test_validate_only_endpoint_stores_nothing(sqlite_url: str) -> None:
         assert r.status_code == 200
         assert r.json() == {"status": "valid", "alerts": 2, "receivers": ["console"]}
         assert await count(rt) == 0
+
+
+async def test_refused_webhooks_are_logged_with_status_reason_and_peer_without_flooding(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from notifier.clock import FrozenClock
+
+    clock = FrozenClock(1795668000.0)
+    caplog.set_level(logging.WARNING, logger="notifier.api")
+    async with running(console_settings(sqlite_url), clock=clock) as (client, _rt):
+        assert (await post(client, "{}", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        body = fixture_json("01-critical-firing-two-alerts.json")
+        body["alerts"][0]["labels"]["severity"] = 3
+        assert (await post(client, json.dumps(body))).status_code == 400
+        lines = [r.getMessage() for r in caplog.records if r.name == "notifier.api"]
+        assert lines[0] == "webhook refused with 401 from 127.0.0.1: missing or wrong credentials"
+        assert lines[1].startswith("webhook refused with 400 from 127.0.0.1: Expected `str`, got `int`")
+        assert lines[1].endswith("(alerts[0].labels.severity)")
+        for _ in range(30):  # a flood: ten lines a minute, the rest counted
+            await post(client, "{}", headers={"Authorization": "Bearer wrong"})
+        assert len([r for r in caplog.records if r.name == "notifier.api"]) == 10
+        await clock.advance(61)
+        await post(client, "{}", headers={"Authorization": "Bearer wrong"})
+        lines = [r.getMessage() for r in caplog.records if r.name == "notifier.api"]
+        assert lines[10] == "22 more refused webhooks in the last minute were not logged"
+        assert lines[11].startswith("webhook refused with 401")
+        metrics = (await client.get("/metrics")).text
+        assert 'notifier_webhooks_received_total{outcome="unauthorized"} 32.0' in metrics
