@@ -212,6 +212,7 @@ class TemplatesSettings(_Strict, kw_only=True):
 
 DEFAULT_MAX_ALERTS = 100
 DEFAULT_MAX_PARTS = 10
+DEFAULT_HIDDEN_LABELS = ("instance", "job", "cluster", "monitor", "prometheus", "replica")
 
 
 class MessageSettings(_Strict, kw_only=True):
@@ -220,6 +221,9 @@ class MessageSettings(_Strict, kw_only=True):
 
     max_alerts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = DEFAULT_MAX_ALERTS
     max_parts: Annotated[int, msgspec.Meta(ge=1, le=50)] = DEFAULT_MAX_PARTS
+    # labels that say where an alert was measured, not what is wrong: not shown (the title already names the
+    # alert, severity, bot and symbol)
+    hide_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_HIDDEN_LABELS))
 
 
 class TelegramTarget(_Strict, kw_only=True):
@@ -302,6 +306,9 @@ class DigestSettings(_Strict, kw_only=True):
 
 class LogTarget(_Strict, kw_only=True):
     stream: Literal["stdout", "stderr"] = "stdout"
+    # auto: the rendered text when the stream is a terminal (a person reads it), a JSON line per notification when
+    # it is a file or a pipe (a program reads it)
+    format: Literal["auto", "text", "json"] = "auto"
 
 
 class ReceiverSettings(_Strict, kw_only=True):

@@ -1,4 +1,5 @@
-"""The log channel: each rendered notification as one JSON line on stdout (the embedded default's receiver)."""
+"""The log channel: each rendered notification on stdout (the embedded default's receiver): as text a person reads
+when the stream is a terminal, as one JSON line per notification when a program reads it (or as configured)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class LogChannel:
 
     def __init__(self, target: LogTarget, renderer: Renderer, clock: Clock) -> None:
         self._stream = target.stream
+        self._format = target.format
         self._renderer = renderer
         self._clock = clock
 
@@ -28,20 +30,26 @@ class LogChannel:
 
     async def send(self, message: Message) -> DeliveryReceipt:
         g = message.group
-        line = {
-            "event": "notification",
-            "receiver": message.receiver,
-            "target": message.target,
-            "delivery_id": message.delivery_id,
-            "group_key": g.group_key,
-            "status": g.status.value,
-            "severity": g.severity.value,
-            "silent": message.silent,
-            "alerts": len(g.alerts),
-            "text": await asyncio.to_thread(self._text, message),
-        }
+        text = await asyncio.to_thread(self._text, message)
         out = sys.stdout if self._stream == "stdout" else sys.stderr
-        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        as_text = self._format == "text" or (self._format == "auto" and out.isatty())
+        if as_text:
+            heading = f"── {message.target} · {message.delivery_id}{' · silent' if message.silent else ''} "
+            out.write(f"{heading:─<72}\n{text}\n\n")
+        else:
+            line = {
+                "event": "notification",
+                "receiver": message.receiver,
+                "target": message.target,
+                "delivery_id": message.delivery_id,
+                "group_key": g.group_key,
+                "status": g.status.value,
+                "severity": g.severity.value,
+                "silent": message.silent,
+                "alerts": len(g.alerts),
+                "text": text,
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
         out.flush()
         return DeliveryReceipt(ref=message.delivery_id)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Generic, TypeVar
@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from notifier.domain import Message
 from notifier.settings import (
+    DEFAULT_HIDDEN_LABELS,
     DEFAULT_MAX_ALERTS,
     DEFAULT_MAX_PARTS,
     ReceiverSettings,
@@ -174,6 +175,7 @@ class Renderer:
         *,
         max_parts: int = DEFAULT_MAX_PARTS,
         max_alerts: int = DEFAULT_MAX_ALERTS,
+        hide_labels: Iterable[str] = DEFAULT_HIDDEN_LABELS,
     ) -> None:
         self._html = _env("html")
         self._mrkdwn = _env("mrkdwn")
@@ -181,6 +183,7 @@ class Renderer:
         o = overrides or TemplatesSettings()
         self.max_parts = max_parts
         self.max_alerts = max_alerts
+        self.hidden = frozenset(hide_labels)
         self.telegram = self._compile(self._html, "telegram.j2", o.telegram, "templates.telegram")
         self.slack = self._compile(self._mrkdwn, "slack.j2", o.slack, "templates.slack")
         self.subject = self._compile(self._text, "email_subject.j2", o.email_subject, "templates.email_subject")
@@ -195,7 +198,8 @@ class Renderer:
 
     @classmethod
     def for_receiver(cls, receiver: ReceiverSettings) -> Renderer:
-        return cls(receiver.templates, max_parts=receiver.message.max_parts, max_alerts=receiver.message.max_alerts)
+        m = receiver.message
+        return cls(receiver.templates, max_parts=m.max_parts, max_alerts=m.max_alerts, hide_labels=m.hide_labels)
 
     @staticmethod
     def _compile(env: SandboxedEnvironment, default: str, override: TemplateOverride | None, key: str) -> Template:
@@ -211,7 +215,7 @@ class Renderer:
         return getattr(module, name, None) or getattr(default.module, name)
 
     def context(self, message: Message, now: float) -> dict[str, Any]:
-        return group_context(message, now, max_alerts=self.max_alerts)
+        return group_context(message, now, max_alerts=self.max_alerts, hidden=self.hidden)
 
     def _parts(self, message: Message, now: float, m: _Markup[P]) -> list[P]:
         """The message as few parts as it fits in, each within the provider's limit (see the module's docstring)."""

@@ -117,7 +117,12 @@ def _ts(d: datetime | None) -> str:
     return d.strftime("%Y-%m-%d %H:%M:%S UTC") if d else ""
 
 
-def alert_view(a: Alert, external_url: str, now: float) -> AlertView:
+def _was(text: str, firing: bool) -> str:
+    """An annotation of a resolved alert describes what was, not what is."""
+    return text if firing or not text else f"was: {text}"
+
+
+def alert_view(a: Alert, external_url: str, now: float, hidden: frozenset[str] = frozenset()) -> AlertView:
     firing = a.status is AlertStatus.FIRING
     start = a.starts_at.timestamp()
     if firing:
@@ -127,7 +132,7 @@ def alert_view(a: Alert, external_url: str, now: float) -> AlertView:
         end = a.ends_at.timestamp() if a.ends_at else now
         dur = format_duration(end - start)
         text = f"resolved after {dur}"
-    shown = {k: v for k, v in sorted(a.labels.items()) if k not in HIDDEN_LABELS}
+    shown = {k: v for k, v in sorted(a.labels.items()) if k not in HIDDEN_LABELS and k not in hidden}
     extra = max(0, len(shown) - MAX_LABELS)
     sev = a.severity
     ann = a.annotations
@@ -138,8 +143,8 @@ def alert_view(a: Alert, external_url: str, now: float) -> AlertView:
         severity=sev.value,
         emoji=SEVERITY_EMOJI[sev] if firing else RESOLVED_EMOJI,
         title=alert_title(a.labels),
-        summary=clip(one_line(ann.get("summary", "")), MAX_SUMMARY),
-        description=clip(clean(ann.get("description", ann.get("message", ""))).strip(), MAX_DESCRIPTION),
+        summary=_was(clip(one_line(ann.get("summary", "")), MAX_SUMMARY), firing),
+        description=_was(clip(clean(ann.get("description", ann.get("message", ""))).strip(), MAX_DESCRIPTION), firing),
         labels=_bounded(dict(list(shown.items())[:MAX_LABELS]), MAX_LABEL_KEY, MAX_LABEL_VALUE),
         extra_labels=extra,
         all_labels=_bounded(a.labels, MAX_LABEL_KEY, MAX_LABEL_VALUE),
@@ -169,11 +174,26 @@ def sort_alerts(alerts: tuple[Alert, ...], limit: int | None = None) -> list[Ale
     return sorted(alerts, key=_importance)
 
 
-def group_context(message: Message, now: float, *, max_alerts: int | None = None) -> dict[str, Any]:
+def _status_line(ch: Change, firing: int, resolved: int) -> str:
+    """What changed, then how the group stands where the change alone does not say it: "2 new", "1 resolved · 1
+    firing, 1 resolved"; for a lone alert without a change, nothing (its own line says it)."""
+    change = ch.describe()
+    counts = ", ".join(f"{n} {word}" for n, word in ((firing, "firing"), (resolved, "resolved")) if n)
+    if change and ch.new + ch.still_firing == firing and ch.resolved == resolved:
+        return change
+    if change:
+        return f"{change} · {counts}"
+    return counts if firing + resolved > 1 else ""
+
+
+def group_context(
+    message: Message, now: float, *, max_alerts: int | None = None, hidden: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The group-wide values of one message, computed once per message (each walks the whole group), with
-    `alerts` its first `max_alerts` alerts in reading order and `unlisted` the number of the others."""
+    `alerts` its first `max_alerts` alerts in reading order and `unlisted` the number of the others; labels in
+    `hidden` are not shown."""
     g: AlertGroup = message.group
-    views = [alert_view(a, g.external_url, now) for a in sort_alerts(g.alerts, max_alerts)]
+    views = [alert_view(a, g.external_url, now, hidden) for a in sort_alerts(g.alerts, max_alerts)]
     sev = g.severity
     firing = g.status is AlertStatus.FIRING
     ch: Change = message.change
@@ -182,7 +202,7 @@ def group_context(message: Message, now: float, *, max_alerts: int | None = None
     n_firing = sum(1 for a in g.alerts if a.status is AlertStatus.FIRING)
     annotations = _bounded(g.common_annotations, MAX_LABEL_KEY, MAX_ANNOTATION)
     if "summary" in annotations:
-        annotations["summary"] = clip(annotations["summary"], MAX_COMMON_SUMMARY)
+        annotations["summary"] = _was(clip(annotations["summary"], MAX_COMMON_SUMMARY), firing)
     external = safe_url(g.external_url)
     return {
         "status": g.status.value,
@@ -198,13 +218,19 @@ def group_context(message: Message, now: float, *, max_alerts: int | None = None
         "external_url": external,
         "alerts_url": external.rstrip("/") + "/#/alerts" if external else "",
         "group_url": group_url(external, dict(g.group_labels)),
+        "group_silence_url": silence_url(external, dict(g.group_labels)) if firing else "",
         "alerts": views,
         "unlisted": len(g.alerts) - len(views),
         "n_alerts": len(g.alerts),
         "n_firing": n_firing,
         "n_resolved": len(g.alerts) - n_firing,
+        # "2 firing", "2 resolved", "1 firing, 1 resolved": no count of nothing
+        "counts": ", ".join(
+            f"{n} {word}" for n, word in ((n_firing, "firing"), (len(g.alerts) - n_firing, "resolved")) if n
+        ),
         "truncated": g.truncated_alerts,
         "change": ch.describe(),
+        "status_line": _status_line(ch, n_firing, len(g.alerts) - n_firing),
         "is_test": message.kind.value == "test",
         "silent": message.silent,
         "detail": True,
