@@ -9,7 +9,9 @@ CONFIG ?= notifier.yml
 .PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas check-config stack dashboards clean
 
 help: ## list the commands
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's|[$$](CONFIG)|$(CONFIG)|g' \
+	  | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-22s %s\n", $$1, $$2}'
+	@echo "  (CONFIG=$(CONFIG); give another with make run CONFIG=path/to/notifier.yml)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the notifier, the exporter and the dev tools
 
-run: $(STAMP) ## run the notifier on the embedded default (SQLite in ./data, the log receiver)
+run: $(STAMP) ## run the notifier on $(CONFIG) (SQLite in ./data, the log receiver); stays in the foreground
 	$(BIN)/notifier serve --config $(CONFIG)
 
 check-config: $(STAMP) ## validate $(CONFIG) and render every template
@@ -67,7 +69,7 @@ bench-storm: $(STAMP) ## an alert storm into one Telegram group: the notifier ag
 bench-replicas: $(STAMP) ## intake and drain with 1, 2, 4 replicas on PostgreSQL against one SQLite process
 	$(BIN)/python bench/replicas.py
 
-stack: $(STAMP) ## the whole stack from the Debian binaries: demo exporter -> Prometheus -> Alertmanager -> notifier
+stack: $(STAMP) ## the whole stack from Debian's binaries (demo exporter, Prometheus, Alertmanager, notifier); STACK_ARGS
 	$(BIN)/python scripts/stack.py $(STACK_ARGS)
 
 dashboards: $(STAMP) ## regenerate monitoring/grafana/dashboards from scripts/dashboards.py

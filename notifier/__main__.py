@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.errors import ConfigError, NotifierError
-from notifier.settings import Settings, default_config_path, load_settings
+from notifier.settings import DEFAULT_CONFIG, Settings, default_config_path, load_settings
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -106,7 +107,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from notifier.samples import test_message
     from notifier.templates import Renderer
 
-    path = args.path or args.config or default_config_path()
+    path = args.path or getattr(args, "config", None) or default_config_path()
     settings = _load(path)
     now = SystemClock().now()
     targets = 0
@@ -257,7 +258,6 @@ def cmd_send_test(args: argparse.Namespace) -> int:
 
 
 def cmd_deliveries(args: argparse.Namespace) -> int:
-    from notifier.api.handlers import delivery_view
     from notifier.clock import SystemClock
     from notifier.store import Store
     from notifier.store import repository as repo
@@ -280,13 +280,32 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
                 rows = await repo.list_deliveries(conn, args.state, args.limit)
         finally:
             await store.dispose()
-        for r in rows:
-            v = delivery_view(r)
-            err = f"  {v['last_error']}" if v["last_error"] else ""
-            print(f"{v['id']}  {v['state']:8} {v['target']:30} attempts={v['attempts']:<3} {v['updated_at']}{err}")
+        print(deliveries_table(rows, SystemClock().now(), args.state))
         return 0
 
     return asyncio.run(run())
+
+
+def deliveries_table(rows: list[dict[str, Any]], now: float, state: str | None) -> str:
+    """The outbox as a person reads it: a header, one line per delivery, and a line that says when there is none."""
+    from notifier.api.handlers import delivery_view
+    from notifier.templates.context import format_duration
+
+    if not rows:
+        return f"no {state} deliveries" if state else "no deliveries yet"
+    header = ("ID", "STATE", "RECEIVER/TARGET", "ALERTNAME", "AGE", "ATTEMPTS", "LAST ERROR")
+    lines = [header]
+    for r in rows:
+        v = delivery_view(r)
+        m = re.search(r'alertname="([^"]*)"', str(r["group_key"]))
+        name = m.group(1) if m else ("(digest)" if r["kind"] == "digest" else "")
+        error = (v["last_error"] or "").replace("\n", " ")
+        age = format_duration(now - float(r["created_at"]))
+        lines.append((v["id"], v["state"], v["target"], name[:40], age, str(v["attempts"]), error[:120]))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1] for line in lines
+    ).rstrip()
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -332,47 +351,56 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="notifier", description="TRADERAGENT's alert-routing notifier")
-    p.add_argument("--config", "-c", help=f"config file (default $NOTIFIER_CONFIG or {default_config_path()})")
-    sub = p.add_subparsers(dest="command", required=True)
+    config_help = f"the config file (default: $NOTIFIER_CONFIG, else {DEFAULT_CONFIG}; now {default_config_path()})"
+    p = argparse.ArgumentParser(
+        prog="notifier",
+        description="TRADERAGENT's alert-routing notifier: Alertmanager's webhook target, delivering to Telegram, "
+        "Slack, email and the log.",
+        epilog="`notifier COMMAND --help` tells more of each command.",
+    )
+    p.add_argument("--config", "-c", help=config_help)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run the notifier")
-    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    s.set_defaults(func=cmd_serve)
+    def command(name: str, summary: str, func: Any) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=summary, description=summary, formatter_class=_Help)
+        s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS, help=config_help)
+        s.set_defaults(func=func)
+        return s
 
-    s = sub.add_parser("check-config", help="validate the config and render every template")
-    s.add_argument("path", nargs="?")
-    s.set_defaults(func=cmd_check_config)
+    command("serve", "run the notifier: the webhook, the delivery worker, digests and housekeeping", cmd_serve)
 
-    s = sub.add_parser("migrate", help="bring the store's schema up to date")
-    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    s.set_defaults(func=cmd_migrate)
+    s = command("check-config", "validate the config and render every template against sample alerts", cmd_check_config)
+    s.add_argument("path", nargs="?", help="the config file (the same as --config)")
 
-    s = sub.add_parser("render", help="print what a receiver would send for a payload")
-    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    s.add_argument("--receiver", required=True)
+    command("migrate", "bring the store's schema up to date (serve does this at start)", cmd_migrate)
+
+    s = command("render", "print what a receiver would send for a payload, sending nothing", cmd_render)
+    s.add_argument("--receiver", required=True, help="a receiver's name from the config")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("payload", help="an Alertmanager webhook JSON file")
-    s.set_defaults(func=cmd_render)
 
-    s = sub.add_parser("send-test", help="send a real test message to every target of a receiver")
-    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    s.add_argument("--receiver", required=True)
-    s.add_argument("--severity", choices=["critical", "warning", "info"], default="warning")
-    s.set_defaults(func=cmd_send_test)
+    s = command("send-test", "send a real test message to every target of a receiver", cmd_send_test)
+    s.add_argument("--receiver", required=True, help="a receiver's name from the config")
+    s.add_argument("--severity", choices=["critical", "warning", "info"], default="warning", help="how it looks")
 
-    s = sub.add_parser("deliveries", help="list the outbox, or retry a dead delivery")
-    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
-    s.add_argument("--state", choices=["pending", "sending", "sent", "dead"])
-    s.add_argument("--limit", type=int, default=50)
-    s.add_argument("--retry", metavar="ID", help="make a dead delivery pending again")
-    s.set_defaults(func=cmd_deliveries)
+    s = command("deliveries", "list the outbox (newest first), or make a dead delivery pending again", cmd_deliveries)
+    s.add_argument("--state", choices=["pending", "sending", "sent", "dead"], help="only these; all when not given")
+    s.add_argument("--limit", type=int, default=50, help="at most this many rows")
+    s.add_argument("--retry", metavar="ID", help="make this dead delivery pending again (a running notifier sends it)")
 
-    s = sub.add_parser("prune", help="delete what is older than storage.retention now (housekeeping, once)")
-    s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    s = command("prune", "delete what is older than storage.retention now (the hourly housekeeping, once)", cmd_prune)
     s.add_argument("--older-than", metavar="DURATION", help="instead of storage.retention, e.g. 7d (at least 1d)")
-    s.set_defaults(func=cmd_prune)
     return p
+
+
+class _Help(argparse.HelpFormatter):
+    """Every option's default in its help line, where it has one (None and False are no default worth saying)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,9 +72,43 @@ async def test_send_test_sends_a_real_message_and_reports_failures(tmp_path: Pat
 async def test_deliveries_cli(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
     cfg = config(tmp_path, fake_telegram)
     r = await asyncio.to_thread(cli, "--config", str(cfg), "deliveries", "--state", "dead")
-    assert r.returncode == 0 and r.stdout == ""
+    assert r.returncode == 0 and r.stdout == "no dead deliveries\n"
+    r = await asyncio.to_thread(cli, "deliveries", "--config", str(cfg))  # --config after the command, too
+    assert r.returncode == 0 and r.stdout == "no deliveries yet\n"
     r = await asyncio.to_thread(cli, "--config", str(cfg), "deliveries", "--retry", "nope")
     assert r.returncode == 1 and "missing" in r.stderr
+
+
+async def test_deliveries_are_a_table_with_a_header(tmp_path: Path) -> None:
+    from tests.helpers import console_settings, fixture_bytes
+    from tests.notifier.harness import post, running
+
+    url = f"sqlite:///{tmp_path}/n.db"
+    async with running(console_settings(url)) as (client, _rt):
+        assert (await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))).status_code == 202
+    cfg = tmp_path / "n.yml"
+    cfg.write_text(
+        f"storage: {{url: '{url}'}}\nreceivers: [{{name: console, log: [{{}}]}}]\nroutes: {{receiver: console}}\n"
+    )
+    r = await asyncio.to_thread(cli, "deliveries", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.splitlines()
+    assert header.split() == ["ID", "STATE", "RECEIVER/TARGET", "ALERTNAME", "AGE", "ATTEMPTS", "LAST", "ERROR"]
+    cells = row.split()
+    assert cells[1:4] == ["sent", "console/log/0", "CriticalDrawdown"] and cells[5] == "1"
+    assert cells[4].endswith("s")  # its age, in seconds
+
+
+def test_every_command_and_option_has_help_with_its_default() -> None:
+    r = cli("send-test", "--help")
+    assert "--severity {critical,warning,info}" in r.stdout and "(default: warning)" in r.stdout
+    r = cli("deliveries", "--help")
+    assert "at most this many rows (default: 50)" in r.stdout and "--config" in r.stdout
+    r = cli("--help")
+    for command in ("serve", "check-config", "migrate", "render", "send-test", "deliveries", "prune"):
+        assert f"    {command}" in r.stdout
+    r = cli("check-config", "--config", str(ROOT / "notifier.yml"))
+    assert r.returncode == 0 and "OK" in r.stdout
 
 
 async def test_prune_deletes_what_is_older_than_asked(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
