@@ -1,5 +1,7 @@
 # One image for the notifier and the bot exporter. Build: docker build -t traderagent-monitoring .
-# Notifier (default): docker run ... traderagent-monitoring
+# Notifier (default): docker run -p 127.0.0.1:9095:9095 traderagent-monitoring
+#   with its config in the image (monitoring/notifier/notifier.yml): the log receiver; Telegram, Slack and email
+#   when their variables are given (-e TELEGRAM_BOT_TOKEN=... -e TELEGRAM_CHAT_ID=...); auth with -e NOTIFIER_TOKEN.
 # Exporter:           docker run ... traderagent-monitoring bot-exporter --database-url ...
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -18,6 +20,7 @@ RUN groupadd --system --gid 10001 app && useradd --system --uid 10001 --gid app 
     && chown -R app:app /var/lib/notifier /var/lib/bot-exporter
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY monitoring/notifier/notifier.yml /etc/notifier/notifier.yml
 USER app
 WORKDIR /var/lib/notifier
 EXPOSE 9095 9100

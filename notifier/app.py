@@ -63,10 +63,12 @@ def create_app(
         auth = settings.server.auth
         if not auth.enabled and not settings.server.loopback_only:
             log.warning(
-                "server.auth is not set: anyone who can reach %s may post alerts. Set bearer_token_file "
-                "or basic_auth for production.",
+                "serving %s without auth (server.auth.allow_unauthenticated): anyone who can reach the port may "
+                "post alerts and read the outbox. Publish it on 127.0.0.1 only, or set a bearer token.",
                 settings.server.listen,
             )
+        for note in settings.notes:
+            log.warning("config: %s", note)
         await rt.start()
         if own_process:
             tune_interpreter()

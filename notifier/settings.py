@@ -107,6 +107,8 @@ class AuthSettings(_Strict, kw_only=True):
     allow_unauthenticated: bool = False
 
     def __post_init__(self) -> None:
+        if self.allow_unauthenticated and self.bearer_token is not None and not self.bearer_token.strip():
+            self.bearer_token = None  # an unset ${NOTIFIER_TOKEN}, where running without auth was said to be meant
         self.bearer_token = _secret(self.bearer_token, self.bearer_token_file, "bearer_token", required=False)
 
     @property
@@ -433,6 +435,7 @@ class Settings(_Strict, kw_only=True):
     storm: StormSettings = msgspec.field(default_factory=StormSettings)
     heartbeat: HeartbeatSettings | None = None
     source: str = ""  # the file this came from; not a config key
+    notes: list[str] = msgspec.field(default_factory=list)  # what `only_if_set` switched off; not a config key
 
     def receiver(self, name: str) -> ReceiverSettings:
         for r in self.receivers:
@@ -463,6 +466,53 @@ def _substitute(node: Any, path: str, env: Mapping[str, str]) -> Any:
         )
 
     return _ENV_REF.sub(repl, node)
+
+
+CHANNEL_KEYS = ("telegram", "slack", "email", "log")
+
+
+def _only_if_set(names: Any, path: str, env: Mapping[str, str]) -> list[str]:
+    """The variables of an `only_if_set` list that are unset or empty."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError("expected a list of environment variable names", path=f"{path}.only_if_set")
+    return [n for n in names if not env.get(n, "").strip()]
+
+
+def _switch(node: Any, path: str, env: Mapping[str, str], notes: list[str]) -> Any:
+    """Leave out every mapping whose `only_if_set` names a variable that is unset or empty (before ${VAR}
+    substitution, so that what is left out needs none of its variables), and say so in `notes`. A receiver whose
+    targets are all left out this way delivers to the log instead."""
+    if isinstance(node, list):
+        kept = []
+        for i, item in enumerate(node):
+            missing = _only_if_set(item["only_if_set"], f"{path}[{i}]", env) if _switchable(item) else []
+            if missing:
+                notes.append(f"{path}[{i}] is off: {', '.join(missing)} not set")
+                continue
+            kept.append(_switch(item, f"{path}[{i}]", env, notes))
+        return kept
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key == "only_if_set":
+            continue
+        missing = _only_if_set(value["only_if_set"], where, env) if _switchable(value) else []
+        if missing:
+            notes.append(f"{where} is off: {', '.join(missing)} not set")
+            continue
+        out[key] = _switch(value, where, env, notes)
+    if path.startswith("receivers[") and path.endswith("]"):
+        had = any(node.get(k) for k in CHANNEL_KEYS)
+        if had and not any(out.get(k) for k in CHANNEL_KEYS):
+            out["log"] = [{}]
+            notes.append(f"receiver {node.get('name')!r} has no target on: its messages go to the log")
+    return out
+
+
+def _switchable(node: Any) -> bool:
+    return isinstance(node, dict) and "only_if_set" in node
 
 
 def _dec_hook(typ: type, obj: Any) -> Any:
@@ -546,8 +596,11 @@ def load_settings_from_mapping(data: Any, *, source: str = "", env: Mapping[str,
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of keys", source=source)
+    environ = os.environ if env is None else env
+    notes: list[str] = []
     try:
-        data = _substitute(data, "", os.environ if env is None else env)
+        data = _switch(data, "", environ, notes)
+        data = _substitute(data, "", environ)
         _check_named_maps(data)
         settings = msgspec.convert(data, Settings, dec_hook=_dec_hook, strict=False)
         _check_references(settings)
@@ -557,6 +610,7 @@ def load_settings_from_mapping(data: Any, *, source: str = "", env: Mapping[str,
         path, msg = _split_validation_error(exc)
         raise ConfigError(msg, path=path, source=source) from None
     settings.source = source
+    settings.notes = notes
     return settings
 
 

@@ -282,3 +282,34 @@ def test_serve_refuses_a_bad_config_at_start(tmp_path: Path) -> None:
     r = _cli("serve", "--config", str(p))
     assert r.returncode == 2
     assert f"{p}: routes.receivers: unknown receiver 'nobody'" in r.stderr
+
+
+def test_only_if_set_leaves_out_what_its_variables_do_not_switch_on(tmp_path: Path) -> None:
+    text = (
+        "receivers:\n"
+        "  - name: a\n"
+        "    telegram: [{only_if_set: [TG_TOKEN], bot_token: '${TG_TOKEN}', chat_id: 42}]\n"
+        "    log: [{}]\n"
+        "heartbeat: {only_if_set: [BEAT_URL], url: '${BEAT_URL}'}\n"
+        "routes: {receiver: a}\n"
+    )
+    p = write(tmp_path, text)
+    off = load_settings(p, env={"TG_TOKEN": "  "})  # blank counts as unset
+    assert off.receiver("a").telegram == [] and off.heartbeat is None
+    assert off.notes == ["receivers[0].telegram[0] is off: TG_TOKEN not set", "heartbeat is off: BEAT_URL not set"]
+    on = load_settings(p, env={"TG_TOKEN": "1:x", "BEAT_URL": "https://hc.example/ping/1"})
+    assert on.receiver("a").telegram[0].bot_token == "1:x" and on.heartbeat is not None and on.notes == []
+    bad = write(tmp_path, "receivers: [{name: a, log: [{only_if_set: TG_TOKEN}]}]\nroutes: {receiver: a}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(bad, env={})
+    assert info.value.path == "receivers[0].log[0].only_if_set"
+
+
+def test_a_blank_token_means_no_auth_only_where_the_config_allows_it(tmp_path: Path) -> None:
+    base = "receivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\n"
+    allowed = "server: {listen: '0.0.0.0:9095', auth: {bearer_token: '${T:-}', allow_unauthenticated: true}}\n"
+    s = load_settings(write(tmp_path, base + allowed), env={})
+    assert not s.server.auth.enabled
+    assert load_settings(write(tmp_path, base + allowed), env={"T": "tok"}).server.auth.bearer_token == "tok"
+    with pytest.raises(ConfigError, match="is empty"):
+        load_settings(write(tmp_path, base + "server: {auth: {bearer_token: '${T:-}'}}\n"), env={})
