@@ -22,9 +22,9 @@ def fake_bin(tmp_path: Path, uid: int, installed: set[str], with_sudo: bool) -> 
     scripts = {
         "id": f"echo {uid}",
         "dpkg-query": "for last; do :; done\n"
-        + "case \" "
+        + 'case " '
         + " ".join(sorted(installed))
-        + " \" in *\" $last \"*) echo 'install ok installed';; *) exit 1;; esac",
+        + ' " in *" $last "*) echo \'install ok installed\';; *) exit 1;; esac',
         "apt-get": f'echo "apt-get $*" >> {calls}',
         "env": f'shift; echo "env $*" >> {calls}',
     }
