@@ -31,9 +31,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from notifier.channels import log as log_channel  # noqa: E402
+from notifier.channels import slack as slack_channel  # noqa: E402
+from notifier.channels import telegram as telegram_channel  # noqa: E402
+from notifier.channels.email import EmailTarget  # noqa: E402
 from notifier.clock import SystemClock  # noqa: E402
 from notifier.delivery.worker import build_message  # noqa: E402
-from notifier.settings import EmailTarget  # noqa: E402
 from notifier.templates import Renderer  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
 from tests.helpers import TOKEN, fixture_json, free_port  # noqa: E402
@@ -60,10 +63,10 @@ def render_times(repeat: int) -> dict[int, dict[str, float]]:
         best: dict[str, float] = {}
         for _ in range(repeat):
             for channel, render in (
-                ("telegram", lambda m: renderer.telegram_parts(m, clock.now())),
-                ("slack", lambda m: renderer.slack_parts(m, clock.now())),
+                ("telegram", lambda m: telegram_channel.render(renderer, m, clock.now())),
+                ("slack", lambda m: slack_channel.render(renderer, m, clock.now())),
                 ("email", email.build),
-                ("log", lambda m: renderer.log_text(m, clock.now())),
+                ("log", lambda m: log_channel.render(renderer, m, clock.now())),
             ):
                 t = time.perf_counter()
                 message = build_message(row, body, True, None)

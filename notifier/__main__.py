@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from notifier.channels.registry import PLUGINS, renderer_for
 from notifier.errors import ConfigError, NotifierError
 from notifier.settings import DEFAULT_CONFIG, Settings, default_config_path, load_settings
 
@@ -105,7 +105,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from notifier.clock import SystemClock
     from notifier.domain import Severity
     from notifier.samples import test_message
-    from notifier.templates import Renderer
 
     path = args.path or getattr(args, "config", None) or default_config_path()
     settings = _load(path)
@@ -113,20 +112,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     targets = 0
     for i, r in enumerate(settings.receivers):
         try:
-            renderer = Renderer.for_receiver(r)
+            renderer = renderer_for(r)
             for key, kind, _t in r.targets():
                 targets += 1
                 for sev in Severity:
                     for resolved in (False, True):
                         msg = test_message(r.name, key, sev, now, resolved=resolved)
-                        if kind == "telegram":
-                            renderer.telegram_parts(msg, now)
-                        elif kind == "slack":
-                            renderer.slack_parts(msg, now)
-                        elif kind == "email":
-                            renderer.email(msg, now)
-                        else:
-                            renderer.log_text(msg, now)
+                        PLUGINS[kind].preview(renderer, msg, now)
         except ValueError as exc:
             raise ConfigError(str(exc), path=f"receivers[{i}]", source=path) from None
         except Exception as exc:
@@ -166,7 +158,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     from notifier.api.schema import PayloadError, decode_payload, to_group
     from notifier.clock import SystemClock
     from notifier.domain import Message
-    from notifier.templates import Renderer
 
     settings = _load(args.config)
     try:
@@ -185,35 +176,20 @@ def cmd_render(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     group = to_group(payload)
     now = SystemClock().now()
-    renderer = Renderer.for_receiver(receiver)
+    renderer = renderer_for(receiver)
     out: list[dict[str, Any]] = []
     for key, kind, _t in receiver.targets():
         msg = Message(delivery_id="render", receiver=receiver.name, target=key, group=group)
-        entry: dict[str, Any] = {"target": key, "channel": kind}
-        if kind == "telegram":
-            entry["messages"] = renderer.telegram_parts(msg, now)
-        elif kind == "slack":
-            entry["messages"] = [p.payload() for p in renderer.slack_parts(msg, now)]
-        elif kind == "email":
-            e = renderer.email(msg, now)
-            entry.update(subject=e.subject, text=e.text, html=e.html)
-        else:
-            entry["text"] = renderer.log_text(msg, now)
-        out.append(entry)
+        out.append({"target": key, "channel": kind, "messages": PLUGINS[kind].preview(renderer, msg, now)})
     if args.json:
         print(msgspec.json.encode(out).decode())
         return 0
     for entry in out:
         print(f"=== {entry['target']} ({entry['channel']})")
-        if "messages" in entry:
-            for i, m in enumerate(entry["messages"], 1):
-                if len(entry["messages"]) > 1:
-                    print(f"--- part {i}/{len(entry['messages'])}")
-                print(m if isinstance(m, str) else json.dumps(m, indent=2, ensure_ascii=False))
-        elif "subject" in entry:
-            print(f"Subject: {entry['subject']}\n\n{entry['text']}")
-        else:
-            print(entry["text"])
+        for i, m in enumerate(entry["messages"], 1):
+            if len(entry["messages"]) > 1:
+                print(f"--- part {i}/{len(entry['messages'])}")
+            print(PLUGINS[entry["channel"]].describe(m))
     return 0
 
 
@@ -224,7 +200,6 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     from notifier.redaction import redact
     from notifier.runtime import build_channel
     from notifier.samples import test_message
-    from notifier.templates import Renderer
 
     settings = _load(args.config)
     _setup_logging("warning")
@@ -235,7 +210,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         print(f"no receiver {args.receiver!r} (receivers: {names})", file=sys.stderr)
         return EXIT_FAILED
     clock = SystemClock()
-    renderer = Renderer.for_receiver(receiver)
+    renderer = renderer_for(receiver)
 
     async def run() -> int:
         failures = 0

@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.domain import MessageKind
 from notifier.metrics import NotifierMetrics
@@ -294,7 +295,7 @@ class DigestScheduler:
             now=now,
         )
         for target, channel, _t in receiver.targets():
-            if channel != "email":
+            if not PLUGINS[channel].digests:
                 continue
             conn.execute(
                 deliveries.insert().values(

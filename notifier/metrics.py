@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from notifier.channels.registry import PLUGINS
 from notifier.domain import AlertStatus, DeliveryOutcome, Severity, WebhookOutcome
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double every counter for no use in alerting
 SUPPRESS_REASONS = ("duplicate", "unchanged", "quiet_hours_drop", "quiet_hours_resolved")
-CHANNELS = ("telegram", "slack", "email", "log")
 
 
 class NotifierMetrics:
@@ -97,7 +97,7 @@ class NotifierMetrics:
         }
         for r in SUPPRESS_REASONS:
             self.suppressed_total.labels(r)
-        for ch in CHANNELS:
+        for ch in PLUGINS:  # every channel's series exist from the first scrape
             self.outbox_pending.labels(ch)
             self.delivery_duration.labels(ch)
             for outcome in ("fallback_sent", "dead"):

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
+from notifier.configtypes import Secret
 from notifier.settings import Settings
 
 MASK = "***"
@@ -63,12 +64,8 @@ def secrets_in(settings: Settings) -> list[str]:
     if auth.basic_auth is not None:
         out.append(auth.basic_auth.password or "")
     for r in settings.receivers:
-        for t in r.telegram:
-            out.append(str(t.bot_token or ""))
-        for s in r.slack:
-            out += [str(s.webhook_url or ""), str(s.bot_token or "")]
-        for e in r.email:
-            out.append(str(e.password or ""))
+        for _key, _channel, target in r.targets():  # every channel's secrets are Secret values of its target
+            out += [v for f in target.__struct_fields__ if isinstance(v := getattr(target, f), Secret)]
     if settings.heartbeat is not None:
         out.append(str(settings.heartbeat.url or ""))
     with contextlib.suppress(Exception):  # a URL SQLAlchemy cannot parse has no password for us to hide

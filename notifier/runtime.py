@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from notifier.channels import Channel
+from notifier.channels.registry import PLUGINS, renderer_for
 from notifier.clock import Clock, SystemClock
 from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from notifier.delivery.worker import DeliveryWorker
@@ -31,29 +32,7 @@ def build_channel(
     receiver: ReceiverSettings, key: str, kind: str, target: object, renderer: Renderer, clock: Clock
 ) -> Channel:
     """The real channel for one target."""
-    from notifier.settings import EmailTarget, LogTarget, SlackTarget, TelegramTarget
-
-    if kind == "log":
-        from notifier.channels.log import LogChannel
-
-        assert isinstance(target, LogTarget)
-        return LogChannel(target, renderer, clock)
-    if kind == "telegram":
-        from notifier.channels.telegram import TelegramChannel
-
-        assert isinstance(target, TelegramTarget)
-        return TelegramChannel(key, target, renderer, clock)
-    if kind == "slack":
-        from notifier.channels.slack import SlackChannel
-
-        assert isinstance(target, SlackTarget)
-        return SlackChannel(key, target, renderer, clock)
-    if kind == "email":
-        from notifier.channels.email import EmailChannel
-
-        assert isinstance(target, EmailTarget)
-        return EmailChannel(key, target, renderer, clock)
-    raise ValueError(f"unknown channel {kind}")
+    return PLUGINS[kind].build(key, target, renderer, clock)
 
 
 @dataclass
@@ -95,7 +74,7 @@ class Runtime:
         targets = [(r.name, kind) for r in settings.receivers for _k, kind, _t in r.targets()]
         metrics = NotifierMetrics(registry, targets)
         router = Router(settings.routes)
-        renderers = {r.name: Renderer.for_receiver(r) for r in settings.receivers}
+        renderers = {r.name: renderer_for(r) for r in settings.receivers}
         factory = channel_factory or build_channel
         channels: dict[str, Channel] = {}
         for r in settings.receivers:

@@ -16,90 +16,27 @@ from typing import Annotated, Any, Literal
 import msgspec
 import yaml
 
+from notifier.channels.registry import PLUGINS
+from notifier.configtypes import Duration, Secret, Strict, parse_duration, read_secret_file, secret
 from notifier.errors import ConfigError
+from notifier.templates import DEFAULT_HIDDEN_LABELS, DEFAULT_MAX_ALERTS, DEFAULT_MAX_PARTS
+
+__all__ = ["Duration", "Secret", "parse_duration", "read_secret_file"]
 
 DEFAULT_CONFIG = "notifier.yml"
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
-class Secret(str):
-    """A string that never shows itself in a repr, so secrets cannot reach a log through a settings dump."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-
-class Duration(float):
-    """Seconds, written in the config as Prometheus-style durations: 30s, 10m, 1h30m, 24h, 0."""
-
-    __slots__ = ()
-
-
-def parse_duration(text: str | float | int) -> Duration:
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError("a duration cannot be negative")
-        return Duration(text)
-    s = str(text).strip()
-    if s == "0":
-        return Duration(0.0)
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(s) or not s:
-        raise ValueError(f"invalid duration {s!r}; use forms like 30s, 10m, 1h30m, 24h")
-    return Duration(total)
-
-
-def _read_secret_file(path: str, key: str) -> Secret:
-    try:
-        value = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
-    if not value:
-        raise ValueError(f"{key}: {path} is empty")
-    return Secret(value)
-
-
-def _secret(value: str | None, file: str | None, key: str, *, required: bool) -> Secret | None:
-    """Resolve `key` / `key_file`: exactly one of them, the file's content stripped of surrounding white space.
-    A key that is given but blank (often an unset ${VAR}) is refused: it must not quietly turn a check off."""
-    if value is not None and not value.strip():
-        raise ValueError(f"{key}: is empty (an unset variable?); give a value, or remove the key")
-    if file is not None and not file.strip():
-        raise ValueError(f"{key}_file: is empty; give a path, or remove the key")
-    if value and file:
-        raise ValueError(f"{key}: give either {key} or {key}_file, not both")
-    if file:
-        return _read_secret_file(file, f"{key}_file")
-    if value:
-        return Secret(value)
-    if required:
-        raise ValueError(f"{key}: required (or {key}_file)")
-    return None
-
-
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every settings struct: unknown keys are refused, so a typo never silently turns a feature off."""
-
-
-class BasicAuthSettings(_Strict, kw_only=True):
+class BasicAuthSettings(Strict, kw_only=True):
     username: str
     password: str | None = None
     password_file: str | None = None
 
     def __post_init__(self) -> None:
-        self.password = _secret(self.password, self.password_file, "password", required=True)
+        self.password = secret(self.password, self.password_file, "password", required=True)
 
 
-class AuthSettings(_Strict, kw_only=True):
+class AuthSettings(Strict, kw_only=True):
     bearer_token: str | None = None
     bearer_token_file: str | None = None
     basic_auth: BasicAuthSettings | None = None
@@ -109,14 +46,14 @@ class AuthSettings(_Strict, kw_only=True):
     def __post_init__(self) -> None:
         if self.allow_unauthenticated and self.bearer_token is not None and not self.bearer_token.strip():
             self.bearer_token = None  # an unset ${NOTIFIER_TOKEN}, where running without auth was said to be meant
-        self.bearer_token = _secret(self.bearer_token, self.bearer_token_file, "bearer_token", required=False)
+        self.bearer_token = secret(self.bearer_token, self.bearer_token_file, "bearer_token", required=False)
 
     @property
     def enabled(self) -> bool:
         return bool(self.bearer_token or self.basic_auth)
 
 
-class ServerSettings(_Strict, kw_only=True):
+class ServerSettings(Strict, kw_only=True):
     listen: str = "127.0.0.1:9095"  # loopback unless the config says otherwise: see the auth check below
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
@@ -153,7 +90,7 @@ class ServerSettings(_Strict, kw_only=True):
 MIN_RETENTION = 86400.0  # a shorter window would delete dead messages an operator may still want to retry
 
 
-class StorageSettings(_Strict, kw_only=True):
+class StorageSettings(Strict, kw_only=True):
     url: str = "sqlite:///data/notifier.db"
     pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     connect_timeout: Duration = Duration(5.0)
@@ -168,11 +105,11 @@ class StorageSettings(_Strict, kw_only=True):
             raise ValueError("retention: expected 0 (keep everything) or at least 1d")
 
 
-class DedupSettings(_Strict, kw_only=True):
+class DedupSettings(Strict, kw_only=True):
     redelivery_window: Duration = Duration(600.0)
 
 
-class DeliverySettings(_Strict, kw_only=True):
+class DeliverySettings(Strict, kw_only=True):
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 12
     max_age: Duration = Duration(86400.0)
     backoff_initial: Duration = Duration(2.0)
@@ -183,7 +120,7 @@ class DeliverySettings(_Strict, kw_only=True):
     send_timeout: Duration = Duration(20.0)
 
 
-class TemplateOverride(_Strict, kw_only=True):
+class TemplateOverride(Strict, kw_only=True):
     """A receiver's own template for one channel: inline text, or a file."""
 
     inline: str | None = None
@@ -203,21 +140,7 @@ class TemplateOverride(_Strict, kw_only=True):
         return self.inline or ""
 
 
-class TemplatesSettings(_Strict, kw_only=True):
-    telegram: TemplateOverride | None = None
-    slack: TemplateOverride | None = None
-    email_subject: TemplateOverride | None = None
-    email_text: TemplateOverride | None = None
-    email_html: TemplateOverride | None = None
-    log: TemplateOverride | None = None
-
-
-DEFAULT_MAX_ALERTS = 100
-DEFAULT_MAX_PARTS = 10
-DEFAULT_HIDDEN_LABELS = ("instance", "job", "cluster", "monitor", "prometheus", "replica")
-
-
-class MessageSettings(_Strict, kw_only=True):
+class MessageSettings(Strict, kw_only=True):
     """How much of a group one message spells out: at most `max_alerts` alerts (the most important), in at most
     `max_parts` posts where a provider needs several; the rest is "+N more" with a link to Alertmanager."""
 
@@ -228,69 +151,7 @@ class MessageSettings(_Strict, kw_only=True):
     hide_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_HIDDEN_LABELS))
 
 
-class TelegramTarget(_Strict, kw_only=True):
-    bot_token: str | None = None
-    bot_token_file: str | None = None
-    chat_id: int | str
-    message_thread_id: int | None = None
-    api_url: str = "https://api.telegram.org"
-    silent_severities: list[Literal["critical", "warning", "info"]] = msgspec.field(default_factory=lambda: ["info"])
-    buttons: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.chat_id, str) and re.fullmatch(r"-?\d+", self.chat_id.strip()):
-            self.chat_id = int(self.chat_id)  # a number that came through ${ENV} substitution
-        if isinstance(self.chat_id, str) and not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,}", self.chat_id):
-            raise ValueError("chat_id: expected an integer or @channelname")
-        self.bot_token = _secret(self.bot_token, self.bot_token_file, "bot_token", required=True)
-        self.api_url = self.api_url.rstrip("/")
-
-
-class SlackTarget(_Strict, kw_only=True):
-    webhook_url: str | None = None
-    webhook_url_file: str | None = None
-    bot_token: str | None = None
-    bot_token_file: str | None = None
-    channel: str | None = None
-    api_url: str = "https://slack.com/api/"
-    mention: str | None = None  # e.g. "<!channel>" or "<@U123>" for critical alerts outside quiet hours
-
-    def __post_init__(self) -> None:
-        self.webhook_url = _secret(self.webhook_url, self.webhook_url_file, "webhook_url", required=False)
-        self.bot_token = _secret(self.bot_token, self.bot_token_file, "bot_token", required=False)
-        if bool(self.webhook_url) == bool(self.bot_token):
-            raise ValueError("give either webhook_url(_file) or bot_token(_file) with channel")
-        if self.bot_token and not self.channel:
-            raise ValueError("channel: required with bot_token")
-        if not self.api_url.endswith("/"):
-            self.api_url += "/"
-
-
-class EmailTarget(_Strict, kw_only=True):
-    host: str
-    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
-    tls: Literal["none", "starttls", "tls"] = "starttls"
-    username: str | None = None
-    password: str | None = None
-    password_file: str | None = None
-    from_: str = msgspec.field(name="from")
-    to: Annotated[list[str], msgspec.Meta(min_length=1)]
-    ca_file: str | None = None
-    timeout: Duration = Duration(30.0)
-    rate_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 30
-
-    def __post_init__(self) -> None:
-        self.password = _secret(self.password, self.password_file, "password", required=False)
-        if self.password and not self.username:
-            raise ValueError("username: required with password")
-        for i, addr in enumerate(self.to):
-            if "@" not in addr:
-                raise ValueError(f"to[{i}]: {addr!r} is not an email address")
-        if "@" not in self.from_:
-            raise ValueError("from: not an email address")
-
-
-class DigestSettings(_Strict, kw_only=True):
+class DigestSettings(Strict, kw_only=True):
     schedule: str  # "every 1h", "every 30m", or a cron expression such as "0 8 * * *"
     timezone: str = "UTC"
     send_empty: bool = False
@@ -306,43 +167,37 @@ class DigestSettings(_Strict, kw_only=True):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
 
 
-class LogTarget(_Strict, kw_only=True):
-    stream: Literal["stdout", "stderr"] = "stdout"
-    # auto: the rendered text when the stream is a terminal (a person reads it), a JSON line per notification when
-    # it is a file or a pipe (a program reads it)
-    format: Literal["auto", "text", "json"] = "auto"
+class ReceiverSettings(Strict, kw_only=True):
+    """A receiver: its name, its targets under each channel's key (`telegram: [...]`), templates and digest."""
 
-
-class ReceiverSettings(_Strict, kw_only=True):
     name: str
     send_resolved: bool = True
-    telegram: list[TelegramTarget] = msgspec.field(default_factory=list)
-    slack: list[SlackTarget] = msgspec.field(default_factory=list)
-    email: list[EmailTarget] = msgspec.field(default_factory=list)
-    log: list[LogTarget] = msgspec.field(default_factory=list)
-    templates: TemplatesSettings = msgspec.field(default_factory=TemplatesSettings)
+    templates: dict[str, TemplateOverride] = msgspec.field(default_factory=dict)  # template key -> override
     message: MessageSettings = msgspec.field(default_factory=MessageSettings)
     digest: DigestSettings | None = None
+    # channel name -> its targets' settings, in the registry's order; read from the channel keys, not a key itself
+    channels: dict[str, list[Any]] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
             raise ValueError("name: use letters, digits, '_', '.', '-'")
-        if self.digest is not None and not self.email:
-            raise ValueError("digest: a digest is an email; this receiver has no email target")
 
     def targets(self) -> list[tuple[str, str, Any]]:
         """(target key, channel, target settings) for every target; the key names it in the outbox and the logs."""
-        out: list[tuple[str, str, Any]] = []
-        for channel in ("telegram", "slack", "email", "log"):
-            for i, t in enumerate(getattr(self, channel)):
-                out.append((f"{self.name}/{channel}/{i}", channel, t))
-        return out
+        return [
+            (f"{self.name}/{channel}/{i}", channel, t)
+            for channel, items in self.channels.items()
+            for i, t in enumerate(items)
+        ]
+
+    def template_sources(self) -> dict[str, str]:
+        return {key: t.source for key, t in self.templates.items()}
 
 
 QuietMode = Literal["defer", "silent", "digest", "drop"]
 
 
-class RouteQuietHours(_Strict, kw_only=True):
+class RouteQuietHours(Strict, kw_only=True):
     schedule: str
     mode: QuietMode = "defer"
     bypass_severities: list[Literal["critical", "warning", "info"]] = msgspec.field(
@@ -351,7 +206,7 @@ class RouteQuietHours(_Strict, kw_only=True):
     skip_resolved: bool = False  # defer: no catch-up for a group that fired and fully resolved inside the window
 
 
-class RouteSettings(_Strict, kw_only=True):
+class RouteSettings(Strict, kw_only=True):
     matchers: list[str] = msgspec.field(default_factory=list)
     receiver: str | None = None
     receivers: list[str] = msgspec.field(default_factory=list)
@@ -365,7 +220,7 @@ class RouteSettings(_Strict, kw_only=True):
         return ([self.receiver] if self.receiver else []) + list(self.receivers)
 
 
-class TimeRange(_Strict, kw_only=True):
+class TimeRange(Strict, kw_only=True):
     start: str
     end: str
 
@@ -377,7 +232,7 @@ class TimeRange(_Strict, kw_only=True):
                 raise ValueError(f"{key}: expected HH:MM (00:00 to 24:00), got {value!r}")
 
 
-class ScheduleSettings(_Strict, kw_only=True):
+class ScheduleSettings(Strict, kw_only=True):
     location: str = "UTC"
     weekdays: list[str] = msgspec.field(default_factory=lambda: ["monday:sunday"])
     times: list[TimeRange] = msgspec.field(default_factory=list)
@@ -402,11 +257,11 @@ class ScheduleSettings(_Strict, kw_only=True):
                 raise ValueError(f"dates[{i}]: expected YYYY-MM-DD, got {d!r}")
 
 
-class StormSettings(_Strict, kw_only=True):
+class StormSettings(Strict, kw_only=True):
     threshold: Annotated[int, msgspec.Meta(ge=1)] = 10
 
 
-class HeartbeatSettings(_Strict, kw_only=True):
+class HeartbeatSettings(Strict, kw_only=True):
     """A dead-man's-switch ping (healthchecks.io, Uptime Kuma push, Cronitor...): while the notifier can store and
     deliver, it calls `url` every `interval`; the service alarms when the calls stop. The URL carries the check's
     token, so it is a secret."""
@@ -417,14 +272,14 @@ class HeartbeatSettings(_Strict, kw_only=True):
     timeout: Duration = Duration(10.0)
 
     def __post_init__(self) -> None:
-        self.url = _secret(self.url, self.url_file, "url", required=True)
+        self.url = secret(self.url, self.url_file, "url", required=True)
         if not str(self.url).startswith(("http://", "https://")):
             raise ValueError("url: expected an http:// or https:// URL")
         if self.interval < 1:
             raise ValueError("interval: expected at least 1s")
 
 
-class Settings(_Strict, kw_only=True):
+class Settings(Strict, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     dedup: DedupSettings = msgspec.field(default_factory=DedupSettings)
@@ -468,9 +323,6 @@ def _substitute(node: Any, path: str, env: Mapping[str, str]) -> Any:
     return _ENV_REF.sub(repl, node)
 
 
-CHANNEL_KEYS = ("telegram", "slack", "email", "log")
-
-
 def _only_if_set(names: Any, path: str, env: Mapping[str, str]) -> list[str]:
     """The variables of an `only_if_set` list that are unset or empty."""
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
@@ -504,8 +356,8 @@ def _switch(node: Any, path: str, env: Mapping[str, str], notes: list[str]) -> A
             continue
         out[key] = _switch(value, where, env, notes)
     if path.startswith("receivers[") and path.endswith("]"):
-        had = any(node.get(k) for k in CHANNEL_KEYS)
-        if had and not any(out.get(k) for k in CHANNEL_KEYS):
+        had = any(node.get(k) for k in PLUGINS)
+        if had and not any(out.get(k) for k in PLUGINS):
             out["log"] = [{}]
             notes.append(f"receiver {node.get('name')!r} has no target on: its messages go to the log")
     return out
@@ -541,10 +393,17 @@ def _split_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
 
 def _check_references(s: Settings) -> None:
     names: set[str] = set()
+    template_keys = {t.key for p in PLUGINS.values() for t in p.templates if t.overridable}
     for i, r in enumerate(s.receivers):
         if r.name in names:
             raise ConfigError(f"receiver name {r.name!r} is used twice", path=f"receivers[{i}].name")
         names.add(r.name)
+        for key in r.templates:
+            if key not in template_keys:
+                known = ", ".join(sorted(template_keys))
+                raise ConfigError(f"unknown template (templates: {known})", path=f"receivers[{i}].templates.{key}")
+        if r.digest is not None and not any(PLUGINS[c].digests and t for c, t in r.channels.items()):
+            raise ConfigError("a digest is an email; this receiver has no email target", path=f"receivers[{i}].digest")
 
     from notifier.routing import parse_matcher
 
@@ -578,6 +437,35 @@ def _check_references(s: Settings) -> None:
     walk(s.routes, "routes")
 
 
+def _take_targets(data: dict[str, Any]) -> list[dict[str, tuple[Any, str]]]:
+    """Each receiver's channel keys (`telegram: [...]`, ...), taken out of the data before it is converted: their
+    types come from the channels' registry. Per receiver, in the registry's order: channel -> (raw list, key path)."""
+    receivers = data.get("receivers")
+    if not isinstance(receivers, list):
+        return []
+    out: list[dict[str, tuple[Any, str]]] = []
+    for i, r in enumerate(receivers):
+        taken: dict[str, tuple[Any, str]] = {}
+        if isinstance(r, dict):
+            if "channels" in r:
+                raise ConfigError("unknown key `channels`", path=f"receivers[{i}]")
+            for name in PLUGINS:
+                if name in r:
+                    taken[name] = (r.pop(name), f"receivers[{i}].{name}")
+        out.append(taken)
+    return out
+
+
+def _convert(raw: Any, typ: Any, path: str) -> Any:
+    """msgspec.convert, its errors named by the full key path."""
+    try:
+        return msgspec.convert([] if raw is None else raw, typ, dec_hook=_dec_hook, strict=False)
+    except msgspec.ValidationError as exc:
+        inner, msg = _split_validation_error(exc)
+        where = path + (inner if inner.startswith("[") else f".{inner}" if inner else "")
+        raise ConfigError(msg, path=where) from None
+
+
 def _check_named_maps(data: dict[str, Any]) -> None:
     """msgspec cannot name a map's key in its error path; validate named maps one entry at a time."""
     schedules = data.get("quiet_hours")
@@ -602,7 +490,13 @@ def load_settings_from_mapping(data: Any, *, source: str = "", env: Mapping[str,
         data = _switch(data, "", environ, notes)
         data = _substitute(data, "", environ)
         _check_named_maps(data)
+        targets = _take_targets(data)
         settings = msgspec.convert(data, Settings, dec_hook=_dec_hook, strict=False)
+        for receiver, raw in zip(settings.receivers, targets, strict=True):
+            receiver.channels = {
+                name: _convert(items, list[PLUGINS[name].target], path)  # type: ignore[misc]  # a list of the type the registry names
+                for name, (items, path) in raw.items()
+            }
         _check_references(settings)
     except ConfigError as exc:
         raise ConfigError(exc.reason, path=exc.path, source=source) from None

@@ -10,18 +10,83 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Annotated, Any, Literal
 
 import aiosmtplib
+import msgspec
 
-from notifier.channels import RateRule
+from notifier.channels import ChannelPlugin, RateRule
 from notifier.clock import Clock
+from notifier.configtypes import Duration, Strict, secret
 from notifier.domain import DeliveryReceipt, Message, Severity
 from notifier.errors import ContentRejected, PermanentError, RetryableError
-from notifier.settings import EmailTarget
-from notifier.templates import EmailContent, Renderer
+from notifier.templates import Renderer, Template
 from notifier.templates.safety import header_line
+
+# Gmail clips HTML bodies over about 102 KB.
+EMAIL_MAX_HTML = 100_000
+SUBJECT = Template("email_subject", "text", "email_subject.j2")
+TEXT = Template("email_text", "text", "text.j2")
+HTML = Template("email_html", "html", "email_html.j2")
+DIGEST_SUBJECT = Template("digest_subject", "text", "digest_subject.j2", overridable=False)
+DIGEST_TEXT = Template("digest_text", "text", "digest_text.j2", overridable=False)
+DIGEST_HTML = Template("digest_html", "html", "digest_html.j2", overridable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EmailContent:
+    subject: str
+    text: str
+    html: str
+
+
+class EmailTarget(Strict, kw_only=True):
+    host: str
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    from_: str = msgspec.field(name="from")
+    to: Annotated[list[str], msgspec.Meta(min_length=1)]
+    ca_file: str | None = None
+    timeout: Duration = Duration(30.0)
+    rate_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 30
+
+    def __post_init__(self) -> None:
+        self.password = secret(self.password, self.password_file, "password", required=False)
+        if self.password and not self.username:
+            raise ValueError("username: required with password")
+        for i, addr in enumerate(self.to):
+            if "@" not in addr:
+                raise ValueError(f"to[{i}]: {addr!r} is not an email address")
+        if "@" not in self.from_:
+            raise ValueError("from: not an email address")
+
+
+def render(renderer: Renderer, message: Message, now: float) -> EmailContent:
+    """The message as an email's subject, text and HTML (detail dropped when the HTML would be clipped)."""
+    base = renderer.context(message, now)
+    ctx = base
+    body_html = ""
+    for detail in (True, False):
+        ctx = {**base, "detail": detail}
+        body_html = renderer.template(HTML).render(ctx)
+        if len(body_html.encode()) <= EMAIL_MAX_HTML:
+            break
+    subject = header_line(renderer.template(SUBJECT).render(ctx))
+    return EmailContent(subject=subject, text=renderer.template(TEXT).render(ctx), html=body_html)
+
+
+def render_digest(renderer: Renderer, digest: dict[str, Any]) -> EmailContent:
+    return EmailContent(
+        subject=header_line(renderer.template(DIGEST_SUBJECT).render(digest)),
+        text=renderer.template(DIGEST_TEXT).render(digest),
+        html=renderer.template(DIGEST_HTML).render(digest),
+    )
 
 
 class EmailChannel:
@@ -47,13 +112,13 @@ class EmailChannel:
 
     def _content(self, message: Message) -> EmailContent:
         if message.digest is not None:
-            content = self._renderer.digest_email(message.digest)
+            content = render_digest(self._renderer, message.digest)
             return EmailContent(content.subject, content.text, "") if message.minimal else content
         now = self._clock.now()
         if message.minimal:
             text = self._renderer.minimal_text(message, now)
             return EmailContent(subject=header_line(text.split("\n", 1)[0]), text=text, html="")
-        return self._renderer.email(message, now)
+        return render(self._renderer, message, now)
 
     def build(self, message: Message) -> EmailMessage:
         content = self._content(message)
@@ -115,3 +180,19 @@ class EmailChannel:
 
     async def aclose(self) -> None:
         return None
+
+
+def _preview(renderer: Renderer, message: Message, now: float) -> list[Any]:
+    content = render(renderer, message, now)
+    return [{"subject": content.subject, "text": content.text, "html": content.html}]
+
+
+PLUGIN = ChannelPlugin(
+    name="email",
+    target=EmailTarget,
+    templates=(SUBJECT, TEXT, HTML),
+    build=EmailChannel,
+    preview=_preview,
+    describe=lambda item: f"Subject: {item['subject']}\n\n{item['text']}",
+    digests=True,
+)

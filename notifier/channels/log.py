@@ -6,12 +6,27 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import Literal
 
-from notifier.channels import RateRule
+from notifier.channels import ChannelPlugin, RateRule
 from notifier.clock import Clock
+from notifier.configtypes import Strict
 from notifier.domain import DeliveryReceipt, Message
-from notifier.settings import LogTarget
-from notifier.templates import Renderer
+from notifier.templates import Renderer, Template
+
+TEMPLATE = Template("log", "text", "text.j2")
+
+
+class LogTarget(Strict, kw_only=True):
+    stream: Literal["stdout", "stderr"] = "stdout"
+    # auto: the rendered text when the stream is a terminal (a person reads it), a JSON line per notification when
+    # it is a file or a pipe (a program reads it)
+    format: Literal["auto", "text", "json"] = "auto"
+
+
+def render(renderer: Renderer, message: Message, now: float) -> str:
+    """The message as plain text, as the log prints it."""
+    return renderer.template(TEMPLATE).render(renderer.context(message, now)).strip()
 
 
 class LogChannel:
@@ -19,7 +34,7 @@ class LogChannel:
 
     name = "log"
 
-    def __init__(self, target: LogTarget, renderer: Renderer, clock: Clock) -> None:
+    def __init__(self, key: str, target: LogTarget, renderer: Renderer, clock: Clock) -> None:
         self._stream = target.stream
         self._format = target.format
         self._renderer = renderer
@@ -55,7 +70,16 @@ class LogChannel:
 
     def _text(self, message: Message) -> str:
         now = self._clock.now()
-        return self._renderer.minimal_text(message, now) if message.minimal else self._renderer.log_text(message, now)
+        return self._renderer.minimal_text(message, now) if message.minimal else render(self._renderer, message, now)
 
     async def aclose(self) -> None:
         return None
+
+
+PLUGIN = ChannelPlugin(
+    name="log",
+    target=LogTarget,
+    templates=(TEMPLATE,),
+    build=LogChannel,
+    preview=lambda renderer, message, now: [render(renderer, message, now)],
+)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,12 +22,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from notifier.channels import RateRule
+from notifier.channels import ChannelPlugin, RateRule
 from notifier.clock import Clock
+from notifier.configtypes import Duration, Strict, secret
 from notifier.domain import DeliveryReceipt, Message, Severity
 from notifier.errors import ContentRejected, PermanentError, RetryableError
-from notifier.settings import SlackTarget
-from notifier.templates import Renderer, SlackPart, escape_mrkdwn
+from notifier.templates import Assembly, Renderer, Template
+from notifier.templates.safety import clip, escape_mrkdwn
 
 log = logging.getLogger("notifier.slack")
 
@@ -69,6 +72,123 @@ CONTENT_ERRORS = frozenset(
 )
 
 
+# Slack Block Kit (api.slack.com/reference/block-kit/blocks): 50 blocks a message, section text 3,000 characters,
+# header 150; messages past ~13k characters of blocks fail with msg_blocks_too_long, so we stay under 12k (counting
+# each block's text and a fixed allowance for its structure).
+SLACK_MAX_BLOCKS = 50
+SLACK_MAX_SECTION = 3000
+SLACK_MAX_HEADER = 150
+SLACK_MAX_TOTAL = 12000
+SLACK_BLOCK_ALLOWANCE = 100
+# chat.postMessage's top-level text: Slack truncates past 40,000 characters; a fallback needs far fewer.
+SLACK_MAX_TEXT = 3000
+TEMPLATE = Template("slack", "mrkdwn", "slack.j2")
+
+
+@dataclass(frozen=True, slots=True)
+class SlackPart:
+    """One Slack message: fallback text (notifications, screen readers) and the coloured attachment's blocks. The
+    text is mrkdwn like the blocks, escaped the same way."""
+
+    text: str
+    color: str
+    blocks: list[dict[str, Any]]
+
+    def payload(self) -> dict[str, Any]:
+        if not self.blocks:
+            return {"text": self.text}
+        return {"text": self.text, "attachments": [{"color": self.color, "blocks": self.blocks}]}
+
+    def size(self) -> int:
+        """What counts against SLACK_MAX_TOTAL: every block's text plus an allowance for its structure."""
+        total = 0
+        for b in self.blocks:
+            total += SLACK_BLOCK_ALLOWANCE
+            if "text" in b:
+                total += len(b["text"]["text"])
+            total += sum(len(e.get("text", "")) for e in b.get("elements", ()))
+        return total
+
+    def fits(self) -> bool:
+        sections_ok = all(len(b["text"]["text"]) <= SLACK_MAX_SECTION for b in self.blocks if b["type"] == "section")
+        return (
+            len(self.blocks) <= SLACK_MAX_BLOCKS
+            and sections_ok
+            and self.size() <= SLACK_MAX_TOTAL
+            and 0 < len(self.text) <= SLACK_MAX_TEXT
+        )
+
+
+class SlackTarget(Strict, kw_only=True):
+    webhook_url: str | None = None
+    webhook_url_file: str | None = None
+    bot_token: str | None = None
+    bot_token_file: str | None = None
+    channel: str | None = None
+    api_url: str = "https://slack.com/api/"
+    mention: str | None = None  # e.g. "<!channel>" or "<@U123>" for critical alerts outside quiet hours
+    timeout: Duration = Duration(15.0)  # for Slack's answer to one request
+
+    def __post_init__(self) -> None:
+        self.webhook_url = secret(self.webhook_url, self.webhook_url_file, "webhook_url", required=False)
+        self.bot_token = secret(self.bot_token, self.bot_token_file, "bot_token", required=False)
+        if bool(self.webhook_url) == bool(self.bot_token):
+            raise ValueError("give either webhook_url(_file) or bot_token(_file) with channel")
+        if self.bot_token and not self.channel:
+            raise ValueError("channel: required with bot_token")
+        if not self.api_url.endswith("/"):
+            self.api_url += "/"
+
+
+def render(renderer: Renderer, message: Message, now: float) -> list[SlackPart]:
+    """The message as Slack Block Kit posts, in as few as it fits in."""
+    header = renderer.macro(TEMPLATE, "header")
+    summary = renderer.macro(TEMPLATE, "summary")
+    alert = renderer.macro(TEMPLATE, "alert")
+    footer = renderer.macro(TEMPLATE, "footer")
+
+    def join(g: dict[str, Any], title: str, texts: list[str], foot: str) -> SlackPart:
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": clip(title, SLACK_MAX_HEADER), "emoji": True}}
+        ]
+        s = str(summary(g)).strip()
+        if s:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(s, 3000)}]})
+        if g["detail"]:
+            blocks += [_section(t) for t in texts]
+        else:
+            buf = ""
+            for t in texts:
+                if buf and len(buf) + 1 + len(t) > SLACK_MAX_SECTION:
+                    blocks.append(_section(buf))
+                    buf = t
+                else:
+                    buf = f"{buf}\n{t}" if buf else t
+            if buf:
+                blocks.append(_section(buf))
+        if foot:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(foot, 3000)}]})
+        # the top-level text is mrkdwn, which Slack parses for mentions and links: escaped like the blocks
+        return SlackPart(text=escape_mrkdwn(clip(title, SLACK_MAX_TEXT)), color=g["color"], blocks=blocks)
+
+    markup: Assembly[SlackPart] = Assembly(
+        # header blocks are plain_text: no mrkdwn escapes there; the title is cleaned text already
+        head=lambda g: html.unescape(str(header(g)).strip()),
+        alert=lambda a, detail: str(alert(a, detail)).strip(),
+        foot=lambda g: str(footer(g)).strip(),
+        join=join,
+        size=lambda text: len(text),
+        fits=SlackPart.fits,
+        # the summary's context block and the blocks' structure, beyond the header and footer measured
+        budget=SLACK_MAX_TOTAL - SLACK_MAX_SECTION // 5 - 8 * SLACK_BLOCK_ALLOWANCE,
+    )
+    return renderer.assemble(message, now, markup)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SLACK_MAX_SECTION)}}
+
+
 def _retry_after(headers: Any) -> float | None:
     try:
         value = headers.get("Retry-After") or headers.get("retry-after")
@@ -95,11 +215,15 @@ class SlackChannel:
         secret = str(target.webhook_url or target.bot_token)
         self._tag = hashlib.sha256(f"{secret}\x00{target.channel}".encode()).hexdigest()[:12]
         self._web = (
-            AsyncWebClient(token=str(target.bot_token), base_url=target.api_url, timeout=15)
+            AsyncWebClient(token=str(target.bot_token), base_url=target.api_url, timeout=int(max(1, target.timeout)))
             if target.bot_token
             else None
         )
-        self._hook = AsyncWebhookClient(str(target.webhook_url), timeout=15) if target.webhook_url else None
+        self._hook = (
+            AsyncWebhookClient(str(target.webhook_url), timeout=int(max(1, target.timeout)))
+            if target.webhook_url
+            else None
+        )
 
     def rate_rules(self) -> list[RateRule]:
         return [RateRule(f"slack:{self._tag}", PER_CHANNEL_PER_SECOND, 1.05)]  # a little slack for latency
@@ -119,7 +243,7 @@ class SlackChannel:
         if message.minimal:
             return [SlackPart(escape_mrkdwn(self._renderer.minimal_text(message, now)), "", [])]
         # rendering a large group takes a while: not on the event loop, which answers webhooks meanwhile
-        parts = await asyncio.to_thread(self._renderer.slack_parts, message, now)
+        parts = await asyncio.to_thread(render, self._renderer, message, now)
         for i, p in enumerate(parts):
             if i >= message.part and not p.fits():
                 raise ContentRejected(f"part {i + 1} is beyond Slack's Block Kit limits", parts_done=i)
@@ -208,3 +332,12 @@ class SlackChannel:
 
     async def aclose(self) -> None:
         return None
+
+
+PLUGIN = ChannelPlugin(
+    name="slack",
+    target=SlackTarget,
+    templates=(TEMPLATE,),
+    build=SlackChannel,
+    preview=lambda renderer, message, now: [p.payload() for p in render(renderer, message, now)],
+)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import html
 import logging
+import re
 from datetime import timedelta
+from typing import Any, Literal
 
+import msgspec
 from telegram import (
     Bot,
     InlineKeyboardButton,
@@ -34,12 +38,12 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from notifier.channels import RateRule
+from notifier.channels import ChannelPlugin, RateRule
 from notifier.clock import Clock
-from notifier.domain import DeliveryReceipt, Message
+from notifier.configtypes import Duration, Strict, secret
+from notifier.domain import DeliveryReceipt, Message, Severity
 from notifier.errors import ContentRejected, PermanentError, RetryableError
-from notifier.settings import TelegramTarget
-from notifier.templates import TELEGRAM_MAX_TEXT, Renderer, html_to_plain, telegram_len
+from notifier.templates import Assembly, Renderer, Template
 from notifier.templates.context import alert_view, silence_url
 
 log = logging.getLogger("notifier.telegram")
@@ -50,9 +54,70 @@ PER_BOT_PER_SECOND = 30  # "the API will not allow bulk notifications to more th
 MAX_BUTTONS = 4
 # The limiter counts a message when it books the slot, Telegram when the message arrives; latency and the clocks of
 # several replicas separate the two, so each window is kept a little longer than the provider's.
-SLACK_SECONDS = 1.0
+MARGIN_SECONDS = 1.0
 # Words of Telegram's 400 answers that blame the message's text, not the chat or the bot: another text may pass.
 CONTENT_ERRORS = ("too long", "parse", "entit", "text is empty", "text must be non-empty", "message text")
+
+
+# Telegram Bot API: sendMessage text is 1-4096 characters after entity parsing (core.telegram.org/bots/api#sendmessage),
+# counted in UTF-16 code units (`telegram_len`).
+TELEGRAM_MAX_TEXT = 4096
+TEMPLATE = Template("telegram", "html", "telegram.j2")
+_TAG = re.compile(r"<[^>]+>")
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def html_to_plain(text: str) -> str:
+    """Telegram's fallback when it rejects our markup: the same words without tags."""
+    return html.unescape(_TAG.sub("", text))
+
+
+def telegram_len(html_text: str) -> int:
+    """The length Telegram limits: UTF-16 code units of the text once its HTML is parsed."""
+    return utf16_len(html_to_plain(html_text))
+
+
+class TelegramTarget(Strict, kw_only=True):
+    bot_token: str | None = None
+    bot_token_file: str | None = None
+    chat_id: int | str
+    message_thread_id: int | None = None
+    api_url: str = "https://api.telegram.org"
+    silent_severities: list[Literal["critical", "warning", "info"]] = msgspec.field(default_factory=lambda: ["info"])
+    buttons: bool = True
+    timeout: Duration = Duration(15.0)  # for the Bot API's answer to one request
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chat_id, str) and re.fullmatch(r"-?\d+", self.chat_id.strip()):
+            self.chat_id = int(self.chat_id)  # a number that came through ${ENV} substitution
+        if isinstance(self.chat_id, str) and not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,}", self.chat_id):
+            raise ValueError("chat_id: expected an integer or @channelname")
+        self.bot_token = secret(self.bot_token, self.bot_token_file, "bot_token", required=True)
+        self.api_url = self.api_url.rstrip("/")
+
+
+def render(renderer: Renderer, message: Message, now: float, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:
+    """The message as Telegram HTML, in as few parts as it fits in."""
+    header = renderer.macro(TEMPLATE, "header")
+    alert = renderer.macro(TEMPLATE, "alert")
+    footer = renderer.macro(TEMPLATE, "footer")
+
+    def join(_g: dict[str, Any], head: str, texts: list[str], foot: str) -> str:
+        return "\n".join(s for s in (head, "\n".join(texts), foot) if s)
+
+    markup: Assembly[str] = Assembly(
+        head=lambda g: str(header(g)).strip("\n"),
+        alert=lambda a, detail: str(alert(a, detail)).strip("\n"),
+        foot=lambda g: str(footer(g)).strip("\n"),
+        join=join,
+        size=telegram_len,
+        fits=lambda text: telegram_len(text) <= limit,
+        budget=limit,
+    )
+    return renderer.assemble(message, now, markup)
 
 
 def _seconds(value: object) -> float:
@@ -74,20 +139,21 @@ class TelegramChannel:
         self.chat_id: int | str = target.chat_id
         token = str(target.bot_token)
         self._token_tag = hashlib.sha256(token.encode()).hexdigest()[:12]
+        t = float(target.timeout)
         request = HTTPXRequest(
-            connection_pool_size=8, connect_timeout=5.0, read_timeout=15.0, write_timeout=15.0, pool_timeout=5.0
+            connection_pool_size=8, connect_timeout=min(5.0, t), read_timeout=t, write_timeout=t, pool_timeout=5.0
         )
         self._bot = Bot(token, base_url=f"{target.api_url}/bot", request=request)
 
     def rate_rules(self) -> list[RateRule]:
         chat = str(self.chat_id)
         rules = [
-            RateRule(f"tg:{self._token_tag}:chat:{chat}", PER_CHAT_PER_SECOND, 1.0 + SLACK_SECONDS / 20),
+            RateRule(f"tg:{self._token_tag}:chat:{chat}", PER_CHAT_PER_SECOND, 1.0 + MARGIN_SECONDS / 20),
             RateRule(f"tg:{self._token_tag}:bot", PER_BOT_PER_SECOND, 1.0),
         ]
         is_group = chat.startswith("-") or chat.startswith("@")  # groups, supergroups and channels
         if is_group:
-            rules.append(RateRule(f"tg:{self._token_tag}:group:{chat}", PER_GROUP_PER_MINUTE, 60.0 + SLACK_SECONDS))
+            rules.append(RateRule(f"tg:{self._token_tag}:group:{chat}", PER_GROUP_PER_MINUTE, 60.0 + MARGIN_SECONDS))
         return rules
 
     def _buttons(self, message: Message) -> InlineKeyboardMarkup | None:
@@ -120,7 +186,7 @@ class TelegramChannel:
             msg_id = await self._send_part(text, message, 0, message.thread_ref, None, plain=True)
             return DeliveryReceipt(ref=str(msg_id), parts=1)
         # rendering a large group takes a while: not on the event loop, which answers webhooks meanwhile
-        parts = await asyncio.to_thread(self._renderer.telegram_parts, message, now)
+        parts = await asyncio.to_thread(render, self._renderer, message, now)
         start = min(message.part, len(parts) - 1) if message.part else 0
         for i in range(start, len(parts)):
             if telegram_len(parts[i]) > TELEGRAM_MAX_TEXT:
@@ -210,3 +276,17 @@ class TelegramChannel:
     async def aclose(self) -> None:
         with contextlib.suppress(TelegramError):
             await self._bot.shutdown()
+
+
+def _silent(target: TelegramTarget, severity: Severity) -> bool:
+    return severity.value in target.silent_severities
+
+
+PLUGIN = ChannelPlugin(
+    name="telegram",
+    target=TelegramTarget,
+    templates=(TEMPLATE,),
+    build=TelegramChannel,
+    preview=render,
+    silent=_silent,
+)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from notifier.api.schema import WebhookAlert, WebhookPayload, to_group
 from notifier.channels import Channel, RateRule
+from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
@@ -240,7 +241,7 @@ class DeliveryWorker:
         async with self._store.begin(readonly=True) as conn:
             counts = await repo.count_pending_by_channel(conn)
             oldest = await repo.oldest_pending_created(conn)
-        for ch in ("telegram", "slack", "email", "log"):
+        for ch in PLUGINS:
             self._metrics.outbox_pending.labels(ch).set(counts.get(ch, 0))
         self._metrics.outbox_oldest.set(max(0.0, self._clock.now() - oldest) if oldest else 0.0)
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from notifier.api.schema import WebhookPayload, summarize
+from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.digests import record_items
 from notifier.domain import AlertStatus, DeliveryState, MessageKind, Severity
@@ -419,7 +420,7 @@ class IntakeStage:
             return
 
         for target, channel, settings in self._targets[receiver.name]:
-            target_silent = silent or (channel == "telegram" and severity in settings.silent_severities)
+            target_silent = silent or PLUGINS[channel].silent(settings, job.severity)
             info: dict[str, Any] = {"base": base, "repeat": bool(repeat_due and not change["new"]), **change}
             if skip_resolved:
                 info["skip_if_resolved"] = True

@@ -6,6 +6,7 @@ header 150) are enforced; a test can script 429 with Retry-After, or 5xx. Accept
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -83,9 +84,10 @@ class FakeSlack:
     channels: dict[str, str] = field(default_factory=lambda: {"#trading-alerts": "C0TRADING", "C0TRADING": "C0TRADING"})
     posted: list[Posted] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
-    failures: deque[Failure] = field(default_factory=deque)
+    failures: deque[Failure | None] = field(default_factory=deque)  # None: answer that request normally
     refused: int = 0
     url: str = ""
+    delay: float = 0.0  # seconds before answering, to test timeouts
     _runner: web.AppRunner | None = None
     _ts: int = 0
 
@@ -100,6 +102,10 @@ class FakeSlack:
     def fail_next(self, n: int, status: int, retry_after: int | None = None, error: str = "") -> None:
         for _ in range(n):
             self.failures.append(Failure(status, retry_after, error))
+
+    def pass_next(self, n: int) -> None:
+        """The next n requests are answered normally, before any failure scripted after this call."""
+        self.failures.extend([None] * n)
 
     async def start(self) -> FakeSlack:
         app = web.Application()
@@ -123,9 +129,9 @@ class FakeSlack:
         return f"{int(time.time())}.{self._ts:06d}"
 
     def _scripted(self, api: bool) -> web.Response | None:
-        if not self.failures:
+        f = self.failures.popleft() if self.failures else None
+        if f is None:
             return None
-        f = self.failures.popleft()
         headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
         if api and f.status == 200:
             return web.json_response({"ok": False, "error": f.error}, headers=headers)
@@ -138,6 +144,8 @@ class FakeSlack:
         return web.Response(status=404, text="no_service")
 
     async def _hook(self, request: web.Request) -> web.Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         scripted = self._scripted(api=False)
         if scripted is not None:
             return scripted
@@ -172,6 +180,8 @@ class FakeSlack:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             self.refused += 1
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if self.delay:
+            await asyncio.sleep(self.delay)
         scripted = self._scripted(api=True)
         if scripted is not None:
             return scripted

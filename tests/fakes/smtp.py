@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -31,8 +32,12 @@ class Received:
 class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     fail_with: list[str] = field(default_factory=list)  # scripted replies, e.g. "451 4.3.0 try later"
+    delay: float = 0.0  # seconds before answering DATA, to test timeouts
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 -- aiosmtpd's hook name
+        if self.delay:
+            await asyncio.sleep(self.delay)
+            self.delay = 0.0
         if self.fail_with:
             return self.fail_with.pop(0)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)

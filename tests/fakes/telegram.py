@@ -126,7 +126,7 @@ class FakeTelegram:
     group_limit_per_minute: int | None = None  # enforce Telegram's flood limit with 429s
     sent: list[Sent] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    failures: deque[Failure] = field(default_factory=deque)
+    failures: deque[Failure | None] = field(default_factory=deque)  # None: answer that request normally
     refused: int = 0
     rate_limited: int = 0
     url: str = ""
@@ -142,6 +142,10 @@ class FakeTelegram:
     ) -> None:
         for _ in range(n):
             self.failures.append(Failure(status, description or f"Error {status}", retry_after, migrate_to))
+
+    def pass_next(self, n: int) -> None:
+        """The next n requests are answered normally, before any failure scripted after this call."""
+        self.failures.extend([None] * n)
 
     async def start(self, port: int = 0) -> FakeTelegram:
         app = web.Application(client_max_size=10 * 1024 * 1024)
@@ -200,8 +204,8 @@ class FakeTelegram:
             )
         if method not in ("sendMessage", "editMessageText"):
             return self._error(404, "Not Found")
-        if self.failures:
-            f = self.failures.popleft()
+        f = self.failures.popleft() if self.failures else None
+        if f is not None:
             if f.status >= 500:
                 return web.Response(status=f.status, text=f.description)
             params_out: dict[str, Any] = {}

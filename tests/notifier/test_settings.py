@@ -52,9 +52,9 @@ def test_good_config_loads_with_substitution_and_secret_files(tmp_path: Path) ->
     assert s.server.port == 9999 and s.server.host == "127.0.0.1"
     assert s.server.auth.bearer_token == "TOK-XYZZY"
     assert s.storage.url == "sqlite:////var/x/n.db"
-    tg = s.receiver("oncall").telegram[0]
+    tg = s.receiver("oncall").channels["telegram"][0]
     assert tg.bot_token == "123:abc"  # read from the file, newline stripped
-    assert s.receiver("oncall").email[0].password == "p$w"  # $$ is a literal $
+    assert s.receiver("oncall").channels["email"][0].password == "p$w"  # $$ is a literal $
     assert s.dedup.redelivery_window == 600 and s.delivery.max_age == 86400
     # secrets never show in a repr, so a settings dump cannot leak them into a log
     dump = repr(s)
@@ -295,10 +295,10 @@ def test_only_if_set_leaves_out_what_its_variables_do_not_switch_on(tmp_path: Pa
     )
     p = write(tmp_path, text)
     off = load_settings(p, env={"TG_TOKEN": "  "})  # blank counts as unset
-    assert off.receiver("a").telegram == [] and off.heartbeat is None
+    assert off.receiver("a").channels.get("telegram", []) == [] and off.heartbeat is None
     assert off.notes == ["receivers[0].telegram[0] is off: TG_TOKEN not set", "heartbeat is off: BEAT_URL not set"]
     on = load_settings(p, env={"TG_TOKEN": "1:x", "BEAT_URL": "https://hc.example/ping/1"})
-    assert on.receiver("a").telegram[0].bot_token == "1:x" and on.heartbeat is not None and on.notes == []
+    assert on.receiver("a").channels["telegram"][0].bot_token == "1:x" and on.heartbeat is not None and on.notes == []
     bad = write(tmp_path, "receivers: [{name: a, log: [{only_if_set: TG_TOKEN}]}]\nroutes: {receiver: a}\n")
     with pytest.raises(ConfigError) as info:
         load_settings(bad, env={})

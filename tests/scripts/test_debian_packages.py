@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -34,11 +35,13 @@ def fake_bin(tmp_path: Path, uid: int, installed: set[str], with_sudo: bool) -> 
         path = bin_dir / name
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(0o755)
+    # the one real tool the script uses besides the shell; nothing else of the machine (its own sudo) is visible
+    (bin_dir / "grep").symlink_to(shutil.which("grep") or "/bin/grep")
     return bin_dir
 
 
 def run(tmp_path: Path, bin_dir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    env = {**os.environ, "PATH": str(bin_dir)}
     r = subprocess.run(["/bin/sh", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=30)
     calls = tmp_path / "calls"
     return r, calls.read_text().splitlines() if calls.exists() else []

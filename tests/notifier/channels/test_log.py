@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from notifier.channels.log import LogChannel
+from notifier.channels.log import LogChannel, LogTarget
 from notifier.clock import FrozenClock
-from notifier.settings import LogTarget
 from notifier.templates import Renderer
 from tests.notifier.templates.test_exact_output import NOW, expected, message
 
@@ -29,7 +28,7 @@ async def test_text_for_a_terminal_json_for_a_program(
 ) -> None:
     out = Terminal() if tty else io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    channel = LogChannel(LogTarget(format=fmt), Renderer(), FrozenClock(NOW))  # type: ignore[arg-type]
+    channel = LogChannel("t", LogTarget(format=fmt), Renderer(), FrozenClock(NOW))  # type: ignore[arg-type]
     await channel.send(message("firing"))
     written = out.getvalue()
     if as_text:

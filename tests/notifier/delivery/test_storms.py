@@ -76,8 +76,10 @@ async def test_a_storm_becomes_one_summary_and_critical_groups_go_alone(
 async def test_a_storm_of_hundreds_of_alert_names_still_fits_one_message(sqlite_url: str) -> None:
     """The summary of 400 groups with 400 different names stays within Telegram's 4096 characters."""
     from notifier.api.schema import decode_payload, to_group
+    from notifier.channels import telegram as telegram_channel
+    from notifier.channels.telegram import utf16_len
     from notifier.domain import Message
-    from notifier.templates import Renderer, utf16_len
+    from notifier.templates import Renderer
     from tests.fakes.telegram import check_html
 
     alerts = [
@@ -106,7 +108,7 @@ async def test_a_storm_of_hundreds_of_alert_names_still_fits_one_message(sqlite_
         "alerts": alerts,
     }
     msg = Message(delivery_id="d", receiver="r", target="t", group=to_group(decode_payload(json.dumps(body).encode())))
-    parts = Renderer().telegram_parts(msg, 1795668000.0)
+    parts = telegram_channel.render(Renderer(), msg, 1795668000.0)
     assert len(parts) <= 2
     assert all(utf16_len(check_html(p)) <= 4096 for p in parts)
     assert "more alerts" in check_html(parts[-1])

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from notifier.api.schema import decode_payload, to_group
+from notifier.channels import email as email_channel
+from notifier.channels import log as log_channel
+from notifier.channels import slack as slack_channel
+from notifier.channels import telegram as telegram_channel
 from notifier.domain import Change, Message
 from notifier.templates import Renderer
 from tests.helpers import fixture_bytes
@@ -33,29 +37,29 @@ def expected(case: str, channel: str) -> str:
 
 @pytest.mark.parametrize("case", CASES)
 def test_telegram(case: str) -> None:
-    parts = Renderer().telegram_parts(message(case), NOW)
+    parts = telegram_channel.render(Renderer(), message(case), NOW)
     assert "\n--- part ---\n".join(parts) + "\n" == expected(case, "telegram")
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_slack(case: str) -> None:
-    payloads = [p.payload() for p in Renderer().slack_parts(message(case), NOW)]
+    payloads = [p.payload() for p in slack_channel.render(Renderer(), message(case), NOW)]
     assert json.dumps(payloads, indent=2, ensure_ascii=False) + "\n" == expected(case, "slack")
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_email(case: str) -> None:
-    e = Renderer().email(message(case), NOW)
+    e = email_channel.render(Renderer(), message(case), NOW)
     assert f"Subject: {e.subject}\n\n{e.text}" == expected(case, "email")
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_log(case: str) -> None:
-    assert Renderer().log_text(message(case), NOW) + "\n" == expected(case, "log")
+    assert log_channel.render(Renderer(), message(case), NOW) + "\n" == expected(case, "log")
 
 
 def test_infrastructure_labels_are_hidden_unless_the_receiver_shows_them() -> None:
-    text = Renderer().log_text(message("firing"), NOW)
+    text = log_channel.render(Renderer(), message("firing"), NOW)
     assert "instance" not in text and "job" not in text and "strategy: dca" in text
-    text = Renderer(hide_labels=["strategy"]).log_text(message("firing"), NOW)
+    text = log_channel.render(Renderer(hide_labels=["strategy"]), message("firing"), NOW)
     assert "instance: bot-exporter:9100" in text and "job: traderagent-bot" in text and "strategy" not in text

@@ -14,9 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifier.api.schema import PayloadError, decode_payload, to_group
+from notifier.channels import log as log_channel
+from notifier.channels import slack as slack_channel
+from notifier.channels import telegram as telegram_channel
+from notifier.channels.slack import SLACK_MAX_SECTION, SlackPart
+from notifier.channels.telegram import utf16_len
 from notifier.clock import SystemClock
 from notifier.domain import Message
-from notifier.templates import SLACK_MAX_SECTION, Renderer, SlackPart, utf16_len
+from notifier.templates import Renderer
 from tests.fakes.slack import check_blocks
 from tests.fakes.telegram import check_html
 from tests.helpers import make_group
@@ -113,8 +118,7 @@ def check_email(msg: EmailMessage) -> None:
 
 
 def _email(message: Message) -> EmailMessage:
-    from notifier.channels.email import EmailChannel
-    from notifier.settings import EmailTarget
+    from notifier.channels.email import EmailChannel, EmailTarget
 
     target = EmailTarget(host="127.0.0.1", port=25, tls="none", from_="alerts@example.com", to=["a@example.com"])
     return EmailChannel("r/email/0", target, Renderer(), SystemClock()).build(message)
@@ -123,10 +127,10 @@ def _email(message: Message) -> EmailMessage:
 def check_all(body: dict[str, Any]) -> None:
     m = _message(body)
     r = Renderer()
-    check_telegram(r.telegram_parts(m, NOW))
-    check_slack(r.slack_parts(m, NOW))
+    check_telegram(telegram_channel.render(r, m, NOW))
+    check_slack(slack_channel.render(r, m, NOW))
     check_email(_email(m))
-    log = r.log_text(m, NOW)
+    log = log_channel.render(r, m, NOW)
     assert "\x1b" not in log and not any(c in log for c in INVISIBLE)
     minimal = r.minimal_text(m, NOW)
     assert len(minimal) < 3000 and not any(c in minimal for c in INVISIBLE)
@@ -144,16 +148,16 @@ def test_a_bad_link_is_shown_as_text_or_not_at_all_never_as_a_link() -> None:
     body = _hostile_group("X", "javascript:alert(1)")
     m = _message(body)
     r = Renderer()
-    for p in r.telegram_parts(m, NOW):
+    for p in telegram_channel.render(r, m, NOW):
         assert "javascript:" not in p
-    assert "javascript:" not in json.dumps([p.payload() for p in r.slack_parts(m, NOW)])
+    assert "javascript:" not in json.dumps([p.payload() for p in slack_channel.render(r, m, NOW)])
     mail = _email(m)
     assert "javascript:" not in mail.get_body(("html",)).get_content()
 
 
 def test_slack_top_level_text_cannot_mention_or_disguise_a_link() -> None:
     body = _hostile_group("<!channel> <@U123ABC> <http://evil.example|click me>", "http://ok")
-    parts = Renderer().slack_parts(_message(body), NOW)
+    parts = slack_channel.render(Renderer(), _message(body), NOW)
     assert parts[0].text.startswith(
         "🔴 CRITICAL: &lt;!channel&gt; &lt;@U123ABC&gt; &lt;http://evil.example|click me&gt;"
     )
@@ -162,7 +166,7 @@ def test_slack_top_level_text_cannot_mention_or_disguise_a_link() -> None:
 def test_a_backtick_in_a_label_cannot_close_the_code_span() -> None:
     body = make_group(1)
     body["alerts"][0]["labels"]["region"] = "eu`<!channel>`"
-    parts = Renderer().slack_parts(_message(body), NOW)
+    parts = slack_channel.render(Renderer(), _message(body), NOW)
     text = "\n".join(_mrkdwn_texts(parts[0]))
     assert "`region=euˋ&lt;!channel&gt;ˋ" in text
 
@@ -171,13 +175,13 @@ def test_bidi_and_zero_width_characters_leave_titles_and_subjects() -> None:
     body = make_group(1, name="Draw\u202edown\u200b")
     m = _message(body)
     assert "Drawdown" in str(_email(m)["Subject"])
-    assert "Drawdown" in check_html(Renderer().telegram_parts(m, NOW)[0])
+    assert "Drawdown" in check_html(telegram_channel.render(Renderer(), m, NOW)[0])
 
 
 def test_a_5000_character_label_fits_one_telegram_part() -> None:
     body = make_group(1)
     body["alerts"][0]["labels"]["bot"] = "b" * 5000
-    parts = Renderer().telegram_parts(_message(body), NOW)
+    parts = telegram_channel.render(Renderer(), _message(body), NOW)
     assert len(parts) == 1 and utf16_len(check_html(parts[0])) <= 4096
     assert "b" * 150 in parts[0]
 

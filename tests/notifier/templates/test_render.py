@@ -7,9 +7,14 @@ import json
 import pytest
 
 from notifier.api.schema import decode_payload, to_group
+from notifier.channels import email as email_channel
+from notifier.channels import log as log_channel
+from notifier.channels import slack as slack_channel
+from notifier.channels import telegram as telegram_channel
+from notifier.channels.slack import SLACK_MAX_SECTION
+from notifier.channels.telegram import utf16_len
 from notifier.domain import Message
-from notifier.settings import TemplateOverride, TemplatesSettings
-from notifier.templates import SLACK_MAX_SECTION, Renderer, escape_mrkdwn, utf16_len
+from notifier.templates import Renderer, escape_mrkdwn
 from notifier.templates.context import format_duration, silence_url
 from tests.fakes.slack import check_blocks
 from tests.fakes.telegram import check_html
@@ -32,13 +37,13 @@ def test_durations(seconds: float, text: str) -> None:
 
 def test_firing_and_resolved_durations_and_links() -> None:
     r = Renderer()
-    fire = check_html(r.telegram_parts(message(fixture_bytes("01-critical-firing-two-alerts.json")), NOW)[0])
+    fire = check_html(telegram_channel.render(r, message(fixture_bytes("01-critical-firing-two-alerts.json")), NOW)[0])
     assert "firing for 34m" in fire
-    res = check_html(r.telegram_parts(message(fixture_bytes("04-critical-all-resolved.json")), NOW)[0])
+    res = check_html(telegram_channel.render(r, message(fixture_bytes("04-critical-all-resolved.json")), NOW)[0])
     assert "resolved after 12s" in res
     body = make_group(1)
     body["alerts"][0]["annotations"].update(runbook_url="https://runbooks/x", dashboard_url="https://grafana/d/1")
-    html = r.telegram_parts(message(body), NOW)[0]
+    html = telegram_channel.render(r, message(body), NOW)[0]
     for name in ("Graph", "Runbook", "Dashboard", "Silence"):
         assert f">{name}</a>" in html
     assert 'href="https://runbooks/x"' in html
@@ -53,7 +58,7 @@ def test_silence_link_prefills_the_labels() -> None:
 def test_severities_look_different() -> None:
     r = Renderer()
     heads = {
-        sev: r.telegram_parts(message(make_group(1, severity=sev)), NOW)[0].split("\n")[0]
+        sev: telegram_channel.render(r, message(make_group(1, severity=sev)), NOW)[0].split("\n")[0]
         for sev in ("critical", "warning", "info")
     }
     assert heads["critical"].startswith("🔴") and heads["warning"].startswith("🟠") and heads["info"].startswith("🔵")
@@ -62,7 +67,7 @@ def test_severities_look_different() -> None:
             {
                 p.color
                 for sev in ("critical", "warning", "info")
-                for p in r.slack_parts(message(make_group(1, severity=sev)), NOW)
+                for p in slack_channel.render(r, message(make_group(1, severity=sev)), NOW)
             }
         )
         == 3
@@ -73,21 +78,21 @@ def test_mrkdwn_escaping() -> None:
     assert escape_mrkdwn('<script>&"x"') == '&lt;script&gt;&amp;"x"'
     body = make_group(1)
     body["alerts"][0]["annotations"]["summary"] = "<!channel> & <http://evil|click>"
-    text = json.dumps([p.payload() for p in Renderer().slack_parts(message(body), NOW)])
+    text = json.dumps([p.payload() for p in slack_channel.render(Renderer(), message(body), NOW)])
     assert "<!channel>" not in text and "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;" in text
 
 
 def test_huge_annotations_are_clipped_not_split_inside_markup() -> None:
     body = make_group(1)
     body["alerts"][0]["annotations"]["description"] = "<b>" * 3000
-    parts = Renderer().telegram_parts(message(body), NOW)
+    parts = telegram_channel.render(Renderer(), message(body), NOW)
     assert len(parts) == 1
     assert utf16_len(check_html(parts[0])) <= 4096
 
 
 def test_beyond_max_parts_the_last_part_says_how_many_more() -> None:
     r = Renderer(max_parts=2)
-    parts = r.telegram_parts(message(make_group(400)), NOW)
+    parts = telegram_channel.render(r, message(make_group(400)), NOW)
     assert len(parts) == 2
     last = check_html(parts[-1])
     assert "more alerts" in last
@@ -97,37 +102,35 @@ def test_beyond_max_parts_the_last_part_says_how_many_more() -> None:
 
 
 def test_slack_parts_respect_block_kit_limits() -> None:
-    for p in Renderer().slack_parts(message(make_group(500)), NOW):
+    for p in slack_channel.render(Renderer(), message(make_group(500)), NOW):
         check_blocks(p.blocks)
         assert all(len(b["text"]["text"]) <= SLACK_MAX_SECTION for b in p.blocks if b["type"] == "section")
 
 
 def test_overrides_replace_only_what_they_define() -> None:
-    t = TemplatesSettings(
-        telegram=TemplateOverride(inline="{% macro alert(a, detail) %}ALERT {{ a.name }}{% endmacro %}")
-    )
-    text = Renderer(t).telegram_parts(message(make_group(2)), NOW)[0]
+    t = {"telegram": "{% macro alert(a, detail) %}ALERT {{ a.name }}{% endmacro %}"}
+    text = telegram_channel.render(Renderer(t), message(make_group(2)), NOW)[0]
     assert "ALERT LargeDrawdown" in text and "WARNING" in text  # default header kept
 
 
 def test_templates_are_sandboxed_and_strict() -> None:
     with pytest.raises(ValueError, match="does not compile"):
-        Renderer(TemplatesSettings(log=TemplateOverride(inline="{% for %}")))
-    r = Renderer(TemplatesSettings(log=TemplateOverride(inline="{{ ''.__class__.__mro__ }}")))
+        Renderer({"log": "{% for %}"}, [log_channel.TEMPLATE])
+    r = Renderer({"log": "{{ ''.__class__.__mro__ }}"})
     from jinja2.exceptions import SecurityError
 
     with pytest.raises(SecurityError):
-        r.log_text(message(make_group(1)), NOW)
-    r = Renderer(TemplatesSettings(log=TemplateOverride(inline="{{ nope }}")))
+        log_channel.render(r, message(make_group(1)), NOW)
+    r = Renderer({"log": "{{ nope }}"})
     from jinja2 import UndefinedError
 
     with pytest.raises(UndefinedError):
-        r.log_text(message(make_group(1)), NOW)
+        log_channel.render(r, message(make_group(1)), NOW)
 
 
 def test_email_subject_is_one_line_and_html_autoescaped() -> None:
     body = make_group(3, severity="critical")
     body["alerts"][0]["labels"]["bot"] = "<b>x</b>"
-    e = Renderer().email(message(body), NOW)
+    e = email_channel.render(Renderer(), message(body), NOW)
     assert "\n" not in e.subject and e.subject.startswith("[CRITICAL]")
     assert "&lt;b&gt;x&lt;/b&gt;" in e.html and "<b>x</b>" in e.text
