@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import signal
 import sys
@@ -263,8 +262,8 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
 
 def deliveries_table(rows: list[dict[str, Any]], now: float, state: str | None) -> str:
     """The outbox as a person reads it: a header, one line per delivery, and a line that says when there is none."""
-    from notifier.api.handlers import delivery_view
     from notifier.templates.context import format_duration
+    from notifier.views import delivery_view
 
     if not rows:
         return f"no {state} deliveries" if state else "no deliveries yet"
@@ -396,5 +395,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())

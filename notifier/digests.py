@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
-from notifier.domain import MessageKind
+from notifier.domain import ChangeRecord, MessageKind
 from notifier.metrics import NotifierMetrics
 from notifier.settings import DigestSettings, ReceiverSettings, Settings, parse_duration
 from notifier.store import Store, new_id
@@ -309,7 +309,7 @@ class DigestScheduler:
                     state="pending",
                     kind=MessageKind.DIGEST.value,
                     silent=False,
-                    change="{}",
+                    change=ChangeRecord().encode(),
                     attempts=0,
                     parts_sent=0,
                     created_at=now,

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 ZERO_TIME_YEAR = 1  # Alertmanager sends endsAt=0001-01-01T00:00:00Z for a firing alert
 
 
@@ -61,6 +63,15 @@ class WebhookOutcome(StrEnum):
     UNAUTHORIZED = "unauthorized"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
+
+
+class SuppressReason(StrEnum):
+    """Why a notification was not sent (notifier_notifications_suppressed_total{reason})."""
+
+    DUPLICATE = "duplicate"  # an HA peer's copy or a resend, within dedup.redelivery_window
+    UNCHANGED = "unchanged"  # nothing new for the receiver, and its repeat interval has not passed
+    QUIET_HOURS_DROP = "quiet_hours_drop"  # a route's quiet hours in `drop` mode
+    QUIET_HOURS_RESOLVED = "quiet_hours_resolved"  # fired and resolved while held, and nobody was told it fired
 
 
 class DeliveryOutcome(StrEnum):
@@ -142,6 +153,37 @@ class Change:
         if self.still_firing:
             parts.append(f"{self.still_firing} still firing")
         return ", ".join(parts)
+
+
+class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """What an outbox message tells of its group, as stored with it (the `change` column): the change since the
+    receiver's last delivery, the state it is measured against, and what the worker needs to build the message.
+    Encoded and decoded here only."""
+
+    new: int = 0
+    resolved: int = 0
+    still_firing: int = 0
+    repeat: bool = False  # a repeat of an unchanged firing group (its repeat_interval passed)
+    base: dict[str, str] | None = None  # fingerprint -> status at the last delivery; None: not measured (a summary)
+    gone: list[dict[str, Any]] = msgspec.field(default_factory=list)  # alerts that left the group while it waited
+    skip_if_resolved: bool = False  # quiet hours: no catch-up if the group fired and resolved inside the window
+
+    @classmethod
+    def decode(cls, text: str | bytes | None) -> ChangeRecord:
+        return _change_decoder.decode(text) if text else cls()
+
+    def encode(self) -> str:
+        return _change_encoder.encode(self).decode()
+
+    def counts(self) -> Change:
+        return Change(new=self.new, resolved=self.resolved, still_firing=self.still_firing)
+
+    def with_counts(self, c: Change) -> ChangeRecord:
+        return msgspec.structs.replace(self, new=c.new, resolved=c.resolved, still_firing=c.still_firing)
+
+
+_change_decoder = msgspec.json.Decoder(ChangeRecord)
+_change_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)

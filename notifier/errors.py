@@ -7,7 +7,6 @@ NotifierError
 │   ├── RetryableError   network, 5xx, 429: try again later (optionally after retry_after seconds)
 │   └── PermanentError   bad chat id, bad token: retrying cannot help
 │       └── ContentRejected  the provider refused this message's content (length, markup, blocks)
-└── Suppressed           a stage decided not to send (duplicate, unchanged, quiet hours)
 """
 
 from __future__ import annotations
@@ -55,11 +54,3 @@ class PermanentError(DeliveryError):
 class ContentRejected(PermanentError):
     """The provider refused the message for what it says (too long, markup or blocks it cannot parse). Retrying
     the same text cannot help; the worker sends it once more in the minimal safe form instead."""
-
-
-class Suppressed(NotifierError):
-    """A stage decided that nothing is to be sent; `reason` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

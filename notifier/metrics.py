@@ -6,12 +6,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from notifier.channels.registry import PLUGINS
-from notifier.domain import AlertStatus, DeliveryOutcome, Severity, WebhookOutcome
+from notifier.domain import AlertStatus, DeliveryOutcome, Severity, SuppressReason, WebhookOutcome
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double every counter for no use in alerting
-SUPPRESS_REASONS = ("duplicate", "unchanged", "quiet_hours_drop", "quiet_hours_resolved")
 
 
 class NotifierMetrics:
@@ -95,8 +94,8 @@ class NotifierMetrics:
         self._alerts_by = {
             (sev.value, st.value): self.alerts.labels(sev.value, st.value) for sev in Severity for st in AlertStatus
         }
-        for r in SUPPRESS_REASONS:
-            self.suppressed_total.labels(r)
+        for r in SuppressReason:
+            self.suppressed_total.labels(r.value)
         for ch in PLUGINS:  # every channel's series exist from the first scrape
             self.outbox_pending.labels(ch)
             self.delivery_duration.labels(ch)
@@ -115,8 +114,8 @@ class NotifierMetrics:
         for key, n in counts.items():
             self._alerts_by[key].inc(n)
 
-    def suppressed(self, reason: str) -> None:
-        self.suppressed_total.labels(reason).inc()
+    def suppressed(self, reason: SuppressReason) -> None:
+        self.suppressed_total.labels(reason.value).inc()
 
     def deferred(self) -> None:
         self.deferred_total.inc()

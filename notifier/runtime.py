@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
@@ -48,12 +48,10 @@ class Runtime:
     intake_batch: Batch[IntakeJob, IntakeResult]
     worker: DeliveryWorker
     channels: dict[str, Channel]
-    renderers: dict[str, Renderer]
     registry: CollectorRegistry
     digests: DigestScheduler
     housekeeper: Housekeeper
     heartbeat: Heartbeat
-    started: bool = field(default=False)
 
     @classmethod
     def build(
@@ -107,7 +105,6 @@ class Runtime:
             intake_batch,
             worker,
             channels,
-            renderers,
             registry,
             digests,
             housekeeper,
@@ -121,7 +118,6 @@ class Runtime:
             self.digests.start()
             self.housekeeper.start()
             self.heartbeat.start()
-        self.started = True
 
     async def stop(self) -> None:
         await self.heartbeat.stop()
@@ -135,4 +131,3 @@ class Runtime:
             except Exception:
                 log.debug("closing a channel failed", exc_info=True)
         await self.store.dispose()
-        self.started = False

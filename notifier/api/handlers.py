@@ -6,7 +6,6 @@ import logging
 import time
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,12 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from notifier.api.auth import authorized, challenge
 from notifier.api.refusals import RefusalLog
 from notifier.api.schema import PayloadError, decode_payload
-from notifier.clock import iso
-from notifier.domain import DeliveryState, WebhookOutcome
+from notifier.domain import DeliveryState, SuppressReason, WebhookOutcome
 from notifier.errors import StoreUnavailable
-from notifier.redaction import redact
 from notifier.runtime import Runtime
 from notifier.store import repository as repo
+from notifier.views import delivery_view
 
 log = logging.getLogger("notifier.api")
 JSON = "application/json"
@@ -94,7 +92,7 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
             )
         if result.duplicate:
             outcome = WebhookOutcome.DUPLICATE
-            rt.metrics.suppressed("duplicate")
+            rt.metrics.suppressed(SuppressReason.DUPLICATE)
         else:
             outcome = WebhookOutcome.ACCEPTED
             rt.metrics.alerts_received(job.counts)
@@ -167,29 +165,6 @@ async def readyz(state: State) -> Response[Any]:
 @get("/metrics")
 async def metrics(state: State) -> Response[bytes]:
     return Response(content=generate_latest(_rt(state).registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
-    change = msgspec.json.decode(row["change"]) if row.get("change") else {}
-    return {
-        "id": row["id"],
-        "state": row["state"],
-        "receiver": row["receiver"],
-        "target": row["target"],
-        "channel": row["channel"],
-        "group_key": row["group_key"],
-        "notification_id": row["notification_id"],
-        "kind": row["kind"],
-        "silent": bool(row["silent"]),
-        "attempts": row["attempts"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "next_attempt_at": iso(row["next_attempt_at"]) if row["state"] == DeliveryState.PENDING else None,
-        "sent_at": iso(row["sent_at"]),
-        "last_error": redact(row["last_error"]) if row["last_error"] else row["last_error"],
-        "provider_ref": row["provider_ref"],
-        "change": {k: v for k, v in change.items() if k in ("new", "resolved", "still_firing", "repeat")},
-    }
 
 
 @get("/api/v1/deliveries")

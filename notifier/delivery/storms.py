@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from notifier.domain import SEVERITY_RANK, DeliveryState, MessageKind, Severity
+from notifier.domain import SEVERITY_RANK, ChangeRecord, DeliveryState, MessageKind, Severity
 from notifier.store import new_id
 from notifier.store.repository import insert_own_notification, read_bodies
 from notifier.store.tables import deliveries
@@ -164,7 +164,7 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
         conn.execute(
             update(deliveries)
             .where(deliveries.c.id == waiting_summary["id"])
-            .values(notification_id=sid, updated_at=now, change=msgspec.json.encode({"new": len(alerts)}).decode())
+            .values(notification_id=sid, updated_at=now, change=ChangeRecord(new=len(alerts)).encode())
         )
         return len(fold)
     r0 = fold[0][0]
@@ -180,7 +180,7 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
             state=DeliveryState.PENDING.value,
             kind=MessageKind.ALERT.value,
             silent=False,
-            change=msgspec.json.encode({"new": len(fold)}).decode(),
+            change=ChangeRecord(new=len(fold)).encode(),
             attempts=0,
             parts_sent=0,
             created_at=now,

@@ -27,11 +27,13 @@ from notifier.domain import (
     AlertGroup,
     AlertStatus,
     Change,
+    ChangeRecord,
     DeliveryOutcome,
     DeliveryReceipt,
     Message,
     MessageKind,
     Severity,
+    SuppressReason,
 )
 from notifier.errors import ContentRejected, DeliveryError, PermanentError, RetryableError, StoreUnavailable
 from notifier.metrics import NotifierMetrics
@@ -84,19 +86,14 @@ def build_message(row: dict[str, Any], body: bytes, send_resolved: bool, thread_
             digest=msgspec.json.decode(body),
         )
     payload = msgspec.json.decode(body, type=WebhookPayload)
-    change: dict[str, Any] = msgspec.json.decode(row["change"]) if row["change"] else {}
-    gone = [msgspec.convert(a, WebhookAlert) for a in change.get("gone", [])]
+    change = ChangeRecord.decode(row["change"])
+    gone = [msgspec.convert(a, WebhookAlert) for a in change.gone]
     if gone:
         payload = msgspec.structs.replace(payload, alerts=[*payload.alerts, *gone])
     group: AlertGroup = to_group(payload)
     if not send_resolved and group.firing:
         group = dataclasses.replace(group, alerts=group.firing)
-    if change.get("repeat"):
-        ch = Change(still_firing=len(group.firing))
-    else:
-        ch = Change(
-            new=change.get("new", 0), resolved=change.get("resolved", 0), still_firing=change.get("still_firing", 0)
-        )
+    ch = Change(still_firing=len(group.firing)) if change.repeat else change.counts()
     return Message(
         delivery_id=row["id"],
         receiver=row["receiver"],
@@ -275,7 +272,7 @@ class DeliveryWorker:
         )
         if self._untold_and_over(row, message):
             # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
-            self._metrics.suppressed("quiet_hours_resolved")
+            self._metrics.suppressed(SuppressReason.QUIET_HOURS_RESOLVED)
             await self._finish_sent(row, message, DeliveryReceipt(ref=None, parts=0))
             return
         rules = with_headroom(channel.rate_rules(), message)
@@ -333,11 +330,10 @@ class DeliveryWorker:
 
     @staticmethod
     def _untold_and_over(row: dict[str, Any], message: Message) -> bool:
-        change = msgspec.json.decode(row["change"]) if row.get("change") else {}
-        if not change.get("skip_if_resolved") or message.group.firing:
+        change = ChangeRecord.decode(row.get("change"))
+        if not change.skip_if_resolved or message.group.firing:
             return False
-        base = change.get("base", {})
-        return not any(status == AlertStatus.FIRING.value for status in base.values())
+        return not any(status == AlertStatus.FIRING.value for status in (change.base or {}).values())
 
     async def _finish_sent(self, row: dict[str, Any], message: Message, receipt: DeliveryReceipt) -> None:
         now = self._clock.now()

@@ -26,7 +26,15 @@ from notifier.api.schema import WebhookPayload, summarize
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.digests import record_items
-from notifier.domain import AlertStatus, DeliveryState, MessageKind, Severity
+from notifier.domain import (
+    AlertStatus,
+    Change,
+    ChangeRecord,
+    DeliveryState,
+    MessageKind,
+    Severity,
+    SuppressReason,
+)
 from notifier.errors import StoreUnavailable
 from notifier.metrics import NotifierMetrics
 from notifier.routing import RouteMatch, Router
@@ -57,7 +65,6 @@ class IntakeResult:
     suppressed: dict[str, int] = field(default_factory=dict)
     receivers: list[str] = field(default_factory=list)
     leased: list[dict[str, Any]] = field(default_factory=list)  # rows handed straight to this process's worker
-    digested: int = 0  # receivers that took this webhook into their next digest
     key: str = ""  # the redelivery key this webhook holds once committed, until key_expires_at
     key_expires_at: float = 0.0
 
@@ -143,7 +150,7 @@ _FIRING = AlertStatus.FIRING.value
 _RESOLVED = AlertStatus.RESOLVED.value
 
 
-def diff_states(base: dict[str, str], current: dict[str, str]) -> dict[str, int]:
+def diff_states(base: dict[str, str], current: dict[str, str]) -> Change:
     """What changed from `base` (fingerprint -> status last committed) to `current`: alerts that fire anew (or fired
     and resolved without ever being told), alerts resolved since, and alerts still firing. One pass: a 100-alert
     group is diffed on every webhook, so the common cases -- a group seen for the first time, a group unchanged
@@ -152,8 +159,8 @@ def diff_states(base: dict[str, str], current: dict[str, str]) -> dict[str, int]
         statuses = list(current.values())
         firing, ended = statuses.count(_FIRING), statuses.count(_RESOLVED)
         if not base:  # every alert is news; a resolved one is both new and resolved (never told it fired)
-            return {"new": firing + ended, "resolved": ended, "still_firing": 0}
-        return {"new": 0, "resolved": 0, "still_firing": firing}
+            return Change(new=firing + ended, resolved=ended)
+        return Change(still_firing=firing)
     new = resolved = still = 0
     for fp, status in current.items():
         before = base.get(fp)
@@ -167,7 +174,7 @@ def diff_states(base: dict[str, str], current: dict[str, str]) -> dict[str, int]
                 resolved += 1
             if before is None:
                 new += 1
-    return {"new": new, "resolved": resolved, "still_firing": still}
+    return Change(new=new, resolved=resolved, still_firing=still)
 
 
 @dataclass(slots=True)
@@ -355,7 +362,7 @@ class IntakeStage:
                 "alert_count": job.alert_count,
                 "redelivery_key": job.key,
                 "payload": text,
-                "payload_zlib": packed,
+                "payload_packed": packed,
             }
         )
         return result
@@ -380,12 +387,12 @@ class IntakeStage:
         change = diff_states(base, current)
         repeat = match.repeat_interval if match.repeat_interval is not None else DEFAULT_REPEAT_INTERVAL
         repeat_due = (
-            prior is not None and repeat > 0 and change["still_firing"] > 0 and now - prior["last_sent_at"] >= repeat
+            prior is not None and repeat > 0 and change.still_firing > 0 and now - prior["last_sent_at"] >= repeat
         )
-        wants_resolved = change["resolved"] > 0 and receiver.send_resolved
-        if not (change["new"] or wants_resolved or repeat_due):
-            self._suppress("unchanged", result)
-            if change["resolved"]:  # not sent (send_resolved: false), but the next firing must count as new
+        wants_resolved = change.resolved > 0 and receiver.send_resolved
+        if not (change.new or wants_resolved or repeat_due):
+            self._suppress(SuppressReason.UNCHANGED, result)
+            if change.resolved:  # not sent (send_resolved: false), but the next firing must count as new
                 group_updates[(receiver.name, gh)] = {
                     "alerts": current,
                     "last_sent_at": prior["last_sent_at"] if prior else now,
@@ -401,7 +408,7 @@ class IntakeStage:
             window = self._schedules[qh.schedule].active_window(now)
             if window is not None:
                 if qh.mode == "drop":
-                    self._suppress("quiet_hours_drop", result)
+                    self._suppress(SuppressReason.QUIET_HOURS_DROP, result)
                     return
                 if qh.mode == "silent":
                     silent = True
@@ -416,14 +423,12 @@ class IntakeStage:
             if job.alerts_raw is None:
                 job.alerts_raw = msgspec.json.decode(job.raw)["alerts"]
             st.digest_writes.append((receiver.name, job.alerts_raw))
-            result.digested += 1
             return
 
         for target, channel, settings in self._targets[receiver.name]:
             target_silent = silent or PLUGINS[channel].silent(settings, job.severity)
-            info: dict[str, Any] = {"base": base, "repeat": bool(repeat_due and not change["new"]), **change}
-            if skip_resolved:
-                info["skip_if_resolved"] = True
+            info = ChangeRecord(base=base, repeat=bool(repeat_due and not change.new), skip_if_resolved=skip_resolved)
+            info = info.with_counts(change)
             waiting = st.pending.get((target, gh))
             row_id = new_id()
             attempts = 0
@@ -431,13 +436,13 @@ class IntakeStage:
             if waiting is not None:
                 # merge: keep the base of the waiting message, so the catch-up tells everything since the last
                 # delivery, and carry alerts that left the group meanwhile (fired and resolved while held)
-                old = msgspec.json.decode(waiting["change"])
-                info["base"] = old.get("base", base)
-                info["repeat"] = False
-                info["skip_if_resolved"] = bool(old.get("skip_if_resolved")) and skip_resolved
-                info["gone"] = self._carry_gone(st, waiting, old, current)
-                with_gone = {**{g["fingerprint"]: AlertStatus.RESOLVED.value for g in info["gone"]}, **current}
-                info.update(diff_states(info["base"], with_gone))
+                old = ChangeRecord.decode(waiting["change"])
+                gone = self._carry_gone(st, waiting, old, current)
+                merged_base = old.base if old.base is not None else base
+                with_gone = {**{g["fingerprint"]: AlertStatus.RESOLVED.value for g in gone}, **current}
+                info = ChangeRecord(
+                    base=merged_base, gone=gone, skip_if_resolved=old.skip_if_resolved and skip_resolved
+                ).with_counts(diff_states(merged_base, with_gone))
                 target_silent = target_silent and bool(waiting["silent"])
                 row_id, attempts, created = waiting["id"], waiting["attempts"], waiting["created_at"]
                 if attempts == 0:
@@ -455,7 +460,7 @@ class IntakeStage:
                 "state": DeliveryState.PENDING.value,
                 "kind": MessageKind.ALERT.value,
                 "silent": target_silent,
-                "change": msgspec.json.encode(info).decode(),
+                "change": info.encode(),
                 "attempts": attempts,
                 "parts_sent": 0,
                 "created_at": created,
@@ -481,15 +486,15 @@ class IntakeStage:
             delivery_updates[(target, gh)] = row
             result.queued += 1
 
-    def _suppress(self, reason: str, result: IntakeResult) -> None:
+    def _suppress(self, reason: SuppressReason, result: IntakeResult) -> None:
         self._metrics.suppressed(reason)
         result.suppressed[reason] = result.suppressed.get(reason, 0) + 1
 
     @staticmethod
-    def _carry_gone(st: _State, waiting: dict[str, Any], old: dict[str, Any], present: dict[str, str]) -> list[Any]:
+    def _carry_gone(st: _State, waiting: dict[str, Any], old: ChangeRecord, present: dict[str, str]) -> list[Any]:
         """Alerts of the waiting message's state that the new state no longer lists (Alertmanager drops resolved
         alerts from later notifications): kept so that the catch-up still shows them."""
-        gone: list[dict[str, Any]] = list(old.get("gone", []))
+        gone: list[dict[str, Any]] = list(old.gone)
         raw = st.payloads.get(waiting["notification_id"])
         if raw is not None:
             known = {g["fingerprint"] for g in gone}
@@ -567,7 +572,7 @@ class _Statements:
             threads=select(threads.c.target, threads.c.group_hash, threads.c.provider_ref).where(
                 threads.c.target.in_(targets), threads.c.group_hash.in_(hashes)
             ),
-            payloads=select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
+            payloads=select(notifications.c.id, notifications.c.payload, notifications.c.payload_packed).where(
                 notifications.c.id.in_(bindparam("ids", expanding=True))
             ),
             expired_keys=delete(intake_keys).where(intake_keys.c.key.in_(keys), intake_keys.c.expires_at <= now),

@@ -1,16 +1,13 @@
-"""How a notification's body is kept: as sent when it is small, compressed when it is not.
+"""How a notification's body is kept: as sent when it is small, packed with Zstandard when it is not.
 
 A body over one database page would take a chain of overflow pages, each written to the log and again to the
-database file. A large group's alerts repeat the same labels and annotations, so a 100-alert body of 38 KiB packs to
-1.3 KiB with Zstandard at level -1 in some 12 µs: the intake writes a thirtieth of the pages and the database grows a
-thirtieth as fast. Level 1 packs it to 1.0 KiB in 15 µs when timed alone, but on the event loop, amid every other
-request, it cost more than those 3 µs: the intake benchmark's durable 100-alert throughput was 4 and 6 % higher with
-level -1 in two A/B runs (presumably because level 1 works with a hash table twice as large, which the other
-requests push out of the CPU's caches). zlib level 1, used first, took 35 µs for 1.7 KiB. Small bodies stay readable
-in `payload` with any SQLite or PostgreSQL client.
+database file. A large group's alerts repeat the same labels and annotations, so it packs to a small fraction of its
+size: the intake writes far fewer pages and the database grows that much more slowly. The level is the fastest one
+(-1), because packing runs on the event loop for every large webhook (`bench/intake.py` measures the choice). Small
+bodies stay readable in `payload` with any SQLite or PostgreSQL client.
 
-The packed column keeps its first name, `payload_zlib`: rows written by earlier versions hold zlib streams there, and
-they stay readable (a Zstandard frame is told from a zlib stream by its magic number).
+Rows written by versions before 0005 hold zlib streams in `payload_packed`, and they stay readable: a Zstandard frame
+is told from a zlib stream by its magic number.
 """
 
 from __future__ import annotations
@@ -39,7 +36,7 @@ _codecs = _Codecs()
 
 
 def pack(body: bytes) -> tuple[str, bytes | None]:
-    """The (payload, payload_zlib) column values for a body: the text with no blob, or '' with the packed blob."""
+    """The (payload, payload_packed) column values for a body: the text with no blob, or '' with the packed blob."""
     if len(body) > COMPRESS_ABOVE:
         packed: bytes = _codecs.packer.compress(body)  # the frame records the body's size, for unpacking
         return "", packed

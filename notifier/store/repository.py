@@ -33,12 +33,12 @@ def dialect_insert(conn: AsyncConnection | Connection, table: Any) -> Any:
 
 
 async def get_notification(conn: AsyncConnection, notification_id: str) -> dict[str, Any] | None:
-    """The notification's row, with `payload` the body as received (unpacked) and no `payload_zlib`."""
+    """The notification's row, with `payload` the body as received (unpacked) and no `payload_packed`."""
     row = (await conn.execute(select(notifications).where(notifications.c.id == notification_id))).mappings().first()
     if row is None:
         return None
     out = dict(row)
-    body = unpack(out["payload"], out.pop("payload_zlib"))
+    body = unpack(out["payload"], out.pop("payload_packed"))
     out["payload"] = None if body is None else body.decode("utf-8")
     return out
 
@@ -49,7 +49,7 @@ def read_bodies(conn: Connection, ids: Collection[str]) -> dict[str, bytes | Non
     return {
         i: unpack(text, packed)
         for i, text, packed in conn.execute(
-            select(notifications.c.id, notifications.c.payload, notifications.c.payload_zlib).where(
+            select(notifications.c.id, notifications.c.payload, notifications.c.payload_packed).where(
                 notifications.c.id.in_(ids)
             )
         ).all()
@@ -326,7 +326,7 @@ def insert_own_notification(
             alert_count=count,
             redelivery_key=hashlib.sha256(f"{source}\x00{group_key}\x00{nid}".encode()).hexdigest(),
             payload=text,
-            payload_zlib=packed,
+            payload_packed=packed,
         )
     )
     return nid

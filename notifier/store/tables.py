@@ -40,8 +40,8 @@ notifications = Table(
     Column("status", String(16), nullable=False),
     Column("alert_count", Integer, nullable=False),
     Column("redelivery_key", String(64), nullable=False),
-    Column("payload", Text, nullable=False),  # the body as received, or '' when it is in payload_zlib
-    Column("payload_zlib", LargeBinary, nullable=True),  # a large body, compressed: see store/payloads.py
+    Column("payload", Text, nullable=False),  # the body as received, or '' when it is in payload_packed
+    Column("payload_packed", LargeBinary, nullable=True),  # a large body, compressed: see store/payloads.py
     Index("ix_notifications_received_at", "received_at"),
 )
 

@@ -56,13 +56,13 @@ async def test_a_large_group_is_stored_compressed_and_still_delivered_whole(
         async with rt.store.begin() as conn:
             text, packed = (
                 await conn.execute(
-                    select(notifications.c.payload, notifications.c.payload_zlib).where(notifications.c.id == nid)
+                    select(notifications.c.payload, notifications.c.payload_packed).where(notifications.c.id == nid)
                 )
             ).one()
             row = await repo.get_notification(conn, nid)
         assert text == ""
         assert packed is not None and len(packed) * 5 < len(raw)
-        assert row is not None and "payload_zlib" not in row
+        assert row is not None and "payload_packed" not in row
         assert row["payload"].encode() == raw
 
         async def delivered() -> bool:
@@ -82,7 +82,7 @@ async def test_a_damaged_packed_body_dead_letters_its_own_message_only(store_url
         ids = [(await post(client, json.dumps(g))).json()["notification_id"] for g in groups]
         async with rt.store.begin() as conn:
             await conn.execute(
-                update(notifications).where(notifications.c.id == ids[0]).values(payload_zlib=b"not zlib at all")
+                update(notifications).where(notifications.c.id == ids[0]).values(payload_packed=b"not zlib at all")
             )
     async with running(settings) as (_client, rt):
 

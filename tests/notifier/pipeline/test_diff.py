@@ -5,22 +5,23 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifier.domain import Change
 from notifier.pipeline.intake import diff_states
 
 states = st.dictionaries(st.sampled_from([f"fp{i}" for i in range(12)]), st.sampled_from(["firing", "resolved"]))
 
 
-def by_definition(base: dict[str, str], current: dict[str, str]) -> dict[str, int]:
+def by_definition(base: dict[str, str], current: dict[str, str]) -> Change:
     def having(d: dict[str, str], s: str) -> set[str]:
         return {fp for fp, v in d.items() if v == s}
 
     firing, resolved = having(current, "firing"), having(current, "resolved")
     unseen_resolved = {fp for fp in resolved if fp not in base}
-    return {
-        "new": len((firing - having(base, "firing")) | unseen_resolved),
-        "resolved": len(resolved - having(base, "resolved")),
-        "still_firing": len(firing & having(base, "firing")),
-    }
+    return Change(
+        new=len((firing - having(base, "firing")) | unseen_resolved),
+        resolved=len(resolved - having(base, "resolved")),
+        still_firing=len(firing & having(base, "firing")),
+    )
 
 
 @given(states, states)
@@ -36,7 +37,7 @@ def test_an_unchanged_or_first_seen_group_matches_the_definition_too(current: di
 
 
 def test_diff_examples() -> None:
-    assert diff_states({}, {"a": "firing", "b": "resolved"}) == {"new": 2, "resolved": 1, "still_firing": 0}
-    assert diff_states({"a": "firing"}, {"a": "firing"}) == {"new": 0, "resolved": 0, "still_firing": 1}
-    assert diff_states({"a": "firing"}, {"a": "resolved"}) == {"new": 0, "resolved": 1, "still_firing": 0}
-    assert diff_states({"a": "resolved"}, {"a": "firing"}) == {"new": 1, "resolved": 0, "still_firing": 0}
+    assert diff_states({}, {"a": "firing", "b": "resolved"}) == Change(new=2, resolved=1)
+    assert diff_states({"a": "firing"}, {"a": "firing"}) == Change(still_firing=1)
+    assert diff_states({"a": "firing"}, {"a": "resolved"}) == Change(resolved=1)
+    assert diff_states({"a": "resolved"}, {"a": "firing"}) == Change(new=1)
