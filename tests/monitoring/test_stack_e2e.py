@@ -56,10 +56,8 @@ def services() -> None:
     need(ok, f"Redis at {REDIS_URL}")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, pg_available: bool) -> Iterator[tuple[Stack, ThreadedFake]]:
-    services()
-    need(pg_available, "PostgreSQL at 127.0.0.1:5432")
+def telegram_stack(workdir: Path, scenario: str, **extra: Any) -> Iterator[tuple[Stack, ThreadedFake]]:
+    """The whole stack, fast, its notifier delivering to a fake Telegram server: yields both, stops both."""
     tg = ThreadedFake(FakeTelegram(token=TOKEN, chats={-1001234567890}))
     notifier_config = {
         "receivers": [
@@ -67,21 +65,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_available: bool) -> Itera
         ],
         "routes": {"receiver": "oncall"},
     }
-    s = Stack(
-        Path(tmp_path_factory.mktemp("stack")),
-        all_ports(),
-        scenario="crash",
-        fast=True,
-        notifier_config=notifier_config,
-        redis_url=REDIS_URL,
-        postgres_dsn=POSTGRES_DSN,
-    )
+    s = Stack(workdir, all_ports(), scenario=scenario, fast=True, notifier_config=notifier_config, **extra)
     try:
         s.start()
         yield s, tg
     finally:
         s.stop()
         tg.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_available: bool) -> Iterator[tuple[Stack, ThreadedFake]]:
+    services()
+    need(pg_available, "PostgreSQL at 127.0.0.1:5432")
+    workdir = Path(tmp_path_factory.mktemp("stack"))
+    yield from telegram_stack(workdir, "crash", redis_url=REDIS_URL, postgres_dsn=POSTGRES_DSN)
 
 
 def test_crash_pages_criticaldrawdown_inhibits_largedrawdown_and_resolves(stack: tuple[Stack, ThreadedFake]) -> None:

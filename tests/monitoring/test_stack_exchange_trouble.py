@@ -11,34 +11,14 @@ import httpx
 import pytest
 
 from scripts.stack import Stack
-from tests.fakes.telegram import FakeTelegram, ThreadedFake
-from tests.monitoring.test_stack_e2e import REDIS_URL, TOKEN, all_ports, services, wait
+from tests.fakes.telegram import ThreadedFake
+from tests.monitoring.test_stack_e2e import REDIS_URL, services, telegram_stack, wait
 
 
 @pytest.fixture(scope="module")
 def trouble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, ThreadedFake]]:
     services()
-    tg = ThreadedFake(FakeTelegram(token=TOKEN, chats={-1001234567890}))
-    notifier_config = {
-        "receivers": [
-            {"name": "oncall", "telegram": [{"bot_token": TOKEN, "chat_id": -1001234567890, "api_url": tg.fake.url}]}
-        ],
-        "routes": {"receiver": "oncall"},
-    }
-    s = Stack(
-        Path(tmp_path_factory.mktemp("trouble")),
-        all_ports(),
-        scenario="exchange-trouble",
-        fast=True,
-        notifier_config=notifier_config,
-        redis_url=REDIS_URL,
-    )
-    try:
-        s.start()
-        yield s, tg
-    finally:
-        s.stop()
-        tg.stop()
+    yield from telegram_stack(Path(tmp_path_factory.mktemp("trouble")), "exchange-trouble", redis_url=REDIS_URL)
 
 
 def test_exchange_trouble_fires_and_resolves_the_api_alerts(trouble: tuple[Stack, ThreadedFake]) -> None:
