@@ -427,8 +427,14 @@ class IntakeStage:
 
         for target, channel, settings in self._targets[receiver.name]:
             target_silent = silent or PLUGINS[channel].silent(settings, job.severity)
-            info = ChangeRecord(base=base, repeat=bool(repeat_due and not change.new), skip_if_resolved=skip_resolved)
-            info = info.with_counts(change)
+            info = ChangeRecord(
+                base=base,
+                repeat=bool(repeat_due and not change.new),
+                skip_if_resolved=skip_resolved,
+                new=change.new,
+                resolved=change.resolved,
+                still_firing=change.still_firing,
+            )
             waiting = st.pending.get((target, gh))
             row_id = new_id()
             attempts = 0

@@ -174,16 +174,20 @@ def sort_alerts(alerts: tuple[Alert, ...], limit: int | None = None) -> list[Ale
     return sorted(alerts, key=_importance)
 
 
+def _counts(firing: int, resolved: int) -> str:
+    """ "2 firing", "2 resolved", "1 firing, 1 resolved": no count of nothing."""
+    return ", ".join(f"{n} {word}" for n, word in ((firing, "firing"), (resolved, "resolved")) if n)
+
+
 def _status_line(ch: Change, firing: int, resolved: int) -> str:
     """What changed, then how the group stands where the change alone does not say it: "2 new", "1 resolved · 1
     firing, 1 resolved"; for a lone alert without a change, nothing (its own line says it)."""
     change = ch.describe()
-    counts = ", ".join(f"{n} {word}" for n, word in ((firing, "firing"), (resolved, "resolved")) if n)
     if change and ch.new + ch.still_firing == firing and ch.resolved == resolved:
         return change
     if change:
-        return f"{change} · {counts}"
-    return counts if firing + resolved > 1 else ""
+        return f"{change} · {_counts(firing, resolved)}"
+    return _counts(firing, resolved) if firing + resolved > 1 else ""
 
 
 def group_context(
@@ -224,10 +228,7 @@ def group_context(
         "n_alerts": len(g.alerts),
         "n_firing": n_firing,
         "n_resolved": len(g.alerts) - n_firing,
-        # "2 firing", "2 resolved", "1 firing, 1 resolved": no count of nothing
-        "counts": ", ".join(
-            f"{n} {word}" for n, word in ((n_firing, "firing"), (len(g.alerts) - n_firing, "resolved")) if n
-        ),
+        "counts": _counts(n_firing, len(g.alerts) - n_firing),
         "truncated": g.truncated_alerts,
         "change": ch.describe(),
         "status_line": _status_line(ch, n_firing, len(g.alerts) - n_firing),
