@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from notifier.app import create_app
-    from notifier.store.engine import claim_sqlite_store
+    from notifier.store.sqlite import claim_sqlite_store
 
     settings = _load(args.config)
     _setup_logging(settings.server.log_level)

@@ -16,7 +16,7 @@ from notifier.api import handlers
 from notifier.api.refusals import RefusalLog
 from notifier.runtime import Runtime
 from notifier.settings import Settings
-from notifier.store.engine import redact_url
+from notifier.store.urls import redact_url
 
 log = logging.getLogger("notifier")
 GIL_SWITCH_INTERVAL = 0.0005

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.domain import DeliveryState
-from notifier.store.engine import new_id
+from notifier.store.ids import new_id
 from notifier.store.payloads import pack, unpack
 from notifier.store.tables import deliveries, notifications, threads
 

@@ -79,9 +79,9 @@ async def test_sqlite_full_gives_503_and_nothing_half_stored(sqlite_url: str) ->
         assert (await post(client, fixture_bytes("01-critical-firing-two-alerts.json"))).status_code == 202
 
         # cap the database at its current size: the next write finds the disk full
-        assert rt.store.writer_engine is not None
+        assert rt.store.sqlite_writer is not None
 
-        @event.listens_for(rt.store.writer_engine, "connect")
+        @event.listens_for(rt.store.sqlite_writer.engine, "connect")
         def _cap(dbapi_conn: Any, _rec: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA page_count")
@@ -89,7 +89,7 @@ async def test_sqlite_full_gives_503_and_nothing_half_stored(sqlite_url: str) ->
             cur.execute(f"PRAGMA max_page_count={pages}")
             cur.close()
 
-        rt.store.release_write_connection()
+        rt.store.sqlite_writer.release()
         big = (
             fixture_bytes("01-critical-firing-two-alerts.json")
             .replace(b"check_me_now", base64.b64encode(os.urandom(150_000)))  # large bodies are packed: random
@@ -100,8 +100,8 @@ async def test_sqlite_full_gives_503_and_nothing_half_stored(sqlite_url: str) ->
         assert await count(rt) == 1
 
         # room again (the cap gone): Alertmanager's retry of the same body gets in
-        event.remove(rt.store.writer_engine, "connect", _cap)
-        rt.store.release_write_connection()
+        event.remove(rt.store.sqlite_writer.engine, "connect", _cap)
+        rt.store.sqlite_writer.release()
         r = await post(client, big)
         assert r.status_code == 202, r.text
         assert await count(rt) == 2

@@ -153,15 +153,15 @@ async def test_sqlite_log_is_copied_into_the_database_and_starts_over_under_stea
     long, and the log's size is only known when one reports it: after a bounded number of commits without a
     report, a transaction waits for a checkpoint of its own, so the bound holds then too."""
     if background == "slow":
-        import notifier.store.engine as engine
+        from notifier.store import sqlite
 
-        run = engine._Checkpointer._run
+        run = sqlite.Checkpointer._run
 
         def slow_run(self: Any) -> None:
             time.sleep(0.1)
             run(self)
 
-        monkeypatch.setattr(engine._Checkpointer, "_run", slow_run)
+        monkeypatch.setattr(sqlite.Checkpointer, "_run", slow_run)
     db = str(make_url(sqlite_url).database)
     store = Store(StorageSettings(url=sqlite_url))
     await store.migrate()
@@ -210,8 +210,8 @@ async def test_a_failing_background_checkpoint_is_logged_once_and_the_log_stays_
     db = str(make_url(sqlite_url).database)
     store = Store(StorageSettings(url=sqlite_url))
     await store.migrate()
-    assert store._checkpointer is not None
-    store._checkpointer._database = str(tmp_path / "missing" / "notifier.db")
+    assert store.sqlite_writer is not None and store.sqlite_writer.checkpointer is not None
+    store.sqlite_writer.checkpointer._database = str(tmp_path / "missing" / "notifier.db")
     try:
         with caplog.at_level(logging.WARNING, logger="notifier.store"):
             largest_log = await _write_through_log(store, db)

@@ -1,0 +1,17 @@
+"""Row ids: ULIDs, sortable by creation time."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Ids need uniqueness, not secrecy: a generator seeded from the OS once, instead of a system call per id.
+_ids = random.Random(int.from_bytes(os.urandom(16), "big"))  # noqa: S311 -- ids, not secrets
+
+
+def new_id() -> str:
+    """A ULID: 48 bits of milliseconds and 80 random bits as 26 Crockford base32 digits, most significant first."""
+    n = (int(time.time() * 1000) << 80) | _ids.getrandbits(80)
+    return "".join(_CROCKFORD[n >> shift & 31] for shift in range(125, -1, -5))
