@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from notifier.api.schema import decode_payload  # noqa: E402
+from notifier.alertmanager import decode_payload  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
 from notifier.settings import load_settings_from_mapping  # noqa: E402
 from tests.helpers import fixture_json  # noqa: E402

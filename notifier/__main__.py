@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -154,7 +153,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import msgspec
 
-    from notifier.api.schema import PayloadError, decode_payload, to_group
+    from notifier.alertmanager import PayloadError, decode_payload, to_group
     from notifier.clock import SystemClock
     from notifier.domain import Message
 
@@ -235,6 +234,7 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     from notifier.clock import SystemClock
     from notifier.store import Store
     from notifier.store import repository as repo
+    from notifier.views import deliveries_table
 
     settings = _load(args.config)
 
@@ -258,28 +258,6 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
-
-
-def deliveries_table(rows: list[dict[str, Any]], now: float, state: str | None) -> str:
-    """The outbox as a person reads it: a header, one line per delivery, and a line that says when there is none."""
-    from notifier.templates.context import format_duration
-    from notifier.views import delivery_view
-
-    if not rows:
-        return f"no {state} deliveries" if state else "no deliveries yet"
-    header = ("ID", "STATE", "RECEIVER/TARGET", "ALERTNAME", "AGE", "ATTEMPTS", "LAST ERROR")
-    lines = [header]
-    for r in rows:
-        v = delivery_view(r)
-        m = re.search(r'alertname="([^"]*)"', str(r["group_key"]))
-        name = m.group(1) if m else ("(digest)" if r["kind"] == "digest" else "")
-        error = (v["last_error"] or "").replace("\n", " ")
-        age = format_duration(now - float(r["created_at"]))
-        lines.append((v["id"], v["state"], v["target"], name[:40], age, str(v["attempts"]), error[:120]))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1] for line in lines
-    ).rstrip()
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -34,19 +34,20 @@ def _unexpected(_request: Request[Any, Any, Any], exc: Exception) -> Response[An
 
 
 def tune_interpreter() -> None:
-    """Settings for a process that is the notifier, once it has started (also used by in-process benchmarks)."""
-    # The store's writer thread needs the GIL for a moment before and after each commit's disk flush; the
-    # default 5 ms hand-over would keep every webhook of the batch waiting that long under load.
+    """Settings for a process that is only the notifier (`notifier serve`, and in-process benchmarks), made once it
+    has started; a notifier inside another program leaves that program's interpreter alone. Without them, webhooks
+    wait behind garbage collections and GIL hand-overs under load: the latencies of `make bench-intake` show it."""
+    # The store's writer thread needs the GIL for a moment before and after each commit's disk flush; with the
+    # default 5 ms hand-over, every webhook of the batch would wait that long for it.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     # Everything built at start (modules, the app, SQLAlchemy's and Litestar's caches) lives as long as the
-    # process. Frozen, the cyclic collector stops walking it: webhooks in flight survive a few young collections,
-    # and each full collection they set off walked all of it -- 55 ms with a 100-alert group, every ~0.5 s.
+    # process. Frozen, the cyclic collector no longer walks it on every full collection, which webhooks in flight
+    # set off by surviving a few young ones.
     gc.collect()
     gc.freeze()
-    # A young collection walks every container allocated since the last one and still alive. Under load most of
-    # those are the objects of webhooks waiting for their commit (requests, jobs, futures), which a default-sized
-    # young generation sees again and again and moves on to older ones: 5 % of the event loop's time at 5,000
-    # webhooks a second. Hardly anything the notifier makes is cyclic garbage; refcounting frees the rest at once.
+    # A young collection walks every container allocated since the last one and still alive: under load, mostly
+    # the objects of webhooks waiting for their commit, seen again and again. Hardly anything the notifier makes is
+    # cyclic garbage (reference counting frees the rest at once), so young collections can be rarer.
     _gen0, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, gen1, gen2)
 

@@ -77,3 +77,20 @@ def secret(value: str | None, file: str | None, key: str, *, required: bool) -> 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every settings struct: unknown keys are refused, so a typo never silently turns a feature off."""
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def parse_weekdays(text: str) -> set[int]:
+    """'monday:friday' -> {0..4}; 'sunday' -> {6}; 'saturday:monday' wraps around the week."""
+    parts = [p.strip().lower() for p in text.split(":")]
+    if len(parts) > 2 or any(p not in WEEKDAYS for p in parts):
+        raise ValueError(f"expected a weekday or a range such as monday:friday, got {text!r}")
+    a = WEEKDAYS.index(parts[0])
+    b = WEEKDAYS.index(parts[-1])
+    days = {a}
+    while a != b:
+        a = (a + 1) % 7
+        days.add(a)
+    return days

@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,9 +24,10 @@ from sqlalchemy.exc import IntegrityError
 
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
-from notifier.domain import ChangeRecord, MessageKind
+from notifier.digest_schedule import DigestSchedule
+from notifier.domain import ChangeRecord, Delivery, MessageKind
 from notifier.metrics import NotifierMetrics
-from notifier.settings import DigestSettings, ReceiverSettings, Settings, parse_duration
+from notifier.settings import DigestSettings, ReceiverSettings, Settings
 from notifier.store import Store, new_id
 from notifier.store.repository import insert_own_notification
 from notifier.store.tables import deliveries, digest_items, digest_runs
@@ -35,83 +35,6 @@ from notifier.tasks import cancel_and_wait
 from notifier.templates.context import format_duration
 
 log = logging.getLogger("notifier.digest")
-_FIELDS = ("minute", "hour", "day", "month", "weekday")
-_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
-
-
-def _parse_field(text: str, lo: int, hi: int, name: str) -> frozenset[int]:
-    out: set[int] = set()
-    for part in text.split(","):
-        step = 1
-        if "/" in part:
-            part, s = part.split("/", 1)
-            step = int(s)
-            if step < 1:
-                raise ValueError(f"{name}: step must be at least 1")
-        if part == "*":
-            a, b = lo, hi
-        elif "-" in part:
-            a, b = (int(x) for x in part.split("-", 1))
-        else:
-            a = b = int(part)
-        if name == "weekday":  # cron's Sunday may be 7
-            a, b = (0 if a == 7 else a), (0 if b == 7 and a != 0 else b)
-        if not (lo <= a <= hi and lo <= b <= hi and a <= b):
-            raise ValueError(f"{name}: {part!r} is outside {lo}-{hi}")
-        out.update(range(a, b + 1, step))
-    return frozenset(out)
-
-
-@dataclass(frozen=True, slots=True)
-class DigestSchedule:
-    """When a digest is due: a 5-field cron expression, or every N minutes/hours aligned to local midnight."""
-
-    zone: ZoneInfo
-    every: float | None = None
-    cron: tuple[frozenset[int], ...] | None = None
-
-    @classmethod
-    def parse(cls, schedule: str, timezone: str) -> DigestSchedule:
-        zone = ZoneInfo(timezone)
-        text = schedule.strip()
-        if text.startswith("every "):
-            every = float(parse_duration(text[6:]))
-            if every < 60:
-                raise ValueError("schedule: digests at most once a minute")
-            return cls(zone, every=every)
-        parts = text.split()
-        if len(parts) != 5:
-            raise ValueError("schedule: expected 'every 1h' or a cron expression such as '0 8 * * *'")
-        try:
-            fields = tuple(_parse_field(p, lo, hi, n) for p, (lo, hi), n in zip(parts, _RANGES, _FIELDS, strict=True))
-        except ValueError as exc:
-            raise ValueError(f"schedule: {exc}") from None
-        return cls(zone, cron=fields)
-
-    def _matches(self, local: datetime) -> bool:
-        assert self.cron is not None
-        minute, hour, day, month, weekday = self.cron
-        return (
-            local.minute in minute
-            and local.hour in hour
-            and local.day in day
-            and local.month in month
-            and (local.weekday() + 1) % 7 in weekday
-        )
-
-    def latest_tick(self, now: float) -> float:
-        """The newest tick at or before `now` (unix seconds)."""
-        if self.every is not None:
-            local = datetime.fromtimestamp(now, self.zone)
-            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-            since = now - midnight.timestamp()
-            return midnight.timestamp() + (since // self.every) * self.every
-        t = datetime.fromtimestamp(now, UTC).replace(second=0, microsecond=0)
-        for _ in range(366 * 24 * 60):
-            if self._matches(t.astimezone(self.zone)):
-                return t.timestamp()
-            t -= timedelta(minutes=1)
-        raise ValueError("the cron expression never matches")
 
 
 def record_items(conn: Connection, receiver: str, payload_alerts: list[dict[str, Any]], now: float) -> int:
@@ -297,26 +220,19 @@ class DigestScheduler:
         for target, channel, _t in receiver.targets():
             if not PLUGINS[channel].digests:
                 continue
-            conn.execute(
-                deliveries.insert().values(
-                    id=new_id(),
-                    notification_id=nid,
-                    receiver=receiver.name,
-                    target=target,
-                    channel=channel,
-                    group_key=gk,
-                    group_hash=f"digest-{tick:.0f}",
-                    state="pending",
-                    kind=MessageKind.DIGEST.value,
-                    silent=False,
-                    change=ChangeRecord().encode(),
-                    attempts=0,
-                    parts_sent=0,
-                    created_at=now,
-                    updated_at=now,
-                    next_attempt_at=now,
-                )
+            digest = Delivery.new(
+                id=new_id(),
+                notification_id=nid,
+                receiver=receiver.name,
+                target=target,
+                channel=channel,
+                group_key=gk,
+                group_hash=f"digest-{tick:.0f}",
+                change=ChangeRecord(),
+                now=now,
+                kind=MessageKind.DIGEST,
             )
+            conn.execute(deliveries.insert(), digest.row())
         self._metrics.digests_sent.inc()
         log.info("digest for %s queued: %d items", receiver.name, len(items))
         return 1

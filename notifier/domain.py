@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -184,6 +184,105 @@ class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 _change_decoder = msgspec.json.Decoder(ChangeRecord)
 _change_encoder = msgspec.json.Encoder()
+
+
+class GroupState(msgspec.Struct):
+    """A group as last committed for delivery to one receiver (the `group_state` table): its alerts
+    (fingerprint -> status) and when a message of it was last queued. What the next webhook is diffed against."""
+
+    alerts: dict[str, str]
+    last_sent_at: float
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    """One outbox row: one message of a group to one target (the `deliveries` table). Built by `Delivery.new` for
+    a new message, and by `Delivery.from_row` from what the store read."""
+
+    id: str
+    notification_id: str  # the webhook (or the notifier's own summary or digest) whose state it tells
+    receiver: str
+    target: str
+    channel: str
+    group_key: str
+    group_hash: str
+    state: DeliveryState
+    kind: MessageKind
+    silent: bool
+    change: str  # a ChangeRecord, encoded
+    attempts: int
+    parts_sent: int
+    created_at: float
+    updated_at: float
+    next_attempt_at: float
+    sent_at: float | None = None
+    last_error: str | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    provider_ref: str | None = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        id: str,
+        notification_id: str,
+        receiver: str,
+        target: str,
+        channel: str,
+        group_key: str,
+        group_hash: str,
+        change: ChangeRecord,
+        now: float,
+        kind: MessageKind = MessageKind.ALERT,
+        silent: bool = False,
+        not_before: float | None = None,
+    ) -> Delivery:
+        """A message waiting for its first attempt, due at `not_before` (default: now)."""
+        return cls(
+            id=id,
+            notification_id=notification_id,
+            receiver=receiver,
+            target=target,
+            channel=channel,
+            group_key=group_key,
+            group_hash=group_hash,
+            state=DeliveryState.PENDING,
+            kind=kind,
+            silent=silent,
+            change=change.encode(),
+            attempts=0,
+            parts_sent=0,
+            created_at=now,
+            updated_at=now,
+            next_attempt_at=now if not_before is None else not_before,
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Delivery:
+        return cls(
+            **{
+                **row,
+                "state": DeliveryState(row["state"]),
+                "kind": MessageKind(row["kind"]),
+                "silent": bool(row["silent"]),
+                "parts_sent": int(row["parts_sent"] or 0),
+            }
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The columns, as the store writes them."""
+        out = msgspec.structs.asdict(self)
+        out["state"], out["kind"] = self.state.value, self.kind.value
+        return out
+
+
+class Claim(msgspec.Struct):
+    """A message leased to a worker, with what sending it needs: its notification's body as received (None when
+    it is missing or cannot be read) and the provider's reference of its group's first message on its target."""
+
+    delivery: Delivery
+    payload: bytes | None
+    thread_ref: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from notifier.routing import Router
 from notifier.settings import ReceiverSettings, Settings
 from notifier.store import Batch, Store
 from notifier.store.housekeeping import Housekeeper
+from notifier.store.intake import IntakeQueries
+from notifier.store.redelivery import redelivery_keys
 from notifier.templates import Renderer
 
 log = logging.getLogger("notifier")
@@ -81,11 +83,19 @@ class Runtime:
         if limiter is None:  # one process on SQLite; on PostgreSQL the limits are shared by every replica
             limiter = MemoryRateLimiter() if store.is_sqlite else StoreRateLimiter(store)
         worker = DeliveryWorker(store, settings, channels, clock, metrics, limiter, owner=worker_owner)
-        intake = IntakeStage(settings, router, clock, metrics, lease_to=worker.lease_offer)
+        intake = IntakeStage(
+            settings,
+            router,
+            clock,
+            metrics,
+            IntakeQueries(store.dialect),
+            redelivery_keys(store.dialect, settings.dedup.redelivery_window),
+            lease_to=worker.lease_offer,
+        )
 
         def committed(results: list[IntakeResult | Exception]) -> None:
             intake.committed(results)  # first: the next transaction's redeliveries must see these keys
-            leased = [row for r in results if isinstance(r, IntakeResult) for row in r.leased]
+            leased = [claim for r in results if isinstance(r, IntakeResult) for claim in r.leased]
             if leased:
                 worker.accept(leased)
             if any(isinstance(r, IntakeResult) and r.queued > len(r.leased) for r in results):

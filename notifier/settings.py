@@ -12,13 +12,24 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import yaml
 
 from notifier.channels.registry import PLUGINS
-from notifier.configtypes import Duration, Secret, Strict, parse_duration, read_secret_file, secret
+from notifier.configtypes import (
+    Duration,
+    Secret,
+    Strict,
+    parse_duration,
+    parse_weekdays,
+    read_secret_file,
+    secret,
+)
+from notifier.digest_schedule import DigestSchedule
 from notifier.errors import ConfigError
+from notifier.matchers import parse_matcher
 from notifier.templates import DEFAULT_HIDDEN_LABELS, DEFAULT_MAX_ALERTS, DEFAULT_MAX_PARTS
 
 __all__ = ["Duration", "Secret", "parse_duration", "read_secret_file"]
@@ -157,8 +168,6 @@ class DigestSettings(Strict, kw_only=True):
     send_empty: bool = False
 
     def __post_init__(self) -> None:
-        from notifier.digests import DigestSchedule
-
         try:
             DigestSchedule.parse(self.schedule, self.timezone)
         except ValueError as exc:
@@ -239,14 +248,10 @@ class ScheduleSettings(Strict, kw_only=True):
     dates: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(self.location)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"location: unknown time zone {self.location!r}") from None
-        from notifier.schedules import parse_weekdays
-
         for i, w in enumerate(self.weekdays):
             try:
                 parse_weekdays(w)
@@ -404,8 +409,6 @@ def _check_references(s: Settings) -> None:
                 raise ConfigError(f"unknown template (templates: {known})", path=f"receivers[{i}].templates.{key}")
         if r.digest is not None and not any(PLUGINS[c].digests and t for c, t in r.channels.items()):
             raise ConfigError("a digest is an email; this receiver has no email target", path=f"receivers[{i}].digest")
-
-    from notifier.routing import parse_matcher
 
     def walk(route: RouteSettings, path: str) -> None:
         for name in route.all_receivers():

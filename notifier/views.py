@@ -1,33 +1,36 @@
-"""What the operator sees of the store, the same through the API and the CLI: an outbox row as a view."""
+"""What the operator sees of the store, the same through the API and the CLI: an outbox row as a view, and the
+outbox as a table."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from notifier.clock import iso
-from notifier.domain import ChangeRecord, DeliveryState
+from notifier.domain import ChangeRecord, Delivery, DeliveryState, MessageKind
 from notifier.redaction import redact
+from notifier.templates.context import format_duration
 
 
-def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
-    change = ChangeRecord.decode(row.get("change"))
+def delivery_view(row: Delivery) -> dict[str, Any]:
+    change = ChangeRecord.decode(row.change)
     return {
-        "id": row["id"],
-        "state": row["state"],
-        "receiver": row["receiver"],
-        "target": row["target"],
-        "channel": row["channel"],
-        "group_key": row["group_key"],
-        "notification_id": row["notification_id"],
-        "kind": row["kind"],
-        "silent": bool(row["silent"]),
-        "attempts": row["attempts"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "next_attempt_at": iso(row["next_attempt_at"]) if row["state"] == DeliveryState.PENDING else None,
-        "sent_at": iso(row["sent_at"]),
-        "last_error": redact(row["last_error"]) if row["last_error"] else row["last_error"],
-        "provider_ref": row["provider_ref"],
+        "id": row.id,
+        "state": row.state.value,
+        "receiver": row.receiver,
+        "target": row.target,
+        "channel": row.channel,
+        "group_key": row.group_key,
+        "notification_id": row.notification_id,
+        "kind": row.kind.value,
+        "silent": row.silent,
+        "attempts": row.attempts,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "next_attempt_at": iso(row.next_attempt_at) if row.state == DeliveryState.PENDING else None,
+        "sent_at": iso(row.sent_at),
+        "last_error": redact(row.last_error) if row.last_error else row.last_error,
+        "provider_ref": row.provider_ref,
         "change": {
             "new": change.new,
             "resolved": change.resolved,
@@ -35,3 +38,22 @@ def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
             "repeat": change.repeat,
         },
     }
+
+
+def deliveries_table(rows: list[Delivery], now: float, state: str | None) -> str:
+    """The outbox as a person reads it: a header, one line per delivery, and a line that says when there is none."""
+    if not rows:
+        return f"no {state} deliveries" if state else "no deliveries yet"
+    header = ("ID", "STATE", "RECEIVER/TARGET", "ALERTNAME", "AGE", "ATTEMPTS", "LAST ERROR")
+    lines = [header]
+    for r in rows:
+        v = delivery_view(r)
+        m = re.search(r'alertname="([^"]*)"', r.group_key)
+        name = m.group(1) if m else ("(digest)" if r.kind is MessageKind.DIGEST else "")
+        error = (v["last_error"] or "").replace("\n", " ")
+        age = format_duration(now - r.created_at)
+        lines.append((v["id"], v["state"], v["target"], name[:40], age, str(v["attempts"]), error[:120]))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1] for line in lines
+    ).rstrip()

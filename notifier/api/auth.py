@@ -1,12 +1,21 @@
-"""Who may post: a bearer token and/or basic auth from the config, compared in constant time."""
+"""Who may post: a bearer token and/or basic auth from the config, compared in constant time. `require_credentials`
+is the guard of every route that is not public."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+from typing import Any
 
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+
+from notifier.domain import WebhookOutcome
 from notifier.settings import AuthSettings
+
+REFUSALS_COUNTED = "refusals_counted"  # a route option: a refusal is counted and logged as a refused webhook
 
 
 def _eq(a: str, b: str) -> bool:
@@ -42,3 +51,17 @@ def challenge(auth: AuthSettings) -> str:
     if auth.basic_auth is not None:
         schemes.append('Basic realm="notifier", charset="UTF-8"')
     return ", ".join(schemes)
+
+
+def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """A Litestar guard: 401 with the configured schemes in WWW-Authenticate, unless the request carries a
+    configured credential (or no auth is configured)."""
+    state = connection.app.state
+    auth: AuthSettings = state.runtime.settings.server.auth
+    if authorized(auth, connection.headers.get("authorization")):
+        return
+    reason = "missing or wrong credentials"
+    if handler.opt.get(REFUSALS_COUNTED):
+        state.runtime.metrics.webhook(WebhookOutcome.UNAUTHORIZED, 0.0)
+        state.refusals.refused(401, reason, None, connection.client.host if connection.client else "")
+    raise NotAuthorizedException(reason, headers={"WWW-Authenticate": challenge(auth)})

@@ -10,9 +10,9 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from notifier.api.auth import authorized, challenge
+from notifier.alertmanager import PayloadError, decode_payload
+from notifier.api.auth import REFUSALS_COUNTED, require_credentials
 from notifier.api.refusals import RefusalLog
-from notifier.api.schema import PayloadError, decode_payload
 from notifier.domain import DeliveryState, SuppressReason, WebhookOutcome
 from notifier.errors import StoreUnavailable
 from notifier.runtime import Runtime
@@ -33,13 +33,6 @@ def error(status: int, message: str, field: str | None = None, headers: dict[str
 def _rt(state: State) -> Runtime:
     rt: Runtime = state.runtime
     return rt
-
-
-def _auth_failure(rt: Runtime, request: Request[Any, Any, Any]) -> Response[Any] | None:
-    auth = rt.settings.server.auth
-    if authorized(auth, request.headers.get("authorization")):
-        return None
-    return error(401, "missing or wrong credentials", headers={"WWW-Authenticate": challenge(auth)})
 
 
 async def _read_payload(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[Any, bytes] | Response[Any]:
@@ -63,17 +56,12 @@ def _log_refusal(state: State, request: Request[Any, Any, Any], response: Respon
     refusals.refused(response.status_code or 0, str(body.get("error", "")), body.get("field"), peer)
 
 
-@post("/webhook/alertmanager", status_code=202)
+@post("/webhook/alertmanager", status_code=202, guards=[require_credentials], opt={REFUSALS_COUNTED: True})
 async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     rt = _rt(state)
     started = time.perf_counter()
     outcome = WebhookOutcome.INVALID
     try:
-        denied = _auth_failure(rt, request)
-        if denied is not None:
-            outcome = WebhookOutcome.UNAUTHORIZED
-            _log_refusal(state, request, denied)
-            return denied
         read = await _read_payload(rt, request)
         if isinstance(read, Response):
             outcome = WebhookOutcome.TOO_LARGE if read.status_code == 413 else WebhookOutcome.INVALID
@@ -113,13 +101,10 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
         rt.metrics.webhook(outcome, time.perf_counter() - started)
 
 
-@post("/webhook/alertmanager/validate", status_code=200)
+@post("/webhook/alertmanager/validate", status_code=200, guards=[require_credentials])
 async def validate_only(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     """Validates a payload exactly as the webhook does, stores nothing: for checking a sender's setup."""
     rt = _rt(state)
-    denied = _auth_failure(rt, request)
-    if denied is not None:
-        return denied
     read = await _read_payload(rt, request)
     if isinstance(read, Response):
         return read
@@ -167,12 +152,9 @@ async def metrics(state: State) -> Response[bytes]:
     return Response(content=generate_latest(_rt(state).registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/api/v1/deliveries")
+@get("/api/v1/deliveries", guards=[require_credentials])
 async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     rt = _rt(state)
-    denied = _auth_failure(rt, request)
-    if denied is not None:
-        return denied
     st = request.query_params.get("state")
     if st is not None and st not in {s.value for s in DeliveryState}:
         return error(400, "state must be one of pending, sending, sent, dead", "state")
@@ -187,13 +169,10 @@ async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Resp
     return Response(content={"deliveries": [delivery_view(r) for r in rows]}, media_type=JSON)
 
 
-@post("/api/v1/deliveries/{delivery_id:str}/retry", status_code=202)
+@post("/api/v1/deliveries/{delivery_id:str}/retry", status_code=202, guards=[require_credentials])
 async def retry_delivery(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     rt = _rt(state)
     delivery_id = str(request.path_params["delivery_id"])
-    denied = _auth_failure(rt, request)
-    if denied is not None:
-        return denied
     now = rt.clock.now()
     try:
         before = await rt.store.run_in_transaction(lambda conn: repo.retry_dead(conn, delivery_id, now))

@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from notifier.domain import SEVERITY_RANK, ChangeRecord, DeliveryState, MessageKind, Severity
+from notifier.domain import SEVERITY_RANK, ChangeRecord, Delivery, DeliveryState, MessageKind, Severity
 from notifier.store import new_id
 from notifier.store.repository import insert_own_notification, read_bodies
 from notifier.store.tables import deliveries
@@ -168,24 +168,16 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
         )
         return len(fold)
     r0 = fold[0][0]
-    conn.execute(
-        deliveries.insert().values(
-            id=new_id(),
-            notification_id=sid,
-            receiver=r0["receiver"],
-            target=target,
-            channel=r0["channel"],
-            group_key=group_key,
-            group_hash=hashlib.sha256(group_key.encode()).hexdigest(),
-            state=DeliveryState.PENDING.value,
-            kind=MessageKind.ALERT.value,
-            silent=False,
-            change=ChangeRecord(new=len(fold)).encode(),
-            attempts=0,
-            parts_sent=0,
-            created_at=now,
-            updated_at=now,
-            next_attempt_at=now,
-        )
+    summary_message = Delivery.new(
+        id=new_id(),
+        notification_id=sid,
+        receiver=r0["receiver"],
+        target=target,
+        channel=r0["channel"],
+        group_key=group_key,
+        group_hash=hashlib.sha256(group_key.encode()).hexdigest(),
+        change=ChangeRecord(new=len(fold)),
+        now=now,
     )
+    conn.execute(deliveries.insert(), summary_message.row())
     return len(fold)

@@ -11,12 +11,11 @@ import contextlib
 import dataclasses
 import logging
 import socket
-from typing import Any
 
 import msgspec
 from sqlalchemy.engine import Connection
 
-from notifier.api.schema import WebhookAlert, WebhookPayload, to_group
+from notifier.alertmanager import WebhookAlert, WebhookPayload, to_group
 from notifier.channels import Channel, RateRule
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
@@ -28,6 +27,8 @@ from notifier.domain import (
     AlertStatus,
     Change,
     ChangeRecord,
+    Claim,
+    Delivery,
     DeliveryOutcome,
     DeliveryReceipt,
     Message,
@@ -63,14 +64,14 @@ def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
     return rules + extra
 
 
-def build_message(row: dict[str, Any], body: bytes, send_resolved: bool, thread_ref: str | None) -> Message:
+def build_message(row: Delivery, body: bytes, send_resolved: bool, thread_ref: str | None) -> Message:
     """The message a row stands for: the newest state of its group, plus alerts that left the group while it
     waited, minus resolved alerts when the receiver does not want them; or a digest's content."""
-    if row["kind"] == MessageKind.DIGEST.value:
+    if row.kind is MessageKind.DIGEST:
         empty = AlertGroup(
             receiver="digest",
             status=AlertStatus.FIRING,
-            group_key=row["group_key"],
+            group_key=row.group_key,
             group_labels={},
             common_labels={},
             common_annotations={},
@@ -78,15 +79,15 @@ def build_message(row: dict[str, Any], body: bytes, send_resolved: bool, thread_
             alerts=(),
         )
         return Message(
-            delivery_id=row["id"],
-            receiver=row["receiver"],
-            target=row["target"],
+            delivery_id=row.id,
+            receiver=row.receiver,
+            target=row.target,
             group=empty,
             kind=MessageKind.DIGEST,
             digest=msgspec.json.decode(body),
         )
     payload = msgspec.json.decode(body, type=WebhookPayload)
-    change = ChangeRecord.decode(row["change"])
+    change = ChangeRecord.decode(row.change)
     gone = [msgspec.convert(a, WebhookAlert) for a in change.gone]
     if gone:
         payload = msgspec.structs.replace(payload, alerts=[*payload.alerts, *gone])
@@ -95,15 +96,15 @@ def build_message(row: dict[str, Any], body: bytes, send_resolved: bool, thread_
         group = dataclasses.replace(group, alerts=group.firing)
     ch = Change(still_firing=len(group.firing)) if change.repeat else change.counts()
     return Message(
-        delivery_id=row["id"],
-        receiver=row["receiver"],
-        target=row["target"],
+        delivery_id=row.id,
+        receiver=row.receiver,
+        target=row.target,
         group=group,
-        kind=MessageKind(row["kind"]),
-        silent=bool(row["silent"]),
+        kind=row.kind,
+        silent=row.silent,
         change=ch,
         thread_ref=thread_ref,
-        part=int(row["parts_sent"] or 0),
+        part=row.parts_sent,
     )
 
 
@@ -147,12 +148,12 @@ class DeliveryWorker:
             return self.owner, 0
         return self.owner, max(0, self._d.concurrency - len(self._inflight))
 
-    def accept(self, rows: list[dict[str, Any]]) -> None:
+    def accept(self, claims: list[Claim]) -> None:
         """Messages intake leased to this worker in its transaction: send them now, no claim needed."""
-        for row in rows:
+        for claim in claims:
             if self._stopping:
                 break  # their lease runs out, or the next start on SQLite hands them back
-            t = asyncio.create_task(self._deliver(row), name=f"deliver-{row['id']}")
+            t = asyncio.create_task(self._deliver(claim), name=f"deliver-{claim.delivery.id}")
             self._inflight.add(t)
             t.add_done_callback(self._done)
 
@@ -223,12 +224,12 @@ class DeliveryWorker:
             return 0
         now = self._clock.now()
         owner, lease = self.owner, self._d.lease
-        rows = await self._store.run_in_transaction(lambda conn: repo.claim_due(conn, owner, now, lease, free))
-        for row in rows:
-            t = asyncio.create_task(self._deliver(row), name=f"deliver-{row['id']}")
+        claims = await self._store.run_in_transaction(lambda conn: repo.claim_due(conn, owner, now, lease, free))
+        for claim in claims:
+            t = asyncio.create_task(self._deliver(claim), name=f"deliver-{claim.delivery.id}")
             self._inflight.add(t)
             t.add_done_callback(self._done)
-        return len(rows)
+        return len(claims)
 
     def _done(self, t: asyncio.Task[None]) -> None:
         self._inflight.discard(t)
@@ -242,44 +243,48 @@ class DeliveryWorker:
             self._metrics.outbox_pending.labels(ch).set(counts.get(ch, 0))
         self._metrics.outbox_oldest.set(max(0.0, self._clock.now() - oldest) if oldest else 0.0)
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _deliver(self, claim: Claim) -> None:
+        did = claim.delivery.id
         try:
-            await self._deliver_row(row)
+            await self._deliver_row(claim)
         except StoreUnavailable as exc:
-            log.warning("delivery %s: store unavailable (%s); it is retried when its lease runs out", row["id"], exc)
+            log.warning(
+                "delivery %s: store unavailable (%s); it is retried when its lease runs out", claim.delivery.id, exc
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # a bug (a template that fails to render, say) must not hold the row until its lease runs out and then
             # loop forever: it is retried with back-off, then dead with the error, where the operator sees it
-            log.exception("delivery %s failed unexpectedly", row["id"])
+            log.exception("delivery %s failed unexpectedly", did)
             with contextlib.suppress(StoreUnavailable):
-                await self._finish_retry(row, RetryableError(f"unexpected {type(exc).__name__}: {exc}"[:500]), None)
+                await self._finish_retry(claim, RetryableError(f"unexpected {type(exc).__name__}: {exc}"[:500]), None)
 
-    async def _deliver_row(self, row: dict[str, Any]) -> None:
+    async def _deliver_row(self, claim: Claim) -> None:
+        d = claim.delivery
         now = self._clock.now()
-        did, target, channel_name = row["id"], row["target"], row["channel"]
+        did, target, channel_name = d.id, d.target, d.channel
         channel = self._channels.get(target)
         if channel is None:
-            await self._finish_dead(row, f"target {target} is no longer in the configuration", 0)
+            await self._finish_dead(claim, f"target {target} is no longer in the configuration", 0)
             return
-        if row["payload"] is None:
-            await self._finish_dead(row, "its notification is missing from the store or cannot be read", 0)
+        if claim.payload is None:
+            await self._finish_dead(claim, "its notification is missing from the store or cannot be read", 0)
             return
         # decoding a large group's body takes a while: not on the event loop, which answers webhooks meanwhile
         message = await asyncio.to_thread(
-            build_message, row, row["payload"], self._send_resolved.get(row["receiver"], True), row["thread_ref"]
+            build_message, d, claim.payload, self._send_resolved.get(d.receiver, True), claim.thread_ref
         )
-        if self._untold_and_over(row, message):
+        if self._untold_and_over(claim, message):
             # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
             self._metrics.suppressed(SuppressReason.QUIET_HOURS_RESOLVED)
-            await self._finish_sent(row, message, DeliveryReceipt(ref=None, parts=0))
+            await self._finish_sent(claim, message, DeliveryReceipt(ref=None, parts=0))
             return
         rules = with_headroom(channel.rate_rules(), message)
         wait = await self._limiter.reserve(rules, now)
         if wait > 0:
-            self._metrics.deliveries.labels(channel_name, row["receiver"], DeliveryOutcome.RATE_LIMITED.value).inc()
-            owner, parts = self.owner, row["parts_sent"]
+            self._metrics.deliveries.labels(channel_name, d.receiver, DeliveryOutcome.RATE_LIMITED.value).inc()
+            owner, parts = self.owner, d.parts_sent
             await self._store.run_in_transaction(
                 lambda conn: repo.mark_retry(conn, did, owner, now, now + wait, None, parts, count_attempt=False)
             )
@@ -294,19 +299,19 @@ class DeliveryWorker:
         try:
             receipt = await asyncio.wait_for(self._send(channel, message), timeout=self._d.send_timeout)
         except RetryableError as exc:
-            await self._finish_retry(row, exc, exc.retry_after)
+            await self._finish_retry(claim, exc, exc.retry_after)
             return
         except PermanentError as exc:
-            await self._finish_dead(row, str(exc), exc.parts_done if exc.parts_done is not None else row["parts_sent"])
+            await self._finish_dead(claim, str(exc), exc.parts_done if exc.parts_done is not None else d.parts_sent)
             return
         except TimeoutError:
-            await self._finish_retry(row, RetryableError(f"no answer within {self._d.send_timeout:g}s"), None)
+            await self._finish_retry(claim, RetryableError(f"no answer within {self._d.send_timeout:g}s"), None)
             return
         finally:
             self._metrics.delivery_duration.labels(channel_name).observe(asyncio.get_running_loop().time() - started)
         # the slot booked above covered one message; a split message sent more, and the provider counts each
         await self._limiter.book(rules, self._clock.now(), receipt.parts - message.part - 1)
-        await self._finish_sent(row, message, receipt)
+        await self._finish_sent(claim, message, receipt)
 
     async def _send(self, channel: Channel, message: Message) -> DeliveryReceipt:
         """Send; if the provider refuses the rendered message for its content, send the minimal safe form once
@@ -329,58 +334,59 @@ class DeliveryWorker:
         return DeliveryReceipt(ref=receipt.ref, parts=parts_before + receipt.parts)
 
     @staticmethod
-    def _untold_and_over(row: dict[str, Any], message: Message) -> bool:
-        change = ChangeRecord.decode(row.get("change"))
+    def _untold_and_over(claim: Claim, message: Message) -> bool:
+        change = ChangeRecord.decode(claim.delivery.change)
         if not change.skip_if_resolved or message.group.firing:
             return False
         return not any(status == AlertStatus.FIRING.value for status in (change.base or {}).values())
 
-    async def _finish_sent(self, row: dict[str, Any], message: Message, receipt: DeliveryReceipt) -> None:
+    async def _finish_sent(self, claim: Claim, message: Message, receipt: DeliveryReceipt) -> None:
+        d = claim.delivery
         now = self._clock.now()
         owner = self.owner
         over = message.group.status is AlertStatus.RESOLVED and not message.group.firing
         first = receipt.ref is not None and message.thread_ref is None and message.kind is MessageKind.ALERT
 
         def write(conn: Connection) -> None:
-            repo.mark_sent(conn, row["id"], owner, now, receipt.ref, receipt.parts)
+            repo.mark_sent(conn, d.id, owner, now, receipt.ref, receipt.parts)
             if over:  # the incident is over: its next firing starts a new thread
-                repo.clear_thread(conn, row["target"], row["group_hash"])
+                repo.clear_thread(conn, d.target, d.group_hash)
             elif first and receipt.ref is not None:
-                repo.set_thread(conn, row["target"], row["group_hash"], receipt.ref, now)
+                repo.set_thread(conn, d.target, d.group_hash, receipt.ref, now)
 
         await self._store.run_in_transaction(write)
-        self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.SENT.value).inc()
-        log.info("delivered %s to %s (%s)", row["id"], row["target"], message.group.status.value)
+        self._metrics.deliveries.labels(d.channel, d.receiver, DeliveryOutcome.SENT.value).inc()
+        log.info("delivered %s to %s (%s)", d.id, d.target, message.group.status.value)
 
-    async def _finish_retry(self, row: dict[str, Any], exc: DeliveryError, retry_after: float | None) -> None:
+    async def _finish_retry(self, claim: Claim, exc: DeliveryError, retry_after: float | None) -> None:
+        d = claim.delivery
         now = self._clock.now()
-        attempts = int(row["attempts"]) + 1
-        parts = int(exc.parts_done if exc.parts_done is not None else row["parts_sent"] or 0)
-        too_old = now - float(row["created_at"]) >= self._d.max_age
+        attempts = d.attempts + 1
+        parts = int(exc.parts_done if exc.parts_done is not None else d.parts_sent)
+        too_old = now - d.created_at >= self._d.max_age
         if attempts >= self._d.max_attempts or too_old:
             why = "max_age" if too_old else "max_attempts"
-            await self._finish_dead(row, f"{exc} (gave up after {attempts} attempts: {why})", parts)
+            await self._finish_dead(claim, f"{exc} (gave up after {attempts} attempts: {why})", parts)
             return
         delay = retry_delay(attempts, self._d, retry_after)
         owner, error = self.owner, redact(str(exc))
         await self._store.run_in_transaction(
-            lambda conn: repo.mark_retry(conn, row["id"], owner, now, now + delay, error, parts)
+            lambda conn: repo.mark_retry(conn, d.id, owner, now, now + delay, error, parts)
         )
-        self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.RETRY.value).inc()
-        log.warning(
-            "delivery %s to %s failed (attempt %d), retry in %.1fs: %s", row["id"], row["target"], attempts, delay, exc
-        )
+        self._metrics.deliveries.labels(d.channel, d.receiver, DeliveryOutcome.RETRY.value).inc()
+        log.warning("delivery %s to %s failed (attempt %d), retry in %.1fs: %s", d.id, d.target, attempts, delay, exc)
 
-    async def _finish_dead(self, row: dict[str, Any], error: str, parts: int) -> None:
+    async def _finish_dead(self, claim: Claim, error: str, parts: int) -> None:
+        d = claim.delivery
         now = self._clock.now()
         error = redact(error)
         owner = self.owner
-        await self._store.run_in_transaction(lambda conn: repo.mark_dead(conn, row["id"], owner, now, error, parts))
-        self._metrics.deliveries.labels(row["channel"], row["receiver"], DeliveryOutcome.DEAD.value).inc()
+        await self._store.run_in_transaction(lambda conn: repo.mark_dead(conn, d.id, owner, now, error, parts))
+        self._metrics.deliveries.labels(d.channel, d.receiver, DeliveryOutcome.DEAD.value).inc()
         log.error(
             "delivery %s to %s is dead: %s (retry it with POST /api/v1/deliveries/%s/retry)",
-            row["id"],
-            row["target"],
+            d.id,
+            d.target,
             error,
-            row["id"],
+            d.id,
         )

@@ -11,20 +11,21 @@ import hashlib
 from collections.abc import Collection
 from typing import Any
 
+import msgspec
 from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from notifier.domain import DeliveryState
+from notifier.domain import Claim, Delivery, DeliveryState
 from notifier.store.ids import new_id
 from notifier.store.payloads import pack, unpack
 from notifier.store.tables import deliveries, notifications, threads
 
 
-def dialect_insert(conn: AsyncConnection | Connection, table: Any) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
-    if conn.dialect.name == "postgresql":
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """The dialect's INSERT (by its name), which has ON CONFLICT on both SQLite and PostgreSQL."""
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -67,18 +68,18 @@ async def next_due_at(conn: AsyncConnection) -> float | None:
 
 async def list_deliveries(
     conn: AsyncConnection, state: str | None, limit: int, before: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[Delivery]:
     q = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
     if state:
         q = q.where(deliveries.c.state == state)
     if before:
         q = q.where(deliveries.c.id < before)
-    return [dict(r) for r in (await conn.execute(q)).mappings()]
+    return [Delivery.from_row(r) for r in (await conn.execute(q)).mappings()]
 
 
-async def get_delivery(conn: AsyncConnection, delivery_id: str) -> dict[str, Any] | None:
+async def get_delivery(conn: AsyncConnection, delivery_id: str) -> Delivery | None:
     row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).mappings().first()
-    return dict(row) if row else None
+    return Delivery.from_row(row) if row else None
 
 
 async def count_pending_by_channel(conn: AsyncConnection) -> dict[str, int]:
@@ -131,11 +132,11 @@ def _claimable(now: float) -> Any:
     return and_(due, ~blocked)
 
 
-def claim_due(conn: Connection, owner: str, now: float, lease: float, limit: int) -> list[dict[str, Any]]:
-    """Lease up to `limit` due messages to this worker, each with its notification's payload (`payload`) and its
-    group's thread reference on that target (`thread_ref`). Rows another replica holds are skipped (SKIP LOCKED); a
-    row whose lease ran out (its worker died) is taken over. Only the oldest message of a (target, group) is taken,
-    so a group's messages go out in order."""
+def claim_due(conn: Connection, owner: str, now: float, lease: float, limit: int) -> list[Claim]:
+    """Lease up to `limit` due messages to this worker, each with its notification's body and its group's thread
+    reference on that target. Rows another replica holds are skipped (SKIP LOCKED); a row whose lease ran out (its
+    worker died) is taken over. Only the oldest message of a (target, group) is taken, so a group's messages go
+    out in order."""
     q = (
         select(deliveries)
         .where(_claimable(now))
@@ -143,22 +144,23 @@ def claim_due(conn: Connection, owner: str, now: float, lease: float, limit: int
         .limit(limit)
         .with_for_update(skip_locked=True, of=deliveries)
     )
-    rows = [dict(r) for r in conn.execute(q).mappings()]
+    rows = [Delivery.from_row(r) for r in conn.execute(q).mappings()]
     seen: set[tuple[str, str]] = set()
-    chosen = []
-    for r in sorted(rows, key=lambda r: r["created_at"]):
-        k = (r["target"], r["group_hash"])
+    chosen: list[Delivery] = []
+    for r in sorted(rows, key=lambda r: r.created_at):
+        k = (r.target, r.group_hash)
         if k not in seen:
             seen.add(k)
             chosen.append(r)
     if not chosen:
         return []
+    until = now + lease
     conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_([r["id"] for r in chosen]))
-        .values(state=DeliveryState.SENDING.value, lease_owner=owner, lease_until=now + lease, updated_at=now)
+        .where(deliveries.c.id.in_([r.id for r in chosen]))
+        .values(state=DeliveryState.SENDING.value, lease_owner=owner, lease_until=until, updated_at=now)
     )
-    payloads = read_bodies(conn, {r["notification_id"] for r in chosen})
+    payloads = read_bodies(conn, {r.notification_id for r in chosen})
     refs = {
         (t, g): ref
         for t, g, ref in conn.execute(
@@ -167,11 +169,16 @@ def claim_due(conn: Connection, owner: str, now: float, lease: float, limit: int
             )
         ).all()
     }
-    for r in chosen:
-        r["state"] = DeliveryState.SENDING.value
-        r["payload"] = payloads.get(r["notification_id"])
-        r["thread_ref"] = refs.get((r["target"], r["group_hash"]))
-    return chosen
+    return [
+        Claim(
+            msgspec.structs.replace(
+                r, state=DeliveryState.SENDING, lease_owner=owner, lease_until=until, updated_at=now
+            ),
+            payloads.get(r.notification_id),
+            refs.get((r.target, r.group_hash)),
+        )
+        for r in chosen
+    ]
 
 
 def _owned(delivery_id: str, owner: str) -> Any:
@@ -301,7 +308,9 @@ def retry_dead(conn: Connection, delivery_id: str, now: float) -> str:
 
 
 def set_thread(conn: Connection, target: str, group_hash: str, ref: str, now: float) -> None:
-    ins = dialect_insert(conn, threads).values(target=target, group_hash=group_hash, provider_ref=ref, created_at=now)
+    ins = dialect_insert(conn.dialect.name, threads).values(
+        target=target, group_hash=group_hash, provider_ref=ref, created_at=now
+    )
     conn.execute(ins.on_conflict_do_nothing(index_elements=[threads.c.target, threads.c.group_hash]))
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from notifier.clock import FrozenClock
-from notifier.digests import DigestSchedule, DigestScheduler
+from notifier.digest_schedule import DigestSchedule
+from notifier.digests import DigestScheduler
 from notifier.errors import ConfigError
 from notifier.settings import load_settings_from_mapping
 from tests.fakes.smtp import SMTPServer

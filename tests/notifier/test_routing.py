@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.routing import Router, parse_matcher
+from notifier.matchers import parse_matcher
+from notifier.routing import Router
 from notifier.settings import load_settings_from_mapping
 
 

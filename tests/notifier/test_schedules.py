@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.schedules import Schedule, parse_weekdays
+from notifier.configtypes import parse_weekdays
+from notifier.schedules import Schedule
 from notifier.settings import ScheduleSettings, TimeRange
 
 BERLIN = ZoneInfo("Europe/Berlin")

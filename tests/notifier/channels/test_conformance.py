@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from notifier.api.schema import decode_payload, to_group
+from notifier.alertmanager import decode_payload, to_group
 from notifier.channels import Channel
 from notifier.channels.registry import PLUGINS
 from notifier.clock import SystemClock

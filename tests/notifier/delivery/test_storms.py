@@ -75,7 +75,7 @@ async def test_a_storm_becomes_one_summary_and_critical_groups_go_alone(
 
 async def test_a_storm_of_hundreds_of_alert_names_still_fits_one_message(sqlite_url: str) -> None:
     """The summary of 400 groups with 400 different names stays within Telegram's 4096 characters."""
-    from notifier.api.schema import decode_payload, to_group
+    from notifier.alertmanager import decode_payload, to_group
     from notifier.channels import telegram as telegram_channel
     from notifier.channels.telegram import utf16_len
     from notifier.domain import Message

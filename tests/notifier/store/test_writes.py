@@ -1,5 +1,5 @@
 """The store's write path: group commit of batched items, what happens when the database refuses a batch, another
-process holding SQLite's write lock, and the intake's statements on SQLite's fast path and PostgreSQL alike."""
+process holding SQLite's write lock, and row ids."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError
 
 from notifier.errors import StoreUnavailable
 from notifier.settings import StorageSettings
 from notifier.store import Batch, Store, new_id
-from notifier.store.statements import Statement
 from notifier.store.tables import intake_keys
 
 
@@ -221,35 +219,6 @@ async def test_a_failing_background_checkpoint_is_logged_once_and_the_log_stays_
         assert failures[0].startswith("background checkpoint") and "unable to open database file" in failures[0]
     finally:
         await store.dispose()
-
-
-async def test_statements_read_and_write_alike_on_both_dialects(store: Store) -> None:
-    insert = Statement(intake_keys.insert())
-    live = Statement(
-        select(intake_keys.c.key, intake_keys.c.notification_id)
-        .where(intake_keys.c.key.in_(bindparam("keys", expanding=True)), intake_keys.c.expires_at > bindparam("now"))
-        .order_by(intake_keys.c.key)
-    )
-
-    def run(conn: Connection) -> dict[str, Any]:
-        insert.execute_many(conn, [{"key": "k1", "notification_id": "n1", "expires_at": 100.0}])
-        insert.execute_many(
-            conn, [{"key": f"k{i}", "notification_id": f"n{i}", "expires_at": 100.0 * i} for i in (2, 3)]
-        )
-        out = {
-            "none": live.rows(conn, {"keys": [], "now": 0.0}),
-            "one": live.rows(conn, {"keys": ["k2"], "now": 0.0}),
-            "many": live.dicts(conn, {"keys": ["k1", "k2", "k3", "zz"], "now": 150.0}),
-        }
-        # the driver's error, as SQLAlchemy's, whichever path ran
-        with pytest.raises(IntegrityError), conn.begin_nested():
-            insert.execute(conn, {"key": "k1", "notification_id": "n9", "expires_at": 1.0})
-        return out
-
-    out = await store.run_in_transaction(run)
-    assert out["none"] == []
-    assert out["one"] == [("k2", "n2")]
-    assert out["many"] == [{"key": "k2", "notification_id": "n2"}, {"key": "k3", "notification_id": "n3"}]
 
 
 def test_ids_are_ulids_that_sort_by_creation_time() -> None:

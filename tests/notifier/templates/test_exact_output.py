@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.api.schema import decode_payload, to_group
+from notifier.alertmanager import decode_payload, to_group
 from notifier.channels import email as email_channel
 from notifier.channels import log as log_channel
 from notifier.channels import slack as slack_channel

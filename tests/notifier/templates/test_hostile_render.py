@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from notifier.api.schema import PayloadError, decode_payload, to_group
+from notifier.alertmanager import PayloadError, decode_payload, to_group
 from notifier.channels import log as log_channel
 from notifier.channels import slack as slack_channel
 from notifier.channels import telegram as telegram_channel

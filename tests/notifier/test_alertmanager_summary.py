@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.api.schema import decode_payload, summarize, to_group
+from notifier.alertmanager import decode_payload, summarize, to_group
 from notifier.domain import Severity
 
 SEVERITIES = ["critical", "warning", "info", "", "Page", "CRITICAL"]

@@ -1,4 +1,6 @@
-"""Alertmanager's webhook payload, version 4, as msgspec structs: unknown fields accepted, known ones typed."""
+"""Alertmanager's webhook payload, version 4: msgspec structs (unknown fields accepted, known ones typed), its
+validation with errors that name the field, the group it describes (`to_group`), and what the intake needs of it
+(`summarize`). The API, the pipeline, the worker and the CLI read payloads through this module."""
 
 from __future__ import annotations
 

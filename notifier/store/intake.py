@@ -1,0 +1,158 @@
+"""The intake's SQL: what a batch of webhooks reads before it is decided, and what it writes after. The statements
+are built once per store, in its dialect: building an upsert costs more than running it, and no dialect check is
+left to the intake."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from sqlalchemy import bindparam, case, func, select, text
+from sqlalchemy.engine import Connection
+
+from notifier.domain import Delivery, DeliveryState, GroupState
+from notifier.store.payloads import unpack
+from notifier.store.repository import dialect_insert
+from notifier.store.tables import deliveries, group_state, notifications, threads
+
+
+class StoredNotification(msgspec.Struct, kw_only=True):
+    """One accepted webhook as the notifications table keeps it."""
+
+    id: str
+    received_at: float
+    am_receiver: str
+    group_key: str
+    status: str
+    alert_count: int
+    redelivery_key: str
+    payload: str  # the body as received, or '' when it is packed
+    payload_packed: bytes | None  # see store/payloads.py
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The state a batch's decisions read, updated in memory as each webhook is decided."""
+
+    groups: dict[tuple[str, str], GroupState]  # (receiver, group hash) -> what was last committed for delivery
+    pending: dict[tuple[str, str], Delivery]  # (target, group hash) -> the message that waits
+    sending: set[tuple[str, str]]  # (target, group hash) with a message on its way: the next one must queue
+    threads: dict[tuple[str, str], str]  # (target, group hash) -> provider reference of the group's first message
+    payloads: dict[str, bytes]  # notification id -> body, of the waiting messages
+
+
+@dataclass(slots=True)
+class Writes:
+    """What a batch writes once every webhook of it is decided."""
+
+    notifications: list[StoredNotification] = field(default_factory=list)
+    groups: dict[tuple[str, str], tuple[str, GroupState]] = field(default_factory=dict)  # -> (group key, state)
+    deliveries: dict[tuple[str, ...], Delivery] = field(default_factory=dict)  # the last write of a row counts
+
+
+class IntakeQueries:
+    """Reads and writes of the intake transaction (see pipeline/intake.py)."""
+
+    def __init__(self, dialect: str) -> None:
+        self._postgres = dialect == "postgresql"
+        hashes: Any = bindparam("hashes", expanding=True)
+        receivers: Any = bindparam("receivers", expanding=True)
+        targets: Any = bindparam("targets", expanding=True)
+        # Every read names the leading column of its table's key as well (receiver, target): by group hash alone
+        # they would scan whole tables, which grow with history.
+        self._groups = select(
+            group_state.c.receiver, group_state.c.group_hash, group_state.c.alerts, group_state.c.last_sent_at
+        ).where(group_state.c.receiver.in_(receivers), group_state.c.group_hash.in_(hashes))
+        self._waiting = select(deliveries).where(
+            deliveries.c.target.in_(targets),
+            deliveries.c.group_hash.in_(hashes),
+            deliveries.c.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value]),
+        )
+        self._threads = select(threads.c.target, threads.c.group_hash, threads.c.provider_ref).where(
+            threads.c.target.in_(targets), threads.c.group_hash.in_(hashes)
+        )
+        self._payloads = select(notifications.c.id, notifications.c.payload, notifications.c.payload_packed).where(
+            notifications.c.id.in_(bindparam("ids", expanding=True))
+        )
+        g = dialect_insert(dialect, group_state)
+        self._upsert_groups = g.on_conflict_do_update(
+            index_elements=[group_state.c.receiver, group_state.c.group_hash],
+            set_={"alerts": g.excluded.alerts, "last_sent_at": g.excluded.last_sent_at},
+        )
+        d = dialect_insert(dialect, deliveries)
+        least = func.least if self._postgres else func.min
+        self._upsert_deliveries = d.on_conflict_do_update(
+            index_elements=[deliveries.c.target, deliveries.c.group_hash],
+            # a literal, not a parameter: PostgreSQL cannot match a partial index to a parameter
+            index_where=text("state = 'pending'"),
+            set_={
+                "notification_id": d.excluded.notification_id,
+                "change": d.excluded.change,
+                "silent": d.excluded.silent,
+                "updated_at": d.excluded.updated_at,
+                # if the worker took a retry back meanwhile, its back-off stands
+                "next_attempt_at": case(
+                    (deliveries.c.attempts > 0, deliveries.c.next_attempt_at),
+                    else_=least(deliveries.c.next_attempt_at, d.excluded.next_attempt_at),
+                ),
+            },
+        )
+
+    def lock_groups(self, conn: Connection, hashes: Collection[str]) -> None:
+        """PostgreSQL: replicas that take states of the same group at the same moment decide one after the other
+        (a transaction-scoped advisory lock per group, taken in one order). SQLite: one writer, nothing to do."""
+        if self._postgres:
+            for gh in sorted(hashes):
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:h, 0))"), {"h": gh})
+
+    def load(
+        self, conn: Connection, receivers: Collection[str], targets: Collection[str], hashes: Collection[str]
+    ) -> Snapshot:
+        """Group states, waiting messages (with their notifications' bodies) and threads of these groups."""
+        groups: dict[tuple[str, str], GroupState] = {}
+        hashes = list(hashes)
+        if receivers:
+            rows = conn.execute(self._groups, {"receivers": list(receivers), "hashes": hashes})
+            groups = {
+                (r, gh): GroupState(msgspec.json.decode(alerts), last_sent_at) for r, gh, alerts, last_sent_at in rows
+            }
+        pending: dict[tuple[str, str], Delivery] = {}
+        sending: set[tuple[str, str]] = set()
+        refs: dict[tuple[str, str], str] = {}
+        if targets:
+            params = {"targets": list(targets), "hashes": hashes}
+            for row in conn.execute(self._waiting, params).mappings():
+                waiting = Delivery.from_row(row)
+                if waiting.state is DeliveryState.PENDING:
+                    pending[(waiting.target, waiting.group_hash)] = waiting
+                else:
+                    sending.add((waiting.target, waiting.group_hash))
+            refs = {(t, g): ref for t, g, ref in conn.execute(self._threads, params)}
+        payloads: dict[str, bytes] = {}
+        wanted = list({p.notification_id for p in pending.values()})
+        if wanted:
+            for i, body, packed in conn.execute(self._payloads, {"ids": wanted}):
+                raw = unpack(body, packed)
+                if raw is not None:
+                    payloads[i] = raw
+        return Snapshot(groups, pending, sending, refs, payloads)
+
+    def write(self, conn: Connection, writes: Writes) -> None:
+        if writes.notifications:
+            conn.execute(notifications.insert(), [msgspec.structs.asdict(n) for n in writes.notifications])
+        if writes.groups:
+            rows = [
+                {
+                    "receiver": receiver,
+                    "group_hash": gh,
+                    "group_key": group_key,
+                    "alerts": msgspec.json.encode(state.alerts).decode(),
+                    "last_sent_at": state.last_sent_at,
+                }
+                for (receiver, gh), (group_key, state) in writes.groups.items()
+            ]
+            conn.execute(self._upsert_groups, rows)
+        if writes.deliveries:
+            conn.execute(self._upsert_deliveries, [d.row() for d in writes.deliveries.values()])
