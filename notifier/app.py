@@ -12,7 +12,7 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
-from notifier.api import handlers
+from notifier.api import chat, handlers
 from notifier.api.refusals import RefusalLog
 from notifier.runtime import Runtime
 from notifier.settings import Settings
@@ -94,6 +94,9 @@ def create_app(
             handlers.metrics,
             handlers.list_deliveries,
             handlers.retry_delivery,
+            chat.telegram_updates,
+            chat.slack_actions,
+            chat.slack_commands,
         ],
         lifespan=[lifespan],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},

@@ -29,6 +29,7 @@ from notifier.domain import ChangeRecord, Delivery, MessageKind
 from notifier.metrics import NotifierMetrics
 from notifier.settings import DigestSettings, ReceiverSettings, Settings
 from notifier.store import Store, new_id
+from notifier.store.actions import acks_between
 from notifier.store.repository import insert_own_notification
 from notifier.store.tables import deliveries, digest_items, digest_runs
 from notifier.tasks import cancel_and_wait
@@ -83,8 +84,15 @@ def _iso_to_ts(s: str | None) -> float | None:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-def build_digest(items: list[dict[str, Any]], start: float | None, end: float, zone: ZoneInfo) -> dict[str, Any]:
-    """The digest's content, as plain data (the email templates render it)."""
+def build_digest(
+    items: list[dict[str, Any]],
+    start: float | None,
+    end: float,
+    zone: ZoneInfo,
+    acks: list[tuple[dict[str, str], str, float]] | None = None,
+) -> dict[str, Any]:
+    """The digest's content, as plain data (the email templates render it). `acks`: acknowledgements made from the
+    chat in the period (the group's labels, who, when)."""
 
     def local(ts: float | None) -> str:
         return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M") if ts is not None else ""
@@ -119,6 +127,14 @@ def build_digest(items: list[dict[str, Any]], start: float | None, end: float, z
         "resolved": fired_resolved,
         "firing": still,
         "flapping": [{"name": n, "episodes": c} for c, n in flapping],
+        "acks": [
+            {
+                "name": " · ".join(v for v in (labels.get("alertname", ""), labels.get("bot", "")) if v) or "a group",
+                "by": actor,
+                "at": local(at),
+            }
+            for labels, actor, at in acks or []
+        ],
     }
 
 
@@ -139,6 +155,7 @@ class DigestScheduler:
         self._metrics = metrics
         self._wake = wake_worker
         self._interval = interval
+        self._acks = settings.actions is not None  # chat actions on: the digest lists the acknowledgements
         self._receivers: list[tuple[ReceiverSettings, DigestSettings, DigestSchedule]] = [
             (r, r.digest, DigestSchedule.parse(r.digest.schedule, r.digest.timezone))
             for r in settings.receivers
@@ -206,7 +223,9 @@ class DigestScheduler:
         self._metrics.digest_items.set(len(items))
         if not items and not cfg.send_empty:
             return 0
-        content = build_digest(items, float(last) if last is not None else None, tick, schedule.zone)
+        since = float(last) if last is not None else None
+        acks = acks_between(conn, since, tick) if self._acks else []
+        content = build_digest(items, since, tick, schedule.zone, acks)
         gk = f"digest:{receiver.name}"
         nid = insert_own_notification(
             conn,

@@ -54,6 +54,7 @@ class MessageKind(StrEnum):
     ALERT = "alert"
     TEST = "test"
     DIGEST = "digest"
+    EDIT = "edit"  # a sent message shown again with its group's acknowledgement and silence (chat actions)
 
 
 class WebhookOutcome(StrEnum):
@@ -72,6 +73,28 @@ class SuppressReason(StrEnum):
     UNCHANGED = "unchanged"  # nothing new for the receiver, and its repeat interval has not passed
     QUIET_HOURS_DROP = "quiet_hours_drop"  # a route's quiet hours in `drop` mode
     QUIET_HOURS_RESOLVED = "quiet_hours_resolved"  # fired and resolved while held, and nobody was told it fired
+    ACKNOWLEDGED = "acknowledged"  # a repeat of a group someone acknowledged from the chat
+
+
+class ActionOutcome(StrEnum):
+    """How a press or a command ended (notifier_chat_actions_total{outcome})."""
+
+    DONE = "done"
+    UNCHANGED = "unchanged"  # it was so already (pressed twice)
+    REFUSED = "refused"  # the person may not act here, or the request was not genuine
+    EXPIRED = "expired"  # an unknown or old button
+    FAILED = "failed"  # Alertmanager could not be reached or refused
+
+
+class ChatAction(StrEnum):
+    """What a button or a command of the chat does to an alert group."""
+
+    ACK = "ack"
+    UNACK = "unack"
+    SILENCE = "silence"
+    UNSILENCE = "unsilence"  # the group's own silence
+    EXPIRE = "expire"  # a silence listed by /silences, by its id
+    COMMAND = "command"  # /alerts, /silences, /status, /help
 
 
 class DeliveryOutcome(StrEnum):
@@ -167,6 +190,8 @@ class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     base: dict[str, str] | None = None  # fingerprint -> status at the last delivery; None: not measured (a summary)
     gone: list[dict[str, Any]] = msgspec.field(default_factory=list)  # alerts that left the group while it waited
     skip_if_resolved: bool = False  # quiet hours: no catch-up if the group fired and resolved inside the window
+    edit_ref: str | None = None  # an EDIT message: the provider's reference of the message it edits
+    edit_group: str | None = None  # an EDIT message: the hash of the group whose message it edits
 
     @classmethod
     def decode(cls, text: str | bytes | None) -> ChangeRecord:
@@ -285,6 +310,24 @@ class Claim(msgspec.Struct):
     thread_ref: str | None
 
 
+class GroupActions(msgspec.Struct, frozen=True):
+    """What people did to an alert group from the chat, as its messages show it."""
+
+    acked_by: str | None = None
+    acked_at: float | None = None
+    silence_id: str | None = None
+    silenced_by: str | None = None
+    silenced_until: float | None = None
+    silence_url: str | None = None
+
+
+class ActionButton(msgspec.Struct, frozen=True):
+    """A button that acts on the group: what it says, and the id of the stored action it stands for."""
+
+    label: str
+    action_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """What a channel is asked to deliver: one group's state for one target, with threading and loudness."""
@@ -300,6 +343,10 @@ class Message:
     part: int = 0  # which part to start from when an earlier attempt delivered the first parts
     digest: dict[str, Any] | None = None  # a digest's content (kind DIGEST)
     minimal: bool = False  # send the minimal safe form: the rendered one was refused for its content
+    actions: GroupActions = field(default_factory=GroupActions)  # acked or silenced from the chat, as shown
+    buttons: tuple[ActionButton, ...] = ()  # chat actions offered (Telegram, Slack with a bot token)
+    edit_ref: str | None = None  # kind EDIT: the provider's reference of the message to show again
+    action_zone: str = "UTC"  # the time zone of the times in the action lines
 
 
 @dataclass(frozen=True, slots=True)

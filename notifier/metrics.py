@@ -18,6 +18,12 @@ class NotifierMetrics:
 
     def __init__(self, registry: CollectorRegistry, receivers: list[tuple[str, str]] | None = None) -> None:
         self.registry = registry
+        self.chat_actions = Counter(
+            "notifier_chat_actions_total",
+            "Presses and commands from the chat, by channel, action and outcome.",
+            ["channel", "action", "outcome"],
+            registry=registry,
+        )
         self.webhooks = Counter(
             "notifier_webhooks_received_total", "Webhook requests by outcome.", ["outcome"], registry=registry
         )

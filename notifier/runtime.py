@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from notifier.actions.service import ActionService
+from notifier.actions.slack import SlackRequests
+from notifier.actions.telegram import TelegramUpdatesListener
 from notifier.channels import Channel
 from notifier.channels.registry import PLUGINS, renderer_for
 from notifier.clock import Clock, SystemClock
@@ -20,6 +23,7 @@ from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
 from notifier.redaction import protect
 from notifier.routing import Router
 from notifier.settings import ReceiverSettings, Settings
+from notifier.silences import SilenceClient
 from notifier.store import Batch, Store
 from notifier.store.housekeeping import Housekeeper
 from notifier.store.intake import IntakeQueries
@@ -35,6 +39,46 @@ def build_channel(
 ) -> Channel:
     """The real channel for one target."""
     return PLUGINS[kind].build(key, target, renderer, clock)
+
+
+@dataclass
+class ChatActions:
+    """Acting from the chat: the service, one listener per Telegram bot, Slack's request handling."""
+
+    service: ActionService
+    silences: SilenceClient
+    telegram: list[TelegramUpdatesListener]
+    slack: SlackRequests | None
+
+    @classmethod
+    def build(
+        cls, settings: Settings, store: Store, clock: Clock, metrics: NotifierMetrics, worker: DeliveryWorker
+    ) -> ChatActions:
+        assert settings.actions is not None and settings.alertmanager is not None
+        silences = SilenceClient(settings.alertmanager)
+        service = ActionService(settings, store, silences, clock, metrics, worker.wake)
+        bots: dict[str, str] = {}  # token -> API URL: one listener per bot, however many chats it posts to
+        for r in settings.receivers:
+            for t in r.channels.get("telegram", []):
+                bots.setdefault(str(t.bot_token), t.api_url)
+        telegram = [
+            TelegramUpdatesListener(token, url, settings.actions.telegram, service, store, clock, worker.owner)
+            for token, url in bots.items()
+        ]
+        slack_settings = settings.actions.slack
+        slack = SlackRequests(str(slack_settings.signing_secret), service) if slack_settings is not None else None
+        return cls(service, silences, telegram, slack)
+
+    async def start(self) -> None:
+        for listener in self.telegram:
+            await listener.start()
+
+    async def stop(self) -> None:
+        for listener in self.telegram:
+            await listener.stop()
+        if self.slack is not None:
+            await self.slack.stop()
+        await self.silences.aclose()
 
 
 @dataclass
@@ -54,6 +98,7 @@ class Runtime:
     digests: DigestScheduler
     housekeeper: Housekeeper
     heartbeat: Heartbeat
+    chat: ChatActions | None = None  # with `actions:` on
 
     @classmethod
     def build(
@@ -105,6 +150,7 @@ class Runtime:
         digests = DigestScheduler(store, settings, clock, metrics, worker.wake)
         housekeeper = Housekeeper(store, settings.storage.retention, clock, metrics)
         heartbeat = Heartbeat(settings.heartbeat, store, worker, clock, metrics)
+        chat = ChatActions.build(settings, store, clock, metrics, worker) if settings.actions is not None else None
         return cls(
             settings,
             store,
@@ -119,7 +165,19 @@ class Runtime:
             digests,
             housekeeper,
             heartbeat,
+            chat,
         )
+
+    @property
+    def telegram_webhook(self) -> TelegramUpdatesListener | None:
+        """The bot whose updates come by webhook, if they do."""
+        if self.chat is None or self.settings.actions is None or self.settings.actions.telegram.mode != "webhook":
+            return None
+        return self.chat.telegram[0] if self.chat.telegram else None
+
+    @property
+    def slack_requests(self) -> SlackRequests | None:
+        return self.chat.slack if self.chat is not None else None
 
     async def start(self, *, worker: bool = True) -> None:
         await self.store.migrate()
@@ -128,8 +186,12 @@ class Runtime:
             self.digests.start()
             self.housekeeper.start()
             self.heartbeat.start()
+            if self.chat is not None:
+                await self.chat.start()
 
     async def stop(self) -> None:
+        if self.chat is not None:
+            await self.chat.stop()
         await self.heartbeat.stop()
         await self.housekeeper.stop()
         await self.digests.stop()

@@ -176,6 +176,92 @@ class DigestSettings(Strict, kw_only=True):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
 
 
+class AllowedActors(Strict, kw_only=True):
+    """Who may act from the chat: Telegram user ids or @usernames, Slack user ids."""
+
+    telegram: list[int | str] = msgspec.field(default_factory=list)
+    slack: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for i, who in enumerate(self.telegram):
+            if isinstance(who, str) and not re.fullmatch(r"@?[A-Za-z][A-Za-z0-9_]{3,31}|-?\d+", who):
+                raise ValueError(f"telegram[{i}]: expected a user id or @username, got {who!r}")
+        self.telegram = [int(w) if isinstance(w, str) and re.fullmatch(r"-?\d+", w) else w for w in self.telegram]
+        for i, who in enumerate(self.slack):
+            if not re.fullmatch(r"[UW][A-Z0-9]{2,}", who):
+                raise ValueError(f"slack[{i}]: expected a Slack user id such as U0123ABCD, got {who!r}")
+
+    def empty(self) -> bool:
+        return not self.telegram and not self.slack
+
+
+class ReceiverActions(Strict, kw_only=True):
+    """Per receiver: who may act on the messages of its targets (instead of `actions.allowed`)."""
+
+    allowed: AllowedActors
+
+
+class TelegramUpdates(Strict, kw_only=True):
+    """How the notifier hears the presses and commands of its Telegram bots: long polling (no public URL needed;
+    one replica polls at a time) or a webhook Telegram calls at `webhook_url` with `secret_token`."""
+
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = None  # the public URL of POST /telegram/updates
+    secret_token: str | None = None
+    secret_token_file: str | None = None
+    poll_timeout: Duration = Duration(25.0)  # how long one getUpdates waits for updates
+    lease: Duration = Duration(60.0)  # a poller that stops renewing is replaced after this long
+
+    def __post_init__(self) -> None:
+        self.secret_token = secret(self.secret_token, self.secret_token_file, "secret_token", required=False)
+        if self.mode == "webhook":
+            if not self.webhook_url or not self.webhook_url.startswith("https://"):
+                raise ValueError("webhook_url: required with mode webhook, an https:// URL")
+            if self.secret_token is None:
+                raise ValueError("secret_token: required with mode webhook (or secret_token_file)")
+        if self.secret_token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(self.secret_token)):
+            raise ValueError("secret_token: 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        if self.lease < 10:
+            raise ValueError("lease: expected at least 10s")
+        if self.poll_timeout < 1 or self.poll_timeout * 2 > self.lease:
+            raise ValueError("poll_timeout: from 1s to half the lease (the poller renews its lease between polls)")
+
+
+class SlackInteractivity(Strict, kw_only=True):
+    """The Slack app's signing secret: every interaction and command Slack posts is signed with it."""
+
+    signing_secret: str | None = None
+    signing_secret_file: str | None = None
+
+    def __post_init__(self) -> None:
+        self.signing_secret = secret(self.signing_secret, self.signing_secret_file, "signing_secret", required=True)
+
+
+class ActionsSettings(Strict, kw_only=True):
+    """Acting from the chat: buttons on firing messages (Ack, Silence, Unsilence, Unack) and commands (/alerts,
+    /silences, /status, /help), for the people in `allowed`."""
+
+    allowed: AllowedActors = msgspec.field(default_factory=AllowedActors)
+    silence_durations: list[Duration] = msgspec.field(
+        default_factory=lambda: [Duration(3600.0), Duration(4 * 3600.0), Duration(24 * 3600.0)]
+    )
+    timezone: str = "UTC"  # the times messages show ("silenced until 07:12")
+    button_lifetime: Duration = Duration(7 * 86400.0)  # a button pressed later is answered "expired"
+    telegram: TelegramUpdates = msgspec.field(default_factory=TelegramUpdates)
+    slack: SlackInteractivity | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.silence_durations) <= 4:
+            raise ValueError("silence_durations: give one to four durations")
+        for i, d in enumerate(self.silence_durations):
+            if not 60 <= d <= 366 * 86400:
+                raise ValueError(f"silence_durations[{i}]: expected from 1m to 366d")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+
+
 class ReceiverSettings(Strict, kw_only=True):
     """A receiver: its name, its targets under each channel's key (`telegram: [...]`), templates and digest."""
 
@@ -184,6 +270,7 @@ class ReceiverSettings(Strict, kw_only=True):
     templates: dict[str, TemplateOverride] = msgspec.field(default_factory=dict)  # template key -> override
     message: MessageSettings = msgspec.field(default_factory=MessageSettings)
     digest: DigestSettings | None = None
+    actions: ReceiverActions | None = None
     # channel name -> its targets' settings, in the registry's order; read from the channel keys, not a key itself
     channels: dict[str, list[Any]] = msgspec.field(default_factory=dict)
 
@@ -284,6 +371,30 @@ class HeartbeatSettings(Strict, kw_only=True):
             raise ValueError("interval: expected at least 1s")
 
 
+class AlertmanagerSettings(Strict, kw_only=True):
+    """Alertmanager's API, for silences made from the chat: one or more peers of a cluster, tried in order (a
+    silence is gossiped to every peer), with the same credentials."""
+
+    urls: list[str]
+    bearer_token: str | None = None
+    bearer_token_file: str | None = None
+    basic_auth: BasicAuthSettings | None = None
+    timeout: Duration = Duration(5.0)
+    external_url: str | None = None  # where people open Alertmanager's UI; default: the first of `urls`
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("urls: give at least one Alertmanager URL")
+        for i, url in enumerate(self.urls):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"urls[{i}]: expected an http:// or https:// URL, got {url!r}")
+        self.bearer_token = secret(self.bearer_token, self.bearer_token_file, "bearer_token", required=False)
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("bearer_token: give either bearer_token or basic_auth, not both")
+        if self.timeout <= 0:
+            raise ValueError("timeout: expected more than 0s")
+
+
 class Settings(Strict, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
@@ -294,6 +405,8 @@ class Settings(Strict, kw_only=True):
     quiet_hours: dict[str, ScheduleSettings] = msgspec.field(default_factory=dict)
     storm: StormSettings = msgspec.field(default_factory=StormSettings)
     heartbeat: HeartbeatSettings | None = None
+    alertmanager: AlertmanagerSettings | None = None
+    actions: ActionsSettings | None = None
     source: str = ""  # the file this came from; not a config key
     notes: list[str] = msgspec.field(default_factory=list)  # what `only_if_set` switched off; not a config key
 
@@ -409,6 +522,23 @@ def _check_references(s: Settings) -> None:
                 raise ConfigError(f"unknown template (templates: {known})", path=f"receivers[{i}].templates.{key}")
         if r.digest is not None and not any(PLUGINS[c].digests and t for c, t in r.channels.items()):
             raise ConfigError("a digest is an email; this receiver has no email target", path=f"receivers[{i}].digest")
+        if r.actions is not None and s.actions is None:
+            raise ConfigError("chat actions are off: give `actions:` at the top level", path=f"receivers[{i}].actions")
+    if s.actions is not None:
+        if s.alertmanager is None:
+            raise ConfigError(
+                "chat actions silence through Alertmanager: give `alertmanager: {urls: [...]}`", path="actions"
+            )
+        bots = {str(t.bot_token) for r in s.receivers for t in r.channels.get("telegram", [])}
+        if s.actions.telegram.mode == "webhook" and len(bots) > 1:
+            raise ConfigError(
+                "one bot can take updates by webhook here; with several Telegram bots use polling",
+                path="actions.telegram.mode",
+            )
+        if s.actions.allowed.empty() and not any(r.actions is not None for r in s.receivers):
+            raise ConfigError(
+                "nobody may act: list Telegram user ids / @usernames or Slack user ids", path="actions.allowed"
+            )
 
     def walk(route: RouteSettings, path: str) -> None:
         for name in route.all_receivers():

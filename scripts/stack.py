@@ -10,6 +10,10 @@ dashboard panel has data when all three run.
 
     make stack                      # or: .venv/bin/python scripts/stack.py --scenario exchange-trouble
 
+Chat actions (buttons and commands in Telegram) against the stack's own fake Telegram, `--chat-actions`, or a
+real bot, `--telegram-token-file FILE --telegram-chat ID --telegram-user @you`: the notifier then sends to that
+chat, with Ack and Silence buttons that create silences in the stack's Alertmanager.
+
 The end-to-end test builds the same stack with faster timings (`fast=True`): a generated copy of the rules with
 `for` and range windows 60 times shorter, never an edit of the shipped files.
 """
@@ -45,6 +49,7 @@ class Ports:
     node: int = 9101  # the host ports the compose file publishes these exporters on
     postgres: int = 9102
     redis: int = 9103
+    telegram: int = 9104  # the fake Telegram Bot API of --chat-actions
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Stack:
     notifier_config: dict[str, Any] | None = None  # the notifier's receivers and routes; default: log everything
     redis_url: str | None = None  # the demo's events go through this Redis, which its exporter watches
     postgres_dsn: str | None = None  # watched by PostgreSQL's exporter
+    chat: dict[str, Any] | None = None  # chat actions: {"token", "chat", "user", "api_url"}
+    fake_telegram: Any = None  # the fake Bot API of --chat-actions, running in a thread
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,6 +115,14 @@ class Stack:
                 route.update(group_wait="1s", group_interval="2s")
         (self.workdir / "alertmanager.yml").write_text(yaml.safe_dump(am))
 
+        if self.chat is not None and self.notifier_config is None:
+            telegram = {"bot_token": self.chat["token"], "chat_id": self.chat["chat"], "api_url": self.chat["api_url"]}
+            self.notifier_config = {
+                "alertmanager": {"urls": [f"http://127.0.0.1:{p.alertmanager}"]},
+                "actions": {"allowed": {"telegram": [self.chat["user"]]}, "telegram": {"poll_timeout": "10s"}},
+                "receivers": [{"name": "console", "log": [{}], "telegram": [telegram]}],
+                "routes": {"receiver": "console"},
+            }
         notifier = {
             "server": {"listen": f"127.0.0.1:{p.notifier}", "auth": {"bearer_token_file": str(token_file)}},
             "storage": {"url": f"sqlite:///{self.workdir}/notifier.db"},
@@ -135,6 +150,8 @@ class Stack:
         p = self.ports
         wanted = {"bot-exporter": p.exporter, "prometheus": p.prometheus, "alertmanager": p.alertmanager}
         wanted["notifier"] = p.notifier
+        if self.chat is not None and self.chat.get("fake"):
+            wanted["fake Telegram"] = p.telegram
         wanted.update({f"{job} exporter": getattr(p, job) for job in self.extra_exporters()})
         busy = []
         for name, port in wanted.items():
@@ -161,6 +178,13 @@ class Stack:
         busy = self.ports_in_use()
         if busy:
             raise RuntimeError("; ".join(busy) + ". Stop it (a `make run` still running?), then start the stack again.")
+        if self.chat is not None and self.chat.get("fake"):
+            sys.path.insert(0, str(ROOT))
+            from tests.fakes.telegram import FakeTelegram, ThreadedFake  # the tests' strict fake, run for people
+
+            fake = FakeTelegram(token=self.chat["token"], chats={self.chat["chat"]})
+            self.fake_telegram = ThreadedFake(fake, port=self.ports.telegram)
+            self.chat["api_url"] = self.fake_telegram.fake.url
         self.write_configs()
         p = self.ports
         py = sys.executable
@@ -243,6 +267,9 @@ class Stack:
         raise RuntimeError(f"{name} did not become ready; see {self.logs / (name + '.log')}")
 
     def stop(self) -> None:
+        if self.fake_telegram is not None:
+            self.fake_telegram.stop()
+            self.fake_telegram = None
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -333,15 +360,42 @@ def main() -> int:
     ap.add_argument(
         "--base-port",
         type=int,
-        help="run on BASE..BASE+6 (exporter, Prometheus, Alertmanager, notifier, host, PostgreSQL and Redis "
-        "exporters) instead of 9100, 9090, 9093, 9095, 9101, 9102, 9103",
+        help="run on BASE..BASE+7 (exporter, Prometheus, Alertmanager, notifier, host, PostgreSQL and Redis "
+        "exporters, fake Telegram) instead of 9100, 9090, 9093, 9095, 9101, 9102, 9103, 9104",
     )
+    ap.add_argument(
+        "--chat-actions",
+        action="store_true",
+        help="send to the stack's fake Telegram (port BASE+7, default 9104), with Ack and Silence buttons; "
+        "press them with curl (see the README)",
+    )
+    ap.add_argument("--telegram-token-file", help="a real bot's token, in a file: the stack sends to --telegram-chat")
+    ap.add_argument("--telegram-chat", help="the chat id the real bot posts to (it must be a member)")
+    ap.add_argument("--telegram-user", default="@alice", help="who may press the buttons (default: %(default)s)")
     a = ap.parse_args()
+    chat: dict[str, Any] | None = None
+    if a.telegram_token_file:
+        if not a.telegram_chat:
+            ap.error("--telegram-token-file needs --telegram-chat")
+        token = Path(a.telegram_token_file).read_text().strip()
+        chat = {
+            "token": token,
+            "chat": int(a.telegram_chat),
+            "user": a.telegram_user,
+            "api_url": "https://api.telegram.org",
+        }
+    elif a.chat_actions:
+        chat = {"fake": True, "token": "123456:stack-fake", "chat": -1001234567890, "user": a.telegram_user}
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop)  # every way of stopping runs the `finally` below, which stops every child
-    ports = Ports(*range(a.base_port, a.base_port + 7)) if a.base_port else Ports()
+    ports = Ports(*range(a.base_port, a.base_port + 8)) if a.base_port else Ports()
     stack = Stack(
-        Path(a.workdir), ports, scenario=a.scenario, redis_url=a.redis_url or None, postgres_dsn=a.postgres_dsn or None
+        Path(a.workdir),
+        ports,
+        scenario=a.scenario,
+        redis_url=a.redis_url or None,
+        postgres_dsn=a.postgres_dsn or None,
+        chat=chat,
     )
     try:
         stack.start()
@@ -359,6 +413,11 @@ def main() -> int:
 """
             + "\n".join(lines)
             + note
+            + (
+                f"\n  fake Telegram http://127.0.0.1:{p.telegram}/_fake/messages (press buttons: see the README)"
+                if stack.fake_telegram is not None
+                else ""
+            )
             + "\nCtrl-C stops everything.",
             flush=True,
         )

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import SMTPServer
 from tests.fakes.telegram import FakeTelegram
-from tests.helpers import PG_ADMIN_URL, need
+from tests.helpers import PG_ADMIN_URL, binary, free_port, need, wait_http
 
 collect_ignore_glob: list[str] = []
 
@@ -109,3 +111,37 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Any]:
+    """Starts Debian's Alertmanager 0.25 on a free port with a given config."""
+    exe = binary("prometheus-alertmanager")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(config: Path) -> str:
+        port = free_port()
+        data = tmp_path / f"am-{port}"
+        data.mkdir()
+        log = (tmp_path / f"am-{port}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [
+                    exe,
+                    f"--config.file={config}",
+                    f"--storage.path={data}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--cluster.listen-address=",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/-/ready")
+        return url
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)

@@ -33,10 +33,19 @@ class Channel(Protocol):
 
     async def send(self, message: Message) -> DeliveryReceipt: ...
 
+    async def edit(self, message: Message) -> DeliveryReceipt:
+        """Show a sent message (`message.edit_ref`) again as `message` renders it now: its group's acknowledgement
+        and silence, and the buttons that fit them. Channels that cannot edit raise PermanentError."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 def _never_silent(_target: Any, _severity: Severity) -> bool:
+    return False
+
+
+def _no_actions(_target: Any) -> bool:
     return False
 
 
@@ -58,3 +67,4 @@ class ChannelPlugin:
     describe: Callable[[Any], str] = _as_text
     silent: Callable[[Any, Severity], bool] = _never_silent  # quiet by the target's own settings (Telegram)
     digests: bool = False  # takes the receiver's digests (email)
+    acts: Callable[[Any], bool] = _no_actions  # the target shows chat-action buttons and can edit what it sent

@@ -178,6 +178,9 @@ class EmailChannel:
             raise RetryableError(f"SMTP server unreachable: {type(exc).__name__}: {str(exc)[:120]}") from None
         return DeliveryReceipt(ref=str(m["Message-ID"]))
 
+    async def edit(self, message: Message) -> DeliveryReceipt:
+        raise PermanentError("this channel cannot edit a message it sent")
+
     async def aclose(self) -> None:
         return None
 

@@ -12,6 +12,7 @@ from notifier.channels import ChannelPlugin, RateRule
 from notifier.clock import Clock
 from notifier.configtypes import Strict
 from notifier.domain import DeliveryReceipt, Message
+from notifier.errors import PermanentError
 from notifier.templates import Renderer, Template
 
 TEMPLATE = Template("log", "text", "text.j2")
@@ -71,6 +72,9 @@ class LogChannel:
     def _text(self, message: Message) -> str:
         now = self._clock.now()
         return self._renderer.minimal_text(message, now) if message.minimal else render(self._renderer, message, now)
+
+    async def edit(self, message: Message) -> DeliveryReceipt:
+        raise PermanentError("this channel cannot edit a message it sent")
 
     async def aclose(self) -> None:
         return None

@@ -249,8 +249,31 @@ class SlackChannel:
                 raise ContentRejected(f"part {i + 1} is beyond Slack's Block Kit limits", parts_done=i)
         return parts
 
+    @staticmethod
+    def _with_buttons(parts: list[SlackPart], message: Message) -> list[SlackPart]:
+        """Chat actions as a Block Kit actions block at the end of the first part (a bot token's messages only)."""
+        if not message.buttons or not parts[0].blocks:
+            return parts
+        elements = [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": b.label},
+                "action_id": f"notifier-{i}",
+                "value": b.action_id,
+                **({"style": "danger"} if b.label.startswith("Silence") else {}),
+            }
+            for i, b in enumerate(message.buttons)
+        ]
+        first = parts[0]
+        return [
+            SlackPart(first.text, first.color, [*first.blocks, {"type": "actions", "elements": elements}]),
+            *parts[1:],
+        ]
+
     async def send(self, message: Message) -> DeliveryReceipt:
         parts = self._with_mention(await self._render(message), message)
+        if self._web is not None:
+            parts = self._with_buttons(parts, message)
         start = min(message.part, len(parts) - 1) if message.part else 0
         if self._hook is not None:
             for i in range(start, len(parts)):
@@ -330,12 +353,30 @@ class SlackChannel:
         except (TimeoutError, SlackApiError, aiohttp.ClientError, OSError, SlackClientError) as exc:
             log.warning("could not update the first Slack message of %s: %s", self._key, type(exc).__name__)
 
+    async def edit(self, message: Message) -> DeliveryReceipt:
+        if self._web is None or not message.edit_ref or "/" not in message.edit_ref:
+            raise PermanentError("nothing to edit: an incoming webhook's messages cannot be edited")
+        parts = self._with_buttons(await self._render(message), message)
+        channel, _, ts = message.edit_ref.partition("/")
+        try:
+            await self._web.chat_update(channel=channel, ts=ts, **parts[0].payload())
+        except SlackApiError as exc:
+            raise self._api_error(exc, 0) from None
+        except (TimeoutError, aiohttp.ClientError, OSError, SlackClientError) as exc:
+            raise RetryableError(f"Slack unreachable: {type(exc).__name__}") from None
+        return DeliveryReceipt(ref=None, parts=0)
+
     async def aclose(self) -> None:
         return None
 
 
+def _acts(target: SlackTarget) -> bool:
+    return target.bot_token is not None  # an incoming webhook hears no presses and cannot edit
+
+
 PLUGIN = ChannelPlugin(
     name="slack",
+    acts=_acts,
     target=SlackTarget,
     templates=(TEMPLATE,),
     build=SlackChannel,

@@ -157,9 +157,13 @@ class TelegramChannel:
         return rules
 
     def _buttons(self, message: Message) -> InlineKeyboardMarkup | None:
-        if not self._target.buttons:
+        if not self._target.buttons and not message.buttons:
             return None
         g = message.group
+        if not self._target.buttons:
+            return InlineKeyboardMarkup(
+                [[InlineKeyboardButton(b.label, callback_data=b.action_id) for b in message.buttons]]
+            )
         links: list[tuple[str, str]] = []
         if len(g.alerts) == 1:
             links = alert_view(g.alerts[0], g.external_url, self._clock.now()).links
@@ -175,9 +179,10 @@ class TelegramChannel:
                 if u
             ]
         links = [(n, u) for n, u in links if u.startswith(("http://", "https://"))][:MAX_BUTTONS]
-        if not links:
-            return None
-        return InlineKeyboardMarkup([[InlineKeyboardButton(n, url=u) for n, u in links]])
+        rows = [[InlineKeyboardButton(n, url=u) for n, u in links]] if links else []
+        if message.buttons:  # chat actions: the callback data is the stored action's id
+            rows.append([InlineKeyboardButton(b.label, callback_data=b.action_id) for b in message.buttons])
+        return InlineKeyboardMarkup(rows) if rows else None
 
     async def send(self, message: Message) -> DeliveryReceipt:
         now = self._clock.now()
@@ -195,7 +200,8 @@ class TelegramChannel:
         first_ref: str | None = None
         for i in range(start, len(parts)):
             reply_to = message.thread_ref if i == 0 else first_ref
-            msg_id = await self._send_part(parts[i], message, i, reply_to, markup if i == len(parts) - 1 else None)
+            # the buttons go with the first part: the one an edit shows again
+            msg_id = await self._send_part(parts[i], message, i, reply_to, markup if i == 0 else None)
             if first_ref is None:
                 first_ref = str(msg_id)
         return DeliveryReceipt(ref=first_ref, parts=len(parts))
@@ -273,6 +279,35 @@ class TelegramChannel:
             except TelegramError as exc:
                 raise RetryableError(f"Telegram error: {exc.message}", parts_done=index) from None
 
+    async def edit(self, message: Message) -> DeliveryReceipt:
+        if not message.edit_ref or not message.edit_ref.isdigit():
+            raise PermanentError("nothing to edit: the message has no Telegram message id")
+        parts = await asyncio.to_thread(render, self._renderer, message, self._clock.now())
+        try:
+            await self._bot.edit_message_text(
+                chat_id=self.chat_id,
+                message_id=int(message.edit_ref),
+                text=parts[0],
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=self._buttons(message),
+            )
+        except RetryAfter as exc:
+            raise RetryableError(
+                f"Telegram rate limit: retry after {_seconds(exc.retry_after):g}s",
+                retry_after=_seconds(exc.retry_after),
+            ) from None
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():  # the message shows this already
+                raise PermanentError(f"Telegram refused the edit: {exc.message}") from None
+        except (Forbidden, InvalidToken, EndPointNotFound) as exc:
+            raise PermanentError(f"Telegram refused the bot: {exc.message}") from None
+        except (TimedOut, NetworkError) as exc:
+            raise RetryableError(f"Telegram unreachable: {exc.message}") from None
+        except TelegramError as exc:
+            raise RetryableError(f"Telegram error: {exc.message}") from None
+        return DeliveryReceipt(ref=None, parts=0)
+
     async def aclose(self) -> None:
         with contextlib.suppress(TelegramError):
             await self._bot.shutdown()
@@ -282,8 +317,13 @@ def _silent(target: TelegramTarget, severity: Severity) -> bool:
     return severity.value in target.silent_severities
 
 
+def _acts(_target: TelegramTarget) -> bool:
+    return True
+
+
 PLUGIN = ChannelPlugin(
     name="telegram",
+    acts=_acts,
     target=TelegramTarget,
     templates=(TEMPLATE,),
     build=TelegramChannel,

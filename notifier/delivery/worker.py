@@ -15,6 +15,7 @@ import socket
 import msgspec
 from sqlalchemy.engine import Connection
 
+from notifier.actions.buttons import buttons_for
 from notifier.alertmanager import WebhookAlert, WebhookPayload, to_group
 from notifier.channels import Channel, RateRule
 from notifier.channels.registry import PLUGINS
@@ -23,6 +24,7 @@ from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
 from notifier.delivery.storms import collapse_storm
 from notifier.domain import (
+    ActionButton,
     AlertGroup,
     AlertStatus,
     Change,
@@ -31,6 +33,7 @@ from notifier.domain import (
     Delivery,
     DeliveryOutcome,
     DeliveryReceipt,
+    GroupActions,
     Message,
     MessageKind,
     Severity,
@@ -40,8 +43,10 @@ from notifier.errors import ContentRejected, DeliveryError, PermanentError, Retr
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import Settings
+from notifier.silences import silence_link
 from notifier.store import Store
 from notifier.store import repository as repo
+from notifier.store.actions import StoredAction, keep_actions, read_group_actions
 from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger("notifier.delivery")
@@ -105,6 +110,7 @@ def build_message(row: Delivery, body: bytes, send_resolved: bool, thread_ref: s
         change=ch,
         thread_ref=thread_ref,
         part=row.parts_sent,
+        edit_ref=change.edit_ref,
     )
 
 
@@ -134,6 +140,8 @@ class DeliveryWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._send_resolved = {r.name: r.send_resolved for r in settings.receivers}
+        # targets that show chat-action buttons and can edit what they sent
+        self._acting = {key for r in settings.receivers for key, ch, t in r.targets() if PLUGINS[ch].acts(t)}
 
     @property
     def running(self) -> bool:
@@ -275,6 +283,7 @@ class DeliveryWorker:
         message = await asyncio.to_thread(
             build_message, d, claim.payload, self._send_resolved.get(d.receiver, True), claim.thread_ref
         )
+        message, shown = await self._with_actions(d, message, now)
         if self._untold_and_over(claim, message):
             # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
             self._metrics.suppressed(SuppressReason.QUIET_HOURS_RESOLVED)
@@ -297,7 +306,10 @@ class DeliveryWorker:
             return
         started = asyncio.get_running_loop().time()
         try:
-            receipt = await asyncio.wait_for(self._send(channel, message), timeout=self._d.send_timeout)
+            receipt = await asyncio.wait_for(
+                channel.edit(message) if message.kind is MessageKind.EDIT else self._send(channel, message),
+                timeout=self._d.send_timeout,
+            )
         except RetryableError as exc:
             await self._finish_retry(claim, exc, exc.retry_after)
             return
@@ -311,7 +323,29 @@ class DeliveryWorker:
             self._metrics.delivery_duration.labels(channel_name).observe(asyncio.get_running_loop().time() - started)
         # the slot booked above covered one message; a split message sent more, and the provider counts each
         await self._limiter.book(rules, self._clock.now(), receipt.parts - message.part - 1)
-        await self._finish_sent(claim, message, receipt)
+        await self._finish_sent(claim, message, receipt, shown)
+
+    async def _with_actions(self, d: Delivery, message: Message, now: float) -> tuple[Message, list[StoredAction]]:
+        """With chat actions on, a group's message shows who acknowledged or silenced it; on a target that can
+        act, a firing group's message offers the buttons (returned too: the actions behind them are stored once
+        it is sent)."""
+        actions = self._settings.actions
+        if actions is None or message.kind not in (MessageKind.ALERT, MessageKind.EDIT):
+            return message, []
+        group = ChangeRecord.decode(d.change).edit_group if message.kind is MessageKind.EDIT else d.group_hash
+        if group is None:
+            return message, []
+        async with self._store.begin(readonly=True) as conn:
+            state = (await read_group_actions(conn, [group], now)).get(group, GroupActions())
+        if state.silence_id and self._settings.alertmanager is not None:
+            state = msgspec.structs.replace(
+                state, silence_url=silence_link(self._settings.alertmanager, state.silence_id)
+            )
+        buttons: tuple[ActionButton, ...] = ()
+        shown: list[StoredAction] = []
+        if d.target in self._acting and message.group.firing:
+            buttons, shown = buttons_for(group, state, [float(x) for x in actions.silence_durations], now)
+        return dataclasses.replace(message, actions=state, buttons=buttons, action_zone=actions.timezone), shown
 
     async def _send(self, channel: Channel, message: Message) -> DeliveryReceipt:
         """Send; if the provider refuses the rendered message for its content, send the minimal safe form once
@@ -335,20 +369,30 @@ class DeliveryWorker:
 
     @staticmethod
     def _untold_and_over(claim: Claim, message: Message) -> bool:
+        if message.kind is not MessageKind.ALERT:
+            return False
         change = ChangeRecord.decode(claim.delivery.change)
         if not change.skip_if_resolved or message.group.firing:
             return False
         return not any(status == AlertStatus.FIRING.value for status in (change.base or {}).values())
 
-    async def _finish_sent(self, claim: Claim, message: Message, receipt: DeliveryReceipt) -> None:
+    async def _finish_sent(
+        self, claim: Claim, message: Message, receipt: DeliveryReceipt, shown: list[StoredAction] | None = None
+    ) -> None:
         d = claim.delivery
         now = self._clock.now()
         owner = self.owner
-        over = message.group.status is AlertStatus.RESOLVED and not message.group.firing
+        over = (
+            message.kind is MessageKind.ALERT
+            and message.group.status is AlertStatus.RESOLVED
+            and not message.group.firing
+        )
         first = receipt.ref is not None and message.thread_ref is None and message.kind is MessageKind.ALERT
 
         def write(conn: Connection) -> None:
             repo.mark_sent(conn, d.id, owner, now, receipt.ref, receipt.parts)
+            if shown:
+                keep_actions(conn, shown, now)
             if over:  # the incident is over: its next firing starts a new thread
                 repo.clear_thread(conn, d.target, d.group_hash)
             elif first and receipt.ref is not None:

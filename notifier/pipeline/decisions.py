@@ -107,13 +107,17 @@ def decide(
     send_resolved: bool,
     quiet: QuietNow | None,
     digest: bool,
+    acked: bool = False,
 ) -> ReceiverDecision:
     """Per-receiver dedup, repeats and quiet hours for a group whose alerts are now `current` (fingerprint ->
-    status), given what was last committed for delivery to this receiver (`prior`)."""
+    status), given what was last committed for delivery to this receiver (`prior`). A group someone acknowledged
+    from the chat is not repeated until it changes."""
     base = prior.alerts if prior is not None else {}
     change = diff_states(base, current)
     repeat = DEFAULT_REPEAT_INTERVAL if repeat_interval is None else repeat_interval
     repeat_due = prior is not None and repeat > 0 and change.still_firing > 0 and now - prior.last_sent_at >= repeat
+    if repeat_due and acked and not change.new and not (change.resolved and send_resolved):
+        return ReceiverDecision(Verdict.SUPPRESS, change, base, None, reason=SuppressReason.ACKNOWLEDGED)
     if not (change.new or (change.resolved and send_resolved) or repeat_due):
         # Not sent. A resolve that send_resolved: false keeps quiet is still recorded: the next firing must count
         # as new.

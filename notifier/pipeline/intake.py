@@ -23,13 +23,15 @@ from notifier.alertmanager import WebhookPayload, summarize
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.digests import record_items
-from notifier.domain import Claim, Delivery, DeliveryState, Severity, SuppressReason
+from notifier.domain import AlertStatus, Claim, Delivery, DeliveryState, Severity, SuppressReason
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.decisions import Verdict, coalesce, decide, quiet_hours_now
 from notifier.routing import RouteMatch, Router
 from notifier.schedules import Schedule
 from notifier.settings import Settings
+from notifier.store import actions as store_actions
 from notifier.store import new_id
+from notifier.store.actions import AlertGroupRecord
 from notifier.store.intake import IntakeQueries, Snapshot, StoredNotification, Writes
 from notifier.store.payloads import pack
 from notifier.store.redelivery import RedeliveryKeys
@@ -54,6 +56,7 @@ class IntakeResult:
     leased: list[Claim] = field(default_factory=list)  # messages handed straight to this process's worker
     key: str = ""  # the redelivery key this webhook holds once committed, until key_expires_at
     key_expires_at: float = 0.0
+    news: bool = False  # an alert of the group fired anew for some receiver
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class IntakeJob:
     # A redelivery is packed for nothing.
     stored: tuple[str, bytes | None]
     alerts_raw: list[dict[str, Any]] | None = None  # the payload's alerts as sent, decoded when a digest needs them
+    group: AlertGroupRecord | None = None  # with chat actions on: the group as /alerts lists it and silences match it
 
 
 class IntakeStage:
@@ -104,10 +108,27 @@ class IntakeStage:
         self._schedules = {name: Schedule.from_settings(s) for name, s in settings.quiet_hours.items()}
         self._receivers = {r.name: r for r in settings.receivers}
         self._targets = {r.name: r.targets() for r in settings.receivers}
+        self._actions_on = settings.actions is not None
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
         summary = summarize(payload)
+        gh = group_hash(payload.receiver, payload.groupKey)
+        group = None
+        if self._actions_on:
+            firing = [a.startsAt.timestamp() for a in payload.alerts if a.status == AlertStatus.FIRING.value]
+            labels = dict(payload.groupLabels) or dict(payload.commonLabels)
+            group = AlertGroupRecord(
+                group_hash=gh,
+                am_receiver=payload.receiver,
+                group_key=payload.groupKey,
+                labels=labels,
+                title=labels.get("alertname", ""),
+                severity=summary.severity,
+                firing=len(firing),
+                firing_since=min(firing) if firing else None,
+                updated_at=0.0,
+            )
         return IntakeJob(
             payload.groupKey,
             payload.receiver,
@@ -118,9 +139,10 @@ class IntakeStage:
             summary.counts,
             summary.severity,
             summary.key,
-            group_hash(payload.receiver, payload.groupKey),
+            gh,
             self._router.match({**payload.commonLabels, **payload.groupLabels}),
             pack(raw),
+            group=group,
         )
 
     def commit_batch(self, conn: Connection, jobs: list[IntakeJob]) -> list[IntakeResult | Exception]:
@@ -131,6 +153,7 @@ class IntakeStage:
         targets = {t for r in receivers for t, _, _ in self._targets[r]}
         holders = self._keys.live(conn, list({j.key for j in jobs}), now)
         snapshot = self._queries.load(conn, receivers, targets, hashes)
+        acked = store_actions.acked(conn, hashes) if self._actions_on else set()
         writes = Writes()
         digest_items: list[tuple[str, list[dict[str, Any]]]] = []
         lease = _Lease(*self._lease_to()) if self._lease_to else _Lease("", 0)
@@ -142,7 +165,7 @@ class IntakeStage:
                 results.append(IntakeResult(holder, True, job.alert_count))
                 continue
             try:
-                result = self._decide(job, snapshot, writes, digest_items, lease, now)
+                result = self._decide(job, snapshot, writes, digest_items, lease, now, job.group_hash in acked)
             except Exception as exc:
                 log.exception("intake of %s failed", job.group_key)
                 results.append(exc)
@@ -153,7 +176,30 @@ class IntakeStage:
         self._queries.write(conn, writes)
         for receiver, alerts in digest_items:
             record_items(conn, receiver, alerts, now)
+        if self._actions_on:
+            self._record_groups(conn, jobs, results, now)
         return results
+
+    @staticmethod
+    def _record_groups(
+        conn: Connection, jobs: list[IntakeJob], results: list[IntakeResult | Exception], now: float
+    ) -> None:
+        """Chat actions: the groups as their newest webhooks tell them. A group that resolved is no longer
+        acknowledged nor silenced from the chat; one whose alert fired anew is no longer acknowledged."""
+        groups: dict[str, AlertGroupRecord] = {}
+        resolved: set[str] = set()
+        changed: set[str] = set()
+        for job, result in zip(jobs, results, strict=True):
+            if not isinstance(result, IntakeResult) or result.duplicate or job.group is None:
+                continue
+            groups[job.group_hash] = msgspec.structs.replace(job.group, updated_at=now)
+            if job.group.firing == 0:
+                resolved.add(job.group_hash)
+            elif result.news:
+                changed.add(job.group_hash)
+        store_actions.record_groups(conn, list(groups.values()))
+        store_actions.clear_acks(conn, resolved, silences=True)
+        store_actions.clear_acks(conn, changed - resolved)
 
     def committed(self, results: list[IntakeResult | Exception]) -> None:
         """The store committed these webhooks (`Batch.on_commit`): their redelivery keys now count."""
@@ -172,6 +218,7 @@ class IntakeStage:
         digest_items: list[tuple[str, list[dict[str, Any]]]],
         lease: _Lease,
         now: float,
+        acked: bool = False,
     ) -> IntakeResult:
         """One webhook, against the batch's state as the webhooks before it left it. Its effects are applied to
         that state and queued for writing only once it is wholly decided: one that fails leaves no trace."""
@@ -193,7 +240,10 @@ class IntakeStage:
                 send_resolved=receiver.send_resolved,
                 quiet=quiet,
                 digest=match.digest,
+                acked=acked,
             )
+            if decision.change.new:
+                result.news = True
             if decision.state is not None:
                 group_updates[(receiver.name, job.group_hash)] = decision.state
             if decision.verdict is Verdict.SUPPRESS:

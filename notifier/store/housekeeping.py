@@ -34,9 +34,14 @@ from notifier.domain import DeliveryState
 from notifier.metrics import NotifierMetrics
 from notifier.store.engine import Store
 from notifier.store.tables import (
+    action_log,
+    alert_groups,
+    chat_actions,
     deliveries,
     digest_items,
     digest_runs,
+    group_acks,
+    group_silences,
     group_state,
     intake_keys,
     notifications,
@@ -110,6 +115,16 @@ def _rules() -> list[_Rule]:
             (rate_slots.c.key, rate_slots.c.at),
             lambda now, cutoff: (rate_slots.c.at < now - RATE_SLOT_AGE,),
         ),
+        # chat actions: a resolved group's record, the actions behind old buttons, silences that ended, the log
+        _Rule(
+            alert_groups,
+            (alert_groups.c.group_hash,),
+            lambda now, cutoff: (alert_groups.c.firing == 0, alert_groups.c.updated_at < cutoff),
+        ),
+        _Rule(chat_actions, (chat_actions.c.id,), lambda now, cutoff: (chat_actions.c.created_at < cutoff,)),
+        _Rule(group_acks, (group_acks.c.group_hash,), lambda now, cutoff: (group_acks.c.at < cutoff,)),
+        _Rule(group_silences, (group_silences.c.group_hash,), lambda now, cutoff: (group_silences.c.until < now,)),
+        _Rule(action_log, (action_log.c.id,), lambda now, cutoff: (action_log.c.at < cutoff,)),
     ]
 
 

@@ -9,6 +9,12 @@ group_state    per (receiver, group): the alerts last committed for delivery, fo
 digest_items   alerts collected for a receiver's next email digest, one per firing episode
 digest_runs    the digest ticks taken, one row per (receiver, tick): exactly one digest per tick
 rate_slots     messages sent per rate-limit bucket, so that several replicas share one provider limit
+alert_groups   chat actions: each alert group's labels, severity and state, for /alerts and silences
+chat_actions   chat actions: what each button stands for (its id is the button's callback data)
+group_acks     chat actions: who acknowledged a group, and when
+group_silences chat actions: the silence made for a group from the chat
+action_log     chat actions: every press and command, who, what, when and the outcome
+leases         a job one replica does at a time (the Telegram poller): its holder until a time
 """
 
 from __future__ import annotations
@@ -143,4 +149,72 @@ group_state = Table(
     Column("group_key", Text, nullable=False),
     Column("alerts", Text, nullable=False),
     Column("last_sent_at", Double, nullable=False),
+)
+
+alert_groups = Table(
+    "alert_groups",
+    metadata,
+    Column("group_hash", String(64), primary_key=True),
+    Column("am_receiver", Text, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("labels", Text, nullable=False),  # JSON: the group's labels, what a silence from the chat matches
+    Column("title", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("firing", Integer, nullable=False),  # alerts firing
+    Column("firing_since", Double),  # when the oldest firing alert started; NULL once resolved
+    Column("updated_at", Double, nullable=False),
+    Index("ix_alert_groups_firing", "firing", "updated_at"),
+)
+
+chat_actions = Table(
+    "chat_actions",
+    metadata,
+    Column("id", String(24), primary_key=True),
+    Column("group_hash", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("duration", Double),  # a silence's
+    Column("silence_id", Text),  # a silence /silences listed
+    Column("created_at", Double, nullable=False),
+    Index("ix_chat_actions_created", "created_at"),
+)
+
+group_acks = Table(
+    "group_acks",
+    metadata,
+    Column("group_hash", String(64), primary_key=True),
+    Column("actor", Text, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+)
+
+group_silences = Table(
+    "group_silences",
+    metadata,
+    Column("group_hash", String(64), primary_key=True),
+    Column("silence_id", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("until", Double, nullable=False),
+    Column("at", Double, nullable=False),
+)
+
+action_log = Table(
+    "action_log",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("at", Double, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("group_hash", String(64)),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_action_log_at", "at"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("until", Double, nullable=False),
 )

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
-from notifier.domain import SEVERITY_RANK, Alert, AlertGroup, AlertStatus, Change, Message, Severity
+from notifier.domain import SEVERITY_RANK, Alert, AlertGroup, AlertStatus, Change, GroupActions, Message, Severity
 from notifier.templates.safety import clean, clip, one_line, safe_url
 
 SEVERITY_EMOJI = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.INFO: "🔵"}
@@ -190,6 +191,22 @@ def _status_line(ch: Change, firing: int, resolved: int) -> str:
     return _counts(firing, resolved) if firing + resolved > 1 else ""
 
 
+def clock_time(t: float, zone: str) -> str:
+    return datetime.fromtimestamp(t, ZoneInfo(zone)).strftime("%H:%M")
+
+
+def action_lines(state: GroupActions, zone: str, now: float) -> list[tuple[str, str | None]]:
+    """What a message shows of its group's acknowledgement and silence from the chat: (text, link or None)."""
+    lines: list[tuple[str, str | None]] = []
+    if state.acked_by and state.acked_at is not None:
+        lines.append((f"✅ acknowledged by {clean(state.acked_by)} at {clock_time(state.acked_at, zone)}", None))
+    if state.silenced_until is not None and state.silenced_until > now:
+        by = f" by {clean(state.silenced_by)}" if state.silenced_by else ""
+        url = safe_url(state.silence_url) if state.silence_url else ""
+        lines.append((f"🔕 silenced until {clock_time(state.silenced_until, zone)}{by}", url or None))
+    return lines
+
+
 def group_context(
     message: Message, now: float, *, max_alerts: int | None = None, hidden: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
@@ -239,4 +256,5 @@ def group_context(
         "parts": 1,
         "more": len(g.alerts) - len(views),
         "receiver": message.receiver,
+        "action_lines": action_lines(message.actions, message.action_zone, now),
     }

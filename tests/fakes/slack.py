@@ -88,6 +88,7 @@ class FakeSlack:
     refused: int = 0
     url: str = ""
     delay: float = 0.0  # seconds before answering, to test timeouts
+    responses: list[dict[str, Any]] = field(default_factory=list)  # what was posted to a response_url
     _runner: web.AppRunner | None = None
     _ts: int = 0
 
@@ -112,6 +113,7 @@ class FakeSlack:
         app.router.add_post(self.hook_path, self._hook)
         app.router.add_post("/services/{rest:.*}", self._bad_hook)
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/respond/{id}", self._respond)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -123,6 +125,21 @@ class FakeSlack:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def response_url(self, name: str = "1") -> str:
+        """A response_url, as Slack puts in every interaction and command it posts."""
+        return f"{self.url}/respond/{name}"
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if not body.get("text") and not body.get("blocks"):
+            return web.Response(status=400, text="no_text")
+        try:
+            check_blocks(body.get("blocks") or [])
+        except BlockError:
+            return web.Response(status=400, text="invalid_blocks")
+        self.responses.append({"id": request.match_info["id"], **body})
+        return web.Response(text="ok")
 
     def _next_ts(self) -> str:
         self._ts += 1
@@ -222,3 +239,17 @@ class FakeSlack:
             )
             return web.json_response({"ok": True, "channel": channel, "ts": body.get("ts")})
         return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+
+
+def signed(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The headers Slack signs a request with: v0=HMAC-SHA256 of v0:{timestamp}:{body} with the signing secret."""
+    import hashlib
+    import hmac
+
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }

@@ -136,6 +136,18 @@ class FakeTelegram:
     down: bool = False
     delay: float = 0.0  # seconds before answering sendMessage; a request cancelled meanwhile is not delivered
     echo_path_404: bool = False  # a misconfigured proxy in front: 404 with the request's path (the token) echoed
+    # updates (presses, commands) for getUpdates, each with its update_id; confirmed ones are dropped
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    callback_answers: list[dict[str, Any]] = field(default_factory=list)
+    edits: list[Sent] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)  # setMyCommands calls
+    webhook: dict[str, Any] | None = None  # setWebhook's parameters while a webhook is set
+    pollers: int = 0  # getUpdates calls answered 409 because another was waiting (a second poller)
+    conflicts: int = 0
+    _update_id: int = 500
+    _open_callbacks: set[str] = field(default_factory=set)
+    _waiting_poll: asyncio.Future[None] | None = None
+    _new_update: asyncio.Event | None = None
 
     def fail_next(
         self, n: int, status: int, description: str = "", retry_after: int | None = None, migrate_to: int | None = None
@@ -151,6 +163,10 @@ class FakeTelegram:
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
+        # a person's side of the chat, for `make stack --chat-actions`: read the chat, press a button, write
+        app.router.add_get("/_fake/messages", self._fake_messages)
+        app.router.add_post("/_fake/press", self._fake_press)
+        app.router.add_post("/_fake/say", self._fake_say)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -202,8 +218,29 @@ class FakeTelegram:
             return web.json_response(
                 {"ok": True, "result": {"id": 123456, "is_bot": True, "first_name": "Fake", "username": "fake_bot"}}
             )
+        if method == "getUpdates":
+            return await self._get_updates(params)
+        if method == "answerCallbackQuery":
+            return self._answer_callback(params)
+        if method == "setMyCommands":
+            cmds = params.get("commands")
+            cmds = json.loads(cmds) if isinstance(cmds, str) else cmds
+            self.commands.append({"commands": cmds})
+            return web.json_response({"ok": True, "result": True})
+        if method == "setWebhook":
+            secret = str(params.get("secret_token", ""))
+            if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+                return self._error(400, "Bad Request: secret token contains unallowed characters")
+            self.webhook = dict(params)
+            return web.json_response({"ok": True, "result": True})
+        if method == "deleteWebhook":
+            self.webhook = None
+            return web.json_response({"ok": True, "result": True})
         if method not in ("sendMessage", "editMessageText"):
             return self._error(404, "Not Found")
+        bad = self._bad_markup(params.get("reply_markup"))
+        if bad:
+            return self._error(400, f"Bad Request: {bad}")
         f = self.failures.popleft() if self.failures else None
         if f is not None:
             if f.status >= 500:
@@ -217,7 +254,214 @@ class FakeTelegram:
             return self._error(f.status, f.description, params_out or None)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if method == "editMessageText":
+            return self._edit(params)
         return self._send(params, method)
+
+    # -- a person's side of the chat (make stack --chat-actions) ----
+
+    async def _fake_messages(self, request: web.Request) -> web.Response:
+        out = []
+        for m in self.sent:
+            rows = (m.reply_markup or {}).get("inline_keyboard", [])
+            out.append(
+                {
+                    "message_id": m.message_id,
+                    "text": check_html(m.text) if m.parse_mode == "HTML" else m.text,
+                    "buttons": [b["text"] for row in rows for b in row if "callback_data" in b],
+                }
+            )
+        answers = [a["text"] for a in self.callback_answers]
+        return web.json_response(
+            {"messages": out, "answers": answers}, dumps=lambda o: json.dumps(o, ensure_ascii=False, indent=1)
+        )
+
+    async def _fake_press(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        message = next((m for m in self.sent if m.message_id == int(body.get("message_id", 0))), None)
+        if message is None:
+            return web.json_response({"error": "no such message"}, status=404)
+        rows = (message.reply_markup or {}).get("inline_keyboard", [])
+        data = next((b["callback_data"] for row in rows for b in row if b["text"] == body.get("button")), None)
+        if data is None:
+            return web.json_response({"error": "no such button"}, status=404)
+        qid = self.press(message, data, username=str(body.get("user", "alice")).lstrip("@"))
+        return web.json_response({"pressed": body.get("button"), "callback_query": qid})
+
+    async def _fake_say(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        chat = next((c for c in self.chats if isinstance(c, int)), -1001234567890)
+        self.say(str(body.get("text", "/help")), chat_id=chat, username=str(body.get("user", "alice")).lstrip("@"))
+        return web.json_response({"said": body.get("text")})
+
+    # -- updates: presses and commands ----------------------------------------------------------------------------
+
+    def _push(self, update: dict[str, Any]) -> int:
+        self._update_id += 1
+        update = {"update_id": self._update_id, **update}
+        self.updates.append(update)
+        if self._new_update is not None:
+            self._new_update.set()
+        return self._update_id
+
+    def press(self, message: Sent, data: str, user_id: int = 7001, username: str | None = "alice") -> str:
+        """Someone presses a button of `message` whose callback data is `data`: a callback query for getUpdates.
+        Returns the query's id."""
+        qid = f"cb{self._update_id + 1}"
+        self._open_callbacks.add(qid)
+        self._push({"callback_query": self.callback_query(qid, message, data, user_id, username)})
+        return qid
+
+    def callback_query(
+        self, qid: str, message: Sent, data: str, user_id: int = 7001, username: str | None = "alice"
+    ) -> dict[str, Any]:
+        self._open_callbacks.add(qid)
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": (username or "someone").title()}
+        if username:
+            user["username"] = username
+        chat_id = message.chat_id if isinstance(message.chat_id, int) else -100999
+        return {
+            "id": qid,
+            "from": user,
+            "chat_instance": "1",
+            "data": data,
+            "message": {
+                "message_id": message.message_id,
+                "date": int(message.at),
+                "chat": {"id": chat_id, "type": "supergroup", "title": "alerts"},
+                "text": check_html(message.text) if message.parse_mode == "HTML" else message.text,
+            },
+        }
+
+    def say(self, text: str, chat_id: int = -1001234567890, user_id: int = 7001, username: str | None = "alice") -> int:
+        """Someone writes `text` (a command) in a chat: a message update for getUpdates."""
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": (username or "someone").title()}
+        if username:
+            user["username"] = username
+        entities = (
+            [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
+        )
+        return self._push(
+            {
+                "message": {
+                    "message_id": 9000 + self._update_id,
+                    "date": int(time.time()),
+                    "chat": {"id": chat_id, "type": "supergroup", "title": "alerts"},
+                    "from": user,
+                    "text": text,
+                    "entities": entities,
+                }
+            }
+        )
+
+    async def _get_updates(self, p: dict[str, Any]) -> web.Response:
+        if self.webhook is not None:
+            self.conflicts += 1
+            return self._error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
+        if self._waiting_poll is not None and not self._waiting_poll.done():
+            # as Telegram does: the request that waited is ended with 409, the new one is served
+            self._waiting_poll.set_result(None)
+        offset = int(p["offset"]) if p.get("offset") not in (None, "") else None
+        if offset is not None:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        timeout = float(p.get("timeout") or 0)
+        loop = asyncio.get_running_loop()
+        mine: asyncio.Future[None] = loop.create_future()
+        self._waiting_poll = mine
+        self._new_update = self._new_update or asyncio.Event()
+        deadline = loop.time() + timeout
+        while not self.updates and loop.time() < deadline and not mine.done():
+            self._new_update.clear()
+            waiter = asyncio.ensure_future(self._new_update.wait())
+            await asyncio.wait(
+                {waiter, mine}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+        if mine.done() and self._waiting_poll is not mine:
+            self.conflicts += 1
+            return self._error(
+                409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+            )
+        if not mine.done():
+            mine.set_result(None)
+        return web.json_response({"ok": True, "result": list(self.updates)})
+
+    def _answer_callback(self, p: dict[str, Any]) -> web.Response:
+        qid = str(p.get("callback_query_id", ""))
+        if qid not in self._open_callbacks:
+            return self._error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        text = p.get("text")
+        if text is not None and len(str(text)) > 200:
+            return self._error(400, "Bad Request: MESSAGE_TOO_LONG")
+        self._open_callbacks.discard(qid)
+        self.callback_answers.append(
+            {"id": qid, "text": text, "show_alert": p.get("show_alert") in (True, "true", "True"), "at": time.time()}
+        )
+        return web.json_response({"ok": True, "result": True})
+
+    @staticmethod
+    def _bad_markup(markup: Any) -> str | None:
+        if isinstance(markup, str):
+            markup = json.loads(markup)
+        if not isinstance(markup, dict):
+            return None
+        for row in markup.get("inline_keyboard", []):
+            for b in row:
+                data = b.get("callback_data")
+                if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                    return "BUTTON_DATA_INVALID"
+                if data is None and not b.get("url"):
+                    return "can't parse inline keyboard button: a button needs url or callback_data"
+        return None
+
+    def _edit(self, p: dict[str, Any]) -> web.Response:
+        try:
+            chat: int | str = int(p.get("chat_id"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            chat = str(p.get("chat_id"))
+        mid = int(p.get("message_id") or 0)
+        found = next((m for m in self.sent if m.chat_id == chat and m.message_id == mid), None)
+        if found is None:
+            return self._error(400, "Bad Request: message to edit not found")
+        text = p.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return self._error(400, "Bad Request: message text is empty")
+        mode = p.get("parse_mode")
+        visible = text
+        if mode == "HTML":
+            try:
+                visible = check_html(text)
+            except EntityError as exc:
+                return self._error(400, f"Bad Request: can't parse entities: {exc}")
+        if utf16(visible) > 4096:
+            return self._error(400, "Bad Request: MESSAGE_TOO_LONG")
+        markup = p.get("reply_markup")
+        markup = json.loads(markup) if isinstance(markup, str) else markup
+        if found.text == text and found.reply_markup == markup:
+            return self._error(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup are exactly "
+                "the same as a current content and reply markup of the message",
+            )
+        found.text, found.parse_mode, found.reply_markup = text, mode, markup if isinstance(markup, dict) else None
+        self.edits.append(
+            Sent(mid, chat, text, mode, False, None, None, found.reply_markup, time.time(), "editMessageText")
+        )
+        return web.json_response(
+            {
+                "ok": True,
+                "result": {
+                    "message_id": mid,
+                    "date": int(found.at),
+                    "text": visible,
+                    "chat": {"id": chat if isinstance(chat, int) else -100999, "type": "supergroup"},
+                },
+            }
+        )
 
     def _send(self, p: dict[str, Any], method: str) -> web.Response:
         chat_raw = p.get("chat_id")
@@ -294,14 +538,14 @@ class FakeTelegram:
 class ThreadedFake:
     """A fake Telegram server on its own event loop in a thread, for synchronous tests that run processes."""
 
-    def __init__(self, fake: FakeTelegram) -> None:
+    def __init__(self, fake: FakeTelegram, port: int = 0) -> None:
         import threading
 
         self.loop = asyncio.new_event_loop()
         self.fake = fake
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.fake.start(port), self.loop).result(10)
 
     def texts(self) -> list[str]:
         return [check_html(s.text) if s.parse_mode == "HTML" else s.text for s in list(self.fake.sent)]

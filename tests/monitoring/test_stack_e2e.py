@@ -38,7 +38,7 @@ POSTGRES_DSN = f"{PG_ADMIN_URL}?sslmode=disable"
 
 
 def all_ports() -> Ports:
-    return Ports(*(free_port() for _ in range(7)))
+    return Ports(*(free_port() for _ in range(8)))
 
 
 def services() -> None:

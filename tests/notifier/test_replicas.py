@@ -242,3 +242,55 @@ def test_one_digest_per_tick_with_three_replicas(tmp_path: Path, pg_url: str, tg
                 n.stop()
     finally:
         smtp.stop()
+
+
+def _poller(url: str) -> str | None:
+    """The owner of the Telegram poller's lease, if it holds one now."""
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> str | None:
+        conn = await asyncpg.connect(url)
+        try:
+            row = await conn.fetchrow(
+                "SELECT owner FROM leases WHERE name LIKE 'telegram-updates:%' AND until > extract(epoch from now())"
+            )
+            return str(row["owner"]) if row else None
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def test_one_replica_polls_telegram_and_another_takes_over_when_it_dies(
+    tmp_path: Path, pg_url: str, tg: ThreadedFake
+) -> None:
+    """Telegram lets one consumer poll a bot: with two replicas one polls (a lease in the store, never a 409), and
+    when it is killed the other takes over within the lease time and answers the chat."""
+    actions = {
+        "alertmanager": {"urls": ["http://127.0.0.1:9"]},
+        "actions": {"allowed": {"telegram": ["@alice"]}, "telegram": {"poll_timeout": "1s", "lease": "10s"}},
+    }
+    notifiers = replicas(tmp_path, pg_url, 2, tg, **actions)
+    try:
+        wait(lambda: _poller(pg_url) is not None, 20, "a replica polls")
+        owner = _poller(pg_url)
+        assert owner is not None
+        first = next(n for n in notifiers if owner.endswith(f":{n.port}"))
+        other = next(n for n in notifiers if n is not first)
+        time.sleep(3)  # both replicas running side by side for a while
+        assert _poller(pg_url) == owner
+        assert tg.fake.conflicts == 0
+
+        first.kill9()
+        killed_at = time.monotonic()
+        wait(lambda: (_poller(pg_url) or "").endswith(f":{other.port}"), 20, "the other replica polls")
+        took = time.monotonic() - killed_at
+        assert took <= 10 + 5, f"took over after {took:.1f}s"
+        tg.loop.call_soon_threadsafe(lambda: tg.fake.say("/help", chat_id=CHAT))
+        wait(lambda: any(t.startswith("/alerts: the firing") for t in tg.texts()), 15, "the answer to /help")
+        assert tg.fake.conflicts == 0
+    finally:
+        for n in notifiers:
+            n.stop()

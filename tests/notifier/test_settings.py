@@ -175,6 +175,38 @@ BAD = [
         "reachable from other machines, and no auth is set",
     ),
     ("- just\n- a list\n", "", "top level must be a mapping"),
+    (
+        "actions: {allowed: {telegram: ['@alice']}}\nreceivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\n",
+        "actions",
+        "chat actions silence through Alertmanager",
+    ),
+    (
+        "alertmanager: {urls: ['http://am:9093']}\nactions: {}\nreceivers: [{name: a, log: [{}]}]\n"
+        "routes: {receiver: a}\n",
+        "actions.allowed",
+        "nobody may act",
+    ),
+    (
+        "alertmanager: {urls: ['http://am:9093']}\nactions: {allowed: {slack: [alice]}}\n",
+        "actions.allowed.slack[0]",
+        "expected a Slack user id",
+    ),
+    (
+        "alertmanager: {urls: ['am:9093']}\n",
+        "alertmanager.urls[0]",
+        "expected an http:// or https:// URL",
+    ),
+    (
+        "alertmanager: {urls: ['http://am:9093']}\nactions: {allowed: {telegram: [1]}, telegram: {mode: webhook, "
+        "webhook_url: 'https://n.example/telegram/updates'}}\n",
+        "actions.telegram.secret_token",
+        "required with mode webhook",
+    ),
+    (
+        "alertmanager: {urls: ['http://am:9093']}\nactions: {allowed: {telegram: [1]}, silence_durations: [10s]}\n",
+        "actions.silence_durations[0]",
+        "expected from 1m to 366d",
+    ),
     ("receivers: [{name: a, log: [{}]}\n", "", "not valid YAML"),
 ]
 

@@ -1,0 +1,143 @@
+"""Alertmanager's silences, through its API v2: create one for a group's labels, expire it, list the active ones.
+
+The peers of `alertmanager.urls` are tried in order: a peer that cannot be reached or answers 5xx gives way to the
+next (Alertmanager gossips a silence to every peer of its cluster); a 4xx is Alertmanager refusing the request
+itself and is not tried elsewhere. Every failure is a `SilenceError` whose text a person can act on; no credential
+is in it (the redaction knows them as configured secrets, and URLs are shown without their user info).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import msgspec
+
+from notifier.errors import NotifierError
+from notifier.settings import AlertmanagerSettings
+
+
+class SilenceError(NotifierError):
+    """A silence could not be made, expired or listed; the text says why."""
+
+
+class Matcher(msgspec.Struct):
+    name: str
+    value: str
+    isRegex: bool = False
+    isEqual: bool = True
+
+
+class SilenceStatus(msgspec.Struct):
+    state: str  # active, pending, expired
+
+
+class Silence(msgspec.Struct, kw_only=True):
+    """A silence as Alertmanager's API tells it (the fields the notifier uses)."""
+
+    id: str
+    matchers: list[Matcher]
+    startsAt: datetime
+    endsAt: datetime
+    createdBy: str
+    comment: str
+    status: SilenceStatus
+
+    def labels(self) -> dict[str, str]:
+        """The equality matchers, as labels."""
+        return {m.name: m.value for m in self.matchers if m.isEqual and not m.isRegex}
+
+
+class _Created(msgspec.Struct):
+    silenceID: str
+
+
+def _shown(url: str) -> str:
+    """A URL as it may appear in a message: without user info."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def silence_link(settings: AlertmanagerSettings, silence_id: str) -> str:
+    """Where a person sees the silence in Alertmanager's UI."""
+    base = settings.external_url or _shown(settings.urls[0])
+    return f"{base.rstrip('/')}/#/silences/{quote(silence_id, safe='')}"
+
+
+class SilenceClient:
+    def __init__(self, settings: AlertmanagerSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._settings = settings
+        headers = {"Accept": "application/json"}
+        if settings.bearer_token:
+            headers["Authorization"] = f"Bearer {settings.bearer_token}"
+        elif settings.basic_auth is not None:
+            pair = f"{settings.basic_auth.username}:{settings.basic_auth.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        self._http = httpx.AsyncClient(headers=headers, timeout=float(settings.timeout), transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def ui_link(self, silence_id: str) -> str:
+        return silence_link(self._settings, silence_id)
+
+    async def create(
+        self, labels: Mapping[str, str], starts_at: float, ends_at: float, created_by: str, comment: str
+    ) -> str:
+        """A silence whose matchers are `labels` (equality), from `starts_at` to `ends_at` (unix seconds); its id."""
+        if not labels:
+            raise SilenceError("a silence needs at least one label to match")
+        body = {
+            "matchers": [msgspec.to_builtins(Matcher(k, v)) for k, v in sorted(labels.items())],
+            "startsAt": _rfc3339(starts_at),
+            "endsAt": _rfc3339(ends_at),
+            "createdBy": created_by,
+            "comment": comment,
+        }
+        answer = await self._call("POST", "/api/v2/silences", json=body)
+        try:
+            return msgspec.json.decode(answer.content, type=_Created).silenceID
+        except msgspec.ValidationError as exc:
+            raise SilenceError(f"Alertmanager's answer has no silence id: {exc}") from None
+
+    async def expire(self, silence_id: str) -> None:
+        await self._call("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
+
+    async def get(self, silence_id: str) -> Silence:
+        answer = await self._call("GET", f"/api/v2/silence/{quote(silence_id, safe='')}")
+        return msgspec.json.decode(answer.content, type=Silence)
+
+    async def active(self) -> list[Silence]:
+        """The silences in force now, the one that ends first first."""
+        answer = await self._call("GET", "/api/v2/silences")
+        silences = msgspec.json.decode(answer.content, type=list[Silence])
+        return sorted((s for s in silences if s.status.state == "active"), key=lambda s: s.endsAt)
+
+    async def _call(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        failures: list[str] = []
+        for url in self._settings.urls:
+            shown = _shown(url)
+            try:
+                answer = await self._http.request(method, url.rstrip("/") + path, json=json)
+            except httpx.HTTPError as exc:
+                failures.append(f"{shown}: {type(exc).__name__}")
+                continue
+            if answer.status_code >= 500:
+                failures.append(f"{shown}: HTTP {answer.status_code}")
+                continue
+            if answer.status_code >= 400:
+                said = answer.text.strip().strip('"')[:300] or answer.reason_phrase
+                raise SilenceError(f"Alertmanager refused it: {said} (HTTP {answer.status_code})")
+            return answer
+        raise SilenceError("no Alertmanager answered: " + "; ".join(failures))
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
