@@ -41,7 +41,7 @@ pytest: $(STAMP) ## the test suite only
 
 test: lint typecheck pytest ## install everything, then lint, type-check and run the whole test suite
 
-bench: bench-intake bench-render bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas ## every benchmark (prints ratios against an in-run baseline)
+bench: bench-intake bench-render bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui ## every benchmark (prints ratios against an in-run baseline)
 
 bench-intake: $(STAMP) ## webhook intake throughput: durable SQLite vs validate-only, uvicorn vs granian
 	$(BIN)/python bench/intake.py
@@ -66,6 +66,9 @@ bench-exporter-events: $(STAMP) ## exporter RSS and scrape p50 after 1k and afte
 
 bench-storm: $(STAMP) ## an alert storm into one Telegram group: the notifier against Alertmanager 0.25's notifier
 	$(BIN)/python bench/storm.py
+
+bench-ui: $(STAMP) ## the web view with 10k groups and 1M recorded events; intake with the timeline on vs off
+	$(BIN)/python bench/ui.py
 
 bench-replicas: $(STAMP) ## intake and drain with 1, 2, 4 replicas on PostgreSQL against one SQLite process
 	$(BIN)/python bench/replicas.py

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -302,6 +303,57 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """A group's timeline: every notification, decision, attempt and action, and why."""
+    from notifier.clock import SystemClock
+    from notifier.configtypes import parse_duration
+    from notifier.store import Store
+    from notifier.store import timeline as tl
+    from notifier.views import timeline_text
+
+    settings = _load(args.config)
+    if not args.group and not args.alertname:
+        print("explain: give --group KEY or --alertname NAME", file=sys.stderr)
+        return EXIT_FAILED
+    since = SystemClock().now() - float(parse_duration(args.since))
+
+    async def run() -> int:
+        store = Store(settings.storage)
+        try:
+            await store.migrate()
+            async with store.begin(readonly=True) as conn:
+                if args.group:
+                    key = args.group
+                    hashes = [key] if re.fullmatch(r"[0-9a-f]{64}", key) else await tl.hashes_of(conn, key)
+                else:
+                    found = await tl.groups_like(conn, f'alertname="{args.alertname}"', since, limit=args.limit)
+                    hashes = [h for h, _key, _at, _n in found]
+                timelines = [(h, await tl.group_events(conn, h)) for h in hashes]
+        finally:
+            await store.dispose()
+        if not timelines:
+            print("no group found", file=sys.stderr)
+            return EXIT_FAILED
+        print("\n\n".join(timeline_text(h, events, args.timezone) for h, events in timelines))
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """A web-view user's password_hash: the password is read from standard input (or asked for on a terminal)."""
+    import getpass
+
+    from notifier.ui.auth import hash_password
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("hash-password: at least 8 characters", file=sys.stderr)
+        return EXIT_FAILED
+    print(hash_password(password))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = f"the config file (default: $NOTIFIER_CONFIG, else {DEFAULT_CONFIG}; now {default_config_path()})"
     p = argparse.ArgumentParser(
@@ -339,6 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state", choices=["pending", "sending", "sent", "dead"], help="only these; all when not given")
     s.add_argument("--limit", type=int, default=50, help="at most this many rows")
     s.add_argument("--retry", metavar="ID", help="make this dead delivery pending again (a running notifier sends it)")
+
+    s = command(
+        "explain", "why a group's messages went or did not: its timeline of decisions and attempts", cmd_explain
+    )
+    s.add_argument("--group", metavar="KEY", help="Alertmanager's group key, or the group's id from the API")
+    s.add_argument("--alertname", metavar="NAME", help="every group of this alert name with events since --since")
+    s.add_argument("--since", default="2h", help="with --alertname: how far back")
+    s.add_argument("--limit", type=int, default=10, help="with --alertname: at most this many groups")
+    s.add_argument("--timezone", default="UTC", help="the times' zone, e.g. Europe/Berlin")
+
+    command(
+        "hash-password",
+        "print a password hash for ui.users (reads the password from standard input)",
+        cmd_hash_password,
+    )
 
     s = command("prune", "delete what is older than storage.retention now (the hourly housekeeping, once)", cmd_prune)
     s.add_argument("--older-than", metavar="DURATION", help="instead of storage.retention, e.g. 7d (at least 1d)")

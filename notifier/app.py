@@ -7,16 +7,21 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 
 from notifier.api import chat, handlers
 from notifier.api.refusals import RefusalLog
 from notifier.runtime import Runtime
 from notifier.settings import Settings
 from notifier.store.urls import redact_url
+from notifier.ui import pages as ui_pages
+from notifier.ui.auth import Sessions
 
 log = logging.getLogger("notifier")
 GIL_SWITCH_INTERVAL = 0.0005
@@ -94,10 +99,15 @@ def create_app(
             handlers.metrics,
             handlers.list_deliveries,
             handlers.retry_delivery,
+            handlers.group_timeline,
             chat.telegram_updates,
             chat.slack_actions,
             chat.slack_commands,
+            *ui_pages.PAGES,
         ],
+        template_config=TemplateConfig(
+            directory=Path(ui_pages.__file__).parent / "templates", engine=JinjaTemplateEngine
+        ),
         lifespan=[lifespan],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         request_max_body_size=settings.server.max_body_bytes,
@@ -107,4 +117,6 @@ def create_app(
     )
     app.state.runtime = rt
     app.state.refusals = RefusalLog(rt.clock.now)
+    ui = settings.ui
+    app.state.ui_sessions = Sessions(ui.session_secret, ui.session_lifetime) if ui is not None else None
     return app

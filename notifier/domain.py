@@ -328,6 +328,33 @@ class ActionButton(msgspec.Struct, frozen=True):
     action_id: str
 
 
+class EventKind(StrEnum):
+    WEBHOOK = "webhook"  # a notification from Alertmanager: accepted or a duplicate
+    DECISION = "decision"  # what the notification meant for one receiver
+    ATTEMPT = "attempt"  # a try at delivering a message to one target
+    ACTION = "action"  # someone acted on the group from the chat
+
+
+class TimelineEvent(msgspec.Struct, kw_only=True):
+    """One line of a group's timeline: when, what, about whom, the outcome, and why in words."""
+
+    id: str
+    at: float
+    group_hash: str
+    group_key: str
+    kind: EventKind
+    subject: str  # the receiver of a decision, the target of an attempt, the person of an action, or ""
+    outcome: str
+    text: str
+    notification_id: str | None = None
+    delivery_id: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        out = msgspec.structs.asdict(self)
+        out["kind"] = self.kind.value
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """What a channel is asked to deliver: one group's state for one target, with threading and loudness."""

@@ -107,6 +107,7 @@ class StorageSettings(Strict, kw_only=True):
     connect_timeout: Duration = Duration(5.0)
     # sent and dead messages, payloads nothing refers to, resolved group states: deleted once older than this
     retention: Duration = Duration(30 * 86400.0)
+    timeline: bool = True  # record every decision and attempt, for `notifier explain` and the web view
 
     def __post_init__(self) -> None:
         scheme = self.url.split(":", 1)[0].split("+", 1)[0]
@@ -395,6 +396,46 @@ class AlertmanagerSettings(Strict, kw_only=True):
             raise ValueError("timeout: expected more than 0s")
 
 
+class UIUser(Strict, kw_only=True):
+    """A person who may log in to the web view: a name and a scrypt hash of the password (`notifier
+    hash-password` makes one)."""
+
+    name: str
+    password_hash: str | None = None
+    password_hash_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", self.name):
+            raise ValueError("name: letters, digits and _ . @ -, at most 64")
+        self.password_hash = secret(self.password_hash, self.password_hash_file, "password_hash", required=True)
+        if not str(self.password_hash).startswith("scrypt$") or str(self.password_hash).count("$") != 5:
+            raise ValueError("password_hash: expected a hash from `notifier hash-password` (scrypt$...)")
+
+
+class UISettings(Strict, kw_only=True):
+    """The web view at /ui: who may log in, how long a login lasts, the zone of its times."""
+
+    users: list[UIUser]
+    session_secret: str | None = None  # signs the session cookies; default: a new one at each start
+    session_secret_file: str | None = None
+    session_lifetime: Duration = Duration(12 * 3600.0)
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if not self.users:
+            raise ValueError("users: give at least one user (name and password_hash)")
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError("users: a name is given twice")
+        self.session_secret = secret(self.session_secret, self.session_secret_file, "session_secret", required=False)
+        if self.session_secret is not None and len(str(self.session_secret)) < 32:
+            raise ValueError("session_secret: at least 32 characters")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+
+
 class Settings(Strict, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
@@ -407,6 +448,7 @@ class Settings(Strict, kw_only=True):
     heartbeat: HeartbeatSettings | None = None
     alertmanager: AlertmanagerSettings | None = None
     actions: ActionsSettings | None = None
+    ui: UISettings | None = None
     source: str = ""  # the file this came from; not a config key
     notes: list[str] = msgspec.field(default_factory=list)  # what `only_if_set` switched off; not a config key
 

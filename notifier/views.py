@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from notifier.clock import iso
-from notifier.domain import ChangeRecord, Delivery, DeliveryState, MessageKind
+from notifier.domain import ChangeRecord, Delivery, DeliveryState, MessageKind, TimelineEvent
 from notifier.redaction import redact
 from notifier.templates.context import format_duration
 
@@ -57,3 +57,39 @@ def deliveries_table(rows: list[Delivery], now: float, state: str | None) -> str
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1] for line in lines
     ).rstrip()
+
+
+def event_view(e: TimelineEvent) -> dict[str, Any]:
+    return {
+        "at": iso(e.at),
+        "kind": e.kind.value,
+        "subject": e.subject,
+        "outcome": e.outcome,
+        "text": redact(e.text),
+        "notification_id": e.notification_id,
+        "delivery_id": e.delivery_id,
+    }
+
+
+def timeline_view(group_hash: str, events: list[TimelineEvent]) -> dict[str, Any]:
+    return {
+        "group_hash": group_hash,
+        "group_key": events[-1].group_key if events else "",
+        "events": [event_view(e) for e in events],
+    }
+
+
+def timeline_text(group_hash: str, events: list[TimelineEvent], zone: str = "UTC") -> str:
+    """A group's timeline as the terminal shows it: one line per event, its time, what, about whom, and why."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if not events:
+        return f"group {group_hash}: nothing recorded"
+    tz = ZoneInfo(zone)
+    lines = [f"group {events[-1].group_key}  ({group_hash})"]
+    for e in events:
+        when = datetime.fromtimestamp(e.at, tz).strftime("%Y-%m-%d %H:%M:%S")
+        who = f" {e.subject}" if e.subject else ""
+        lines.append(f"{when}  {e.kind.value:<8} {e.outcome:<12}{who}: {redact(e.text)}")
+    return "\n".join(lines)

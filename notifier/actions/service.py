@@ -15,18 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
+from sqlalchemy.engine import Connection
 
 from notifier.actions.buttons import buttons_for, expire_button
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
-from notifier.domain import ActionButton, ActionOutcome, ChatAction, GroupActions, Severity
+from notifier.domain import ActionButton, ActionOutcome, ChatAction, EventKind, GroupActions, Severity, TimelineEvent
 from notifier.errors import StoreUnavailable
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import ActionsSettings, AllowedActors, Settings
 from notifier.silences import SilenceClient, SilenceError
-from notifier.store import Store
+from notifier.store import Store, new_id
 from notifier.store import actions as sa
+from notifier.store.timeline import record
 from notifier.templates.context import clock_time, format_duration
 
 log = logging.getLogger("notifier.actions")
@@ -143,7 +145,7 @@ class ActionService:
             answer = await self._expire(sid, gh)
         if answer.outcome is ActionOutcome.DONE:
             await self._queue_edits(gh, now)
-        return await self._done(actor, stored.action.value, gh, answer)
+        return await self._done(actor, stored.action.value, gh, answer, group.group_key if group else "")
 
     async def _ack(self, actor: Actor, gh: str, now: float) -> Answer:
         fresh = await self._store.run_in_transaction(
@@ -203,22 +205,42 @@ class ActionService:
         if queued:
             self._wake()
 
-    async def _done(self, actor: Actor, action: str, gh: str | None, answer: Answer) -> Answer:
-        """Record, log and count what happened; the record is best effort (the action itself is done)."""
+    async def _done(self, actor: Actor, action: str, gh: str | None, answer: Answer, group_key: str = "") -> Answer:
+        """Record, log and count what happened; the record is best effort (the action itself is done). An action
+        on a known group is a line of its timeline too."""
         now = self._clock.now()
-        try:
-            await self._store.run_in_transaction(
-                lambda conn: sa.log_action(
-                    conn,
-                    now=now,
-                    channel=actor.channel,
-                    actor=actor.shown(),
-                    action=action,
+        line = (
+            [
+                TimelineEvent(
+                    id=new_id(),
+                    at=now,
                     group_hash=gh,
+                    group_key=group_key,
+                    kind=EventKind.ACTION,
+                    subject=actor.shown(),
                     outcome=answer.outcome.value,
-                    detail=f"{answer.text} ({actor.channel} user id {actor.id})",
+                    text=f"{action} by {actor.shown()} via {actor.channel.capitalize()}: {answer.text}",
                 )
+            ]
+            if gh and group_key and self._settings.storage.timeline
+            else []
+        )
+
+        def write(conn: Connection) -> None:
+            sa.log_action(
+                conn,
+                now=now,
+                channel=actor.channel,
+                actor=actor.shown(),
+                action=action,
+                group_hash=gh,
+                outcome=answer.outcome.value,
+                detail=f"{answer.text} ({actor.channel} user id {actor.id})",
             )
+            record(conn, line)
+
+        try:
+            await self._store.run_in_transaction(write)
         except StoreUnavailable as exc:
             log.warning("chat action not recorded: %s", exc)
         log.info(

@@ -17,7 +17,8 @@ from notifier.domain import DeliveryState, SuppressReason, WebhookOutcome
 from notifier.errors import StoreUnavailable
 from notifier.runtime import Runtime
 from notifier.store import repository as repo
-from notifier.views import delivery_view
+from notifier.store import timeline
+from notifier.views import delivery_view, timeline_view
 
 log = logging.getLogger("notifier.api")
 JSON = "application/json"
@@ -186,3 +187,18 @@ async def retry_delivery(request: Request[Any, Any, Any], state: State) -> Respo
         return error(409, f"delivery {delivery_id} is {before}; only dead deliveries can be retried")
     rt.worker.wake()
     return Response(content={"status": "retrying", "delivery": delivery_view(row)}, status_code=202, media_type=JSON)
+
+
+@get("/api/v1/groups/{group_hash:str}/timeline", guards=[require_credentials])
+async def group_timeline(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """A group's timeline as JSON: every notification, decision, attempt and action, and why."""
+    rt = _rt(state)
+    group = str(request.path_params["group_hash"])
+    try:
+        async with rt.store.begin(readonly=True) as conn:
+            events = await timeline.group_events(conn, group)
+    except StoreUnavailable:
+        return error(503, "the store is unavailable")
+    if not events:
+        return error(404, f"nothing recorded for group {group}")
+    return Response(content=timeline_view(group, events), media_type=JSON)

@@ -17,10 +17,20 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from notifier.domain import SEVERITY_RANK, ChangeRecord, Delivery, DeliveryState, MessageKind, Severity
+from notifier.domain import (
+    SEVERITY_RANK,
+    ChangeRecord,
+    Delivery,
+    DeliveryState,
+    EventKind,
+    MessageKind,
+    Severity,
+    TimelineEvent,
+)
 from notifier.store import new_id
 from notifier.store.repository import insert_own_notification, read_bodies
 from notifier.store.tables import deliveries
+from notifier.store.timeline import record
 
 HORIZON = 300.0  # seconds: messages due within this are "waiting now"
 MAX_NAMES = 8  # alert names spelled out in the summary's first line; the groups themselves follow below it
@@ -51,9 +61,10 @@ def _summary_alert(payload: dict[str, Any], group_hash: str) -> dict[str, Any]:
     }
 
 
-def collapse_storm(conn: Connection, target: str, now: float, threshold: int) -> int:
+def collapse_storm(conn: Connection, target: str, now: float, threshold: int, *, timeline: bool = True) -> int:
     """Fold the target's waiting non-critical groups into one summary message if there are more than `threshold`.
-    Returns how many groups were folded (0 when there is no storm)."""
+    Returns how many groups were folded (0 when there is no storm). With `timeline`, each folded group's timeline
+    says which summary took it."""
     rows = [
         dict(r)
         for r in conn.execute(
@@ -166,6 +177,8 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
             .where(deliveries.c.id == waiting_summary["id"])
             .values(notification_id=sid, updated_at=now, change=ChangeRecord(new=len(alerts)).encode())
         )
+        if timeline:
+            _tell_folded(conn, fold, waiting_summary["id"], target, len(alerts), now)
         return len(fold)
     r0 = fold[0][0]
     summary_message = Delivery.new(
@@ -180,4 +193,32 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int) ->
         now=now,
     )
     conn.execute(deliveries.insert(), summary_message.row())
+    if timeline:
+        _tell_folded(conn, fold, summary_message.id, target, len(fold), now)
     return len(fold)
+
+
+def _tell_folded(
+    conn: Connection, fold: list[tuple[dict[str, Any], Any]], summary_id: str, target: str, groups: int, now: float
+) -> None:
+    record(
+        conn,
+        [
+            TimelineEvent(
+                id=new_id(),
+                at=now,
+                group_hash=r["group_hash"],
+                group_key=r["group_key"],
+                kind=EventKind.ATTEMPT,
+                subject=target,
+                outcome="folded",
+                text=(
+                    f"folded into the storm summary {summary_id} on {target}: {groups} groups waited at once behind "
+                    "the provider's rate limit"
+                ),
+                notification_id=r["notification_id"],
+                delivery_id=r["id"],
+            )
+            for r, _ in fold
+        ],
+    )

@@ -19,7 +19,7 @@ from notifier.actions.buttons import buttons_for
 from notifier.alertmanager import WebhookAlert, WebhookPayload, to_group
 from notifier.channels import Channel, RateRule
 from notifier.channels.registry import PLUGINS
-from notifier.clock import Clock
+from notifier.clock import Clock, span
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
 from notifier.delivery.storms import collapse_storm
@@ -33,20 +33,23 @@ from notifier.domain import (
     Delivery,
     DeliveryOutcome,
     DeliveryReceipt,
+    EventKind,
     GroupActions,
     Message,
     MessageKind,
     Severity,
     SuppressReason,
+    TimelineEvent,
 )
 from notifier.errors import ContentRejected, DeliveryError, PermanentError, RetryableError, StoreUnavailable
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import Settings
 from notifier.silences import silence_link
-from notifier.store import Store
+from notifier.store import Store, new_id
 from notifier.store import repository as repo
 from notifier.store.actions import StoredAction, keep_actions, read_group_actions
+from notifier.store.timeline import record
 from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger("notifier.delivery")
@@ -141,6 +144,7 @@ class DeliveryWorker:
         self._stopping = False
         self._send_resolved = {r.name: r.send_resolved for r in settings.receivers}
         # targets that show chat-action buttons and can edit what they sent
+        self._record = settings.storage.timeline
         self._acting = {key for r in settings.receivers for key, ch, t in r.targets() if PLUGINS[ch].acts(t)}
 
     @property
@@ -294,11 +298,17 @@ class DeliveryWorker:
         if wait > 0:
             self._metrics.deliveries.labels(channel_name, d.receiver, DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, d.parts_sent
-            await self._store.run_in_transaction(
-                lambda conn: repo.mark_retry(conn, did, owner, now, now + wait, None, parts, count_attempt=False)
-            )
+            held = self._line(d, now, "rate_limited", f"held back by {target}'s rate limit; next try in {span(wait)}")
+
+            def hold(conn: Connection) -> None:
+                repo.mark_retry(conn, did, owner, now, now + wait, None, parts, count_attempt=False)
+                record(conn, held)
+
+            await self._store.run_in_transaction(hold)
             threshold = self._settings.storm.threshold
-            folded = await self._store.run_in_transaction(lambda conn: collapse_storm(conn, target, now, threshold))
+            folded = await self._store.run_in_transaction(
+                lambda conn: collapse_storm(conn, target, now, threshold, timeline=self._record)
+            )
             if folded:
                 log.warning("alert storm on %s: %d groups folded into one summary message", target, folded)
                 self._metrics.storm_groups.inc(folded)
@@ -324,6 +334,26 @@ class DeliveryWorker:
         # the slot booked above covered one message; a split message sent more, and the provider counts each
         await self._limiter.book(rules, self._clock.now(), receipt.parts - message.part - 1)
         await self._finish_sent(claim, message, receipt, shown)
+
+    def _line(self, d: Delivery, now: float, outcome: str, text: str) -> list[TimelineEvent]:
+        """The attempt's line of its group's timeline (none when the timeline is off)."""
+        if not self._record:
+            return []
+        group = ChangeRecord.decode(d.change).edit_group if d.kind is MessageKind.EDIT else None
+        return [
+            TimelineEvent(
+                id=new_id(),
+                at=now,
+                group_hash=group or d.group_hash,
+                group_key=d.group_key,
+                kind=EventKind.ATTEMPT,
+                subject=d.target,
+                outcome=outcome,
+                text=text,
+                notification_id=d.notification_id,
+                delivery_id=d.id,
+            )
+        ]
 
     async def _with_actions(self, d: Delivery, message: Message, now: float) -> tuple[Message, list[StoredAction]]:
         """With chat actions on, a group's message shows who acknowledged or silenced it; on a target that can
@@ -389,8 +419,19 @@ class DeliveryWorker:
         )
         first = receipt.ref is not None and message.thread_ref is None and message.kind is MessageKind.ALERT
 
+        if message.kind is MessageKind.EDIT:
+            text = f"edited the message on {d.target} to show the group's acknowledgement and silence"
+        elif receipt.parts == 0:
+            text = "not sent: it fired and resolved while quiet hours held it, and nobody had been told it fired"
+        else:
+            parts = f" in {receipt.parts} parts" if receipt.parts > 1 else ""
+            ref = f" (provider's reference {receipt.ref})" if receipt.ref else ""
+            text = f"sent to {d.target}{parts}{ref}"
+        lines = self._line(d, now, "sent" if receipt.parts or message.kind is MessageKind.EDIT else "skipped", text)
+
         def write(conn: Connection) -> None:
             repo.mark_sent(conn, d.id, owner, now, receipt.ref, receipt.parts)
+            record(conn, lines)
             if shown:
                 keep_actions(conn, shown, now)
             if over:  # the incident is over: its next firing starts a new thread
@@ -414,9 +455,15 @@ class DeliveryWorker:
             return
         delay = retry_delay(attempts, self._d, retry_after)
         owner, error = self.owner, redact(str(exc))
-        await self._store.run_in_transaction(
-            lambda conn: repo.mark_retry(conn, d.id, owner, now, now + delay, error, parts)
+        lines = self._line(
+            d, now, "retry", f"attempt {attempts} to {d.target} failed: {error}; next try in {span(delay)}"
         )
+
+        def write(conn: Connection) -> None:
+            repo.mark_retry(conn, d.id, owner, now, now + delay, error, parts)
+            record(conn, lines)
+
+        await self._store.run_in_transaction(write)
         self._metrics.deliveries.labels(d.channel, d.receiver, DeliveryOutcome.RETRY.value).inc()
         log.warning("delivery %s to %s failed (attempt %d), retry in %.1fs: %s", d.id, d.target, attempts, delay, exc)
 
@@ -425,7 +472,13 @@ class DeliveryWorker:
         now = self._clock.now()
         error = redact(error)
         owner = self.owner
-        await self._store.run_in_transaction(lambda conn: repo.mark_dead(conn, d.id, owner, now, error, parts))
+        lines = self._line(d, now, "dead", f"dead letter on {d.target}: {error}")
+
+        def write(conn: Connection) -> None:
+            repo.mark_dead(conn, d.id, owner, now, error, parts)
+            record(conn, lines)
+
+        await self._store.run_in_transaction(write)
         self._metrics.deliveries.labels(d.channel, d.receiver, DeliveryOutcome.DEAD.value).inc()
         log.error(
             "delivery %s to %s is dead: %s (retry it with POST /api/v1/deliveries/%s/retry)",

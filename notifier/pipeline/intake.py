@@ -23,9 +23,19 @@ from notifier.alertmanager import WebhookPayload, summarize
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.digests import record_items
-from notifier.domain import AlertStatus, Claim, Delivery, DeliveryState, Severity, SuppressReason
+from notifier.domain import (
+    AlertStatus,
+    Claim,
+    Delivery,
+    DeliveryState,
+    EventKind,
+    Severity,
+    SuppressReason,
+    TimelineEvent,
+)
 from notifier.metrics import NotifierMetrics
-from notifier.pipeline.decisions import Verdict, coalesce, decide, quiet_hours_now
+from notifier.pipeline.decisions import QuietNow, ReceiverDecision, Verdict, coalesce, decide, quiet_hours_now
+from notifier.pipeline.explain import UTC_ZONE, decision_event, duplicate_text, webhook_text
 from notifier.routing import RouteMatch, Router
 from notifier.schedules import Schedule
 from notifier.settings import Settings
@@ -109,13 +119,16 @@ class IntakeStage:
         self._receivers = {r.name: r for r in settings.receivers}
         self._targets = {r.name: r.targets() for r in settings.receivers}
         self._actions_on = settings.actions is not None
+        self._record = settings.storage.timeline
+        # alert_groups: what /alerts and the web view list, and what a silence from the chat matches
+        self._groups_on = self._actions_on or self._record
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
         summary = summarize(payload)
         gh = group_hash(payload.receiver, payload.groupKey)
         group = None
-        if self._actions_on:
+        if self._groups_on:
             firing = [a.startsAt.timestamp() for a in payload.alerts if a.status == AlertStatus.FIRING.value]
             labels = dict(payload.groupLabels) or dict(payload.commonLabels)
             group = AlertGroupRecord(
@@ -163,6 +176,11 @@ class IntakeStage:
             holder = holders.get(job.key)
             if holder is not None:
                 results.append(IntakeResult(holder, True, job.alert_count))
+                if self._record:
+                    window = self._settings.dedup.redelivery_window
+                    writes.events.append(
+                        self._event(job, now, EventKind.WEBHOOK, "", "duplicate", duplicate_text(holder, window))
+                    )
                 continue
             try:
                 result = self._decide(job, snapshot, writes, digest_items, lease, now, job.group_hash in acked)
@@ -176,16 +194,15 @@ class IntakeStage:
         self._queries.write(conn, writes)
         for receiver, alerts in digest_items:
             record_items(conn, receiver, alerts, now)
-        if self._actions_on:
+        if self._groups_on:
             self._record_groups(conn, jobs, results, now)
         return results
 
-    @staticmethod
     def _record_groups(
-        conn: Connection, jobs: list[IntakeJob], results: list[IntakeResult | Exception], now: float
+        self, conn: Connection, jobs: list[IntakeJob], results: list[IntakeResult | Exception], now: float
     ) -> None:
-        """Chat actions: the groups as their newest webhooks tell them. A group that resolved is no longer
-        acknowledged nor silenced from the chat; one whose alert fired anew is no longer acknowledged."""
+        """The groups as their newest webhooks tell them. With chat actions, a group that resolved is no longer
+        acknowledged nor silenced from the chat, and one whose alert fired anew is no longer acknowledged."""
         groups: dict[str, AlertGroupRecord] = {}
         resolved: set[str] = set()
         changed: set[str] = set()
@@ -198,8 +215,9 @@ class IntakeStage:
             elif result.news:
                 changed.add(job.group_hash)
         store_actions.record_groups(conn, list(groups.values()))
-        store_actions.clear_acks(conn, resolved, silences=True)
-        store_actions.clear_acks(conn, changed - resolved)
+        if self._actions_on:
+            store_actions.clear_acks(conn, resolved, silences=True)
+            store_actions.clear_acks(conn, changed - resolved)
 
     def committed(self, results: list[IntakeResult | Exception]) -> None:
         """The store committed these webhooks (`Batch.on_commit`): their redelivery keys now count."""
@@ -228,6 +246,10 @@ class IntakeStage:
         group_updates: dict[tuple[str, str], Any] = {}
         messages: dict[tuple[str, str], Delivery] = {}
         digests: list[tuple[str, list[dict[str, Any]]]] = []
+        events: list[TimelineEvent] = []
+        if self._record:
+            text = webhook_text(job.am_receiver, job.counts)
+            events.append(self._event(job, now, EventKind.WEBHOOK, "", "accepted", text, nid))
         for match in job.matches:
             receiver = self._receivers[match.receiver]
             result.receivers.append(receiver.name)
@@ -244,16 +266,21 @@ class IntakeStage:
             )
             if decision.change.new:
                 result.news = True
+            prior = snapshot.groups.get((receiver.name, job.group_hash))
             if decision.state is not None:
                 group_updates[(receiver.name, job.group_hash)] = decision.state
+            coalesced: list[str] = []  # the waiting messages this state went into
+            why = _Why(decision, match, quiet, prior.last_sent_at if prior is not None else None, coalesced)
             if decision.verdict is Verdict.SUPPRESS:
                 assert decision.reason is not None
                 self._suppress(decision.reason, result)
+                self._explain(events, job, now, nid, why)
                 continue
             if decision.verdict is Verdict.DIGEST:
                 if job.alerts_raw is None:
                     job.alerts_raw = msgspec.json.decode(job.raw)["alerts"]
                 digests.append((receiver.name, job.alerts_raw))
+                self._explain(events, job, now, nid, why)
                 continue
             if decision.deferred:
                 self._metrics.deferred()
@@ -276,7 +303,9 @@ class IntakeStage:
                     body = snapshot.payloads.get(waiting.notification_id)
                     alerts = msgspec.json.decode(body)["alerts"] if body is not None else []
                     message = coalesce(waiting, message, decision, job.states, alerts)
+                    coalesced.append(waiting.id)
                 messages[(target, job.group_hash)] = message
+            self._explain(events, job, now, nid, why)
         # decided: make its effects visible to the next webhook of the batch, and queue the writes
         for key, state in group_updates.items():
             snapshot.groups[key] = state
@@ -292,6 +321,7 @@ class IntakeStage:
                 writes.deliveries[key] = message
             result.queued += 1
         digest_items.extend(digests)
+        writes.events.extend(events)
         snapshot.payloads[nid] = job.raw
         text, packed = job.stored
         writes.notifications.append(
@@ -308,6 +338,33 @@ class IntakeStage:
             )
         )
         return result
+
+    def _explain(self, events: list[TimelineEvent], job: IntakeJob, now: float, nid: str, why: _Why) -> None:
+        """The decision's line of the group's timeline, when the timeline is kept."""
+        if not self._record:
+            return
+        quiet = why.quiet
+        zone = self._schedules[quiet.schedule].zone if quiet is not None else UTC_ZONE
+        receiver = why.match.receiver
+        targets = [t for t, _, _ in self._targets[receiver]]
+        outcome, text = decision_event(why.decision, why.match, quiet, zone, why.prior_sent_at, targets, why.coalesced)
+        events.append(self._event(job, now, EventKind.DECISION, receiver, outcome.value, text, nid))
+
+    @staticmethod
+    def _event(
+        job: IntakeJob, now: float, kind: EventKind, subject: str, outcome: str, text: str, nid: str | None = None
+    ) -> TimelineEvent:
+        return TimelineEvent(
+            id=new_id(),
+            at=now,
+            group_hash=job.group_hash,
+            group_key=job.group_key,
+            kind=kind,
+            subject=subject,
+            outcome=outcome,
+            text=text,
+            notification_id=nid,
+        )
 
     def _lease(
         self,
@@ -336,6 +393,17 @@ class IntakeStage:
     def _suppress(self, reason: SuppressReason, result: IntakeResult) -> None:
         self._metrics.suppressed(reason)
         result.suppressed[reason] = result.suppressed.get(reason, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Why:
+    """What a receiver's decision was made of, for its line in the timeline."""
+
+    decision: ReceiverDecision
+    match: RouteMatch
+    quiet: QuietNow | None
+    prior_sent_at: float | None
+    coalesced: list[str]
 
 
 @dataclass(slots=True)

@@ -333,11 +333,17 @@ def acks_between(conn: Connection, start: float | None, end: float) -> list[tupl
 
 
 async def firing_groups(conn: AsyncConnection, limit: int) -> list[AlertGroupRecord]:
-    q = select(alert_groups).where(alert_groups.c.firing > 0)
-    groups = [_group(r) for r in (await conn.execute(q)).mappings()]
-    rank = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
-    groups.sort(key=lambda g: (rank[g.severity], g.firing_since or g.updated_at, g.group_hash))
-    return groups[:limit]
+    """Firing groups, the most severe first, then the oldest."""
+    rank = case((alert_groups.c.severity == "critical", 0), (alert_groups.c.severity == "warning", 1), else_=2)
+    q = (
+        select(alert_groups)
+        .where(alert_groups.c.firing > 0)
+        .order_by(
+            rank, func.coalesce(alert_groups.c.firing_since, alert_groups.c.updated_at), alert_groups.c.group_hash
+        )
+        .limit(limit)
+    )
+    return [_group(r) for r in (await conn.execute(q)).mappings()]
 
 
 async def read_group_actions(conn: AsyncConnection, hashes: Collection[str], now: float) -> dict[str, GroupActions]:

@@ -47,6 +47,7 @@ from notifier.store.tables import (
     notifications,
     rate_slots,
     threads,
+    timeline,
 )
 from notifier.tasks import cancel_and_wait
 
@@ -125,6 +126,7 @@ def _rules() -> list[_Rule]:
         _Rule(group_acks, (group_acks.c.group_hash,), lambda now, cutoff: (group_acks.c.at < cutoff,)),
         _Rule(group_silences, (group_silences.c.group_hash,), lambda now, cutoff: (group_silences.c.until < now,)),
         _Rule(action_log, (action_log.c.id,), lambda now, cutoff: (action_log.c.at < cutoff,)),
+        _Rule(timeline, (timeline.c.id,), lambda now, cutoff: (timeline.c.at < cutoff,)),
     ]
 
 

@@ -12,10 +12,11 @@ import msgspec
 from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.engine import Connection
 
-from notifier.domain import Delivery, DeliveryState, GroupState
+from notifier.domain import Delivery, DeliveryState, GroupState, TimelineEvent
 from notifier.store.payloads import unpack
 from notifier.store.repository import dialect_insert
 from notifier.store.tables import deliveries, group_state, notifications, threads
+from notifier.store.timeline import record
 
 
 class StoredNotification(msgspec.Struct, kw_only=True):
@@ -50,6 +51,7 @@ class Writes:
     notifications: list[StoredNotification] = field(default_factory=list)
     groups: dict[tuple[str, str], tuple[str, GroupState]] = field(default_factory=dict)  # -> (group key, state)
     deliveries: dict[tuple[str, ...], Delivery] = field(default_factory=dict)  # the last write of a row counts
+    events: list[TimelineEvent] = field(default_factory=list)  # the timeline's lines of these decisions
 
 
 class IntakeQueries:
@@ -156,3 +158,4 @@ class IntakeQueries:
             conn.execute(self._upsert_groups, rows)
         if writes.deliveries:
             conn.execute(self._upsert_deliveries, [d.row() for d in writes.deliveries.values()])
+        record(conn, writes.events)

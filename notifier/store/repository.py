@@ -82,6 +82,11 @@ async def get_delivery(conn: AsyncConnection, delivery_id: str) -> Delivery | No
     return Delivery.from_row(row) if row else None
 
 
+def get_delivery_sync(conn: Connection, delivery_id: str) -> Delivery | None:
+    row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).mappings().first()
+    return Delivery.from_row(row) if row else None
+
+
 async def count_pending_by_channel(conn: AsyncConnection) -> dict[str, int]:
     q = (
         select(deliveries.c.channel, func.count())

@@ -15,6 +15,7 @@ group_acks     chat actions: who acknowledged a group, and when
 group_silences chat actions: the silence made for a group from the chat
 action_log     chat actions: every press and command, who, what, when and the outcome
 leases         a job one replica does at a time (the Telegram poller): its holder until a time
+timeline       every decision and attempt about a group, as a person reads it: why a message went or did not
 """
 
 from __future__ import annotations
@@ -217,4 +218,21 @@ leases = Table(
     Column("name", Text, primary_key=True),
     Column("owner", Text, nullable=False),
     Column("until", Double, nullable=False),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", String(26), primary_key=True),  # a ULID: sorts by time
+    Column("at", Double, nullable=False),
+    Column("group_hash", String(64), nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("kind", String(16), nullable=False),  # webhook, decision, attempt, action
+    Column("subject", Text, nullable=False),  # the receiver of a decision, the target of an attempt, or ''
+    Column("outcome", String(24), nullable=False),
+    Column("text", Text, nullable=False),  # the reason, as a sentence
+    Column("notification_id", String(26)),
+    Column("delivery_id", String(26)),
+    Index("ix_timeline_group", "group_hash", "at"),
+    Index("ix_timeline_at", "at"),
 )

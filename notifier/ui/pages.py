@@ -1,0 +1,450 @@
+"""The web view's pages. Every page but the login needs a session; every form posts its CSRF token. The pages only
+read the store, except Retry, which does what `POST /api/v1/deliveries/{id}/retry` does."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar import MediaType, Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.response import Redirect, Template
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from notifier.channels.registry import PLUGINS, renderer_for
+from notifier.delivery.worker import build_message
+from notifier.domain import Delivery, DeliveryState, EventKind, GroupActions, MessageKind, TimelineEvent
+from notifier.errors import StoreUnavailable
+from notifier.redaction import redact
+from notifier.runtime import Runtime
+from notifier.store import actions as sa
+from notifier.store import new_id
+from notifier.store import repository as repo
+from notifier.store import timeline as tl
+from notifier.store.tables import deliveries, group_state
+from notifier.templates.context import format_duration
+from notifier.ui.auth import COOKIE, Sessions, check_password
+
+log = logging.getLogger("notifier.ui")
+HTML = MediaType.HTML
+SEARCH_WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+
+
+def _rt(state: State) -> Runtime:
+    rt: Runtime = state.runtime
+    return rt
+
+
+def _sessions(state: State) -> Sessions | None:
+    sessions: Sessions | None = state.ui_sessions
+    return sessions
+
+
+def _user(request: Request[Any, Any, Any], state: State) -> str | None:
+    sessions = _sessions(state)
+    if sessions is None:
+        return None
+    return sessions.user(request.cookies.get(COOKIE), _rt(state).clock.now())
+
+
+def _off() -> Response[Any]:
+    return Response(
+        content="The web view is off: give `ui: {users: [...]}` in the config.", status_code=404, media_type=HTML
+    )
+
+
+def _page(request: Request[Any, Any, Any], state: State, template: str, user: str, **context: Any) -> Template:
+    sessions = _sessions(state)
+    assert sessions is not None
+    cookie = request.cookies.get(COOKIE, "")
+    return Template(
+        template_name=template,
+        context={"user": user, "csrf": sessions.csrf(cookie), "zone": _zone(state), **context},
+        media_type=HTML,
+    )
+
+
+def _zone(state: State) -> str:
+    ui = _rt(state).settings.ui
+    return ui.timezone if ui is not None else "UTC"
+
+
+def _when(t: float | None, zone: str) -> str:
+    if t is None:
+        return ""
+    return datetime.fromtimestamp(t, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _refused(status: int, message: str) -> Response[Any]:
+    return Response(content=message, status_code=status, media_type=MediaType.TEXT)
+
+
+def _form_ok(request: Request[Any, Any, Any], state: State, form: dict[str, Any]) -> Response[Any] | None:
+    """None when the POST comes from a logged-in page of ours: a session, and the form's CSRF token for it."""
+    sessions = _sessions(state)
+    if sessions is None:
+        return _off()
+    cookie = request.cookies.get(COOKIE)
+    if sessions.user(cookie, _rt(state).clock.now()) is None:
+        return _refused(401, "Log in first: /ui/login")
+    if not sessions.csrf_ok(cookie, form.get("csrf")):
+        return _refused(403, "This form is stale or did not come from the notifier's page: reload it and try again.")
+    return None
+
+
+# -- login ------------------------------------------------------------------------------------------------------------
+
+
+@get("/ui/login", media_type=HTML)
+async def login_page(state: State) -> Template | Response[Any]:
+    if _sessions(state) is None:
+        return _off()
+    return Template(template_name="login.html.j2", context={"error": ""}, media_type=HTML)
+
+
+@post("/ui/login", media_type=HTML, status_code=200)
+async def login(request: Request[Any, Any, Any], state: State) -> Template | Redirect | Response[Any]:
+    sessions = _sessions(state)
+    ui = _rt(state).settings.ui
+    if sessions is None or ui is None:
+        return _off()
+    form = dict(await request.form())
+    name, password = str(form.get("user", "")), str(form.get("password", ""))
+    user = next((u for u in ui.users if u.name == name), None)
+    if user is None or not check_password(password, str(user.password_hash)):
+        log.warning("web view: failed login as %r from %s", name[:64], request.client.host if request.client else "")
+        context = {"error": "Wrong name or password."}
+        return Template(template_name="login.html.j2", context=context, media_type=HTML, status_code=401)
+    cookie = sessions.issue(user.name, _rt(state).clock.now())
+    log.info("web view: %s logged in", user.name)
+    return Redirect(
+        "/ui",
+        status_code=303,
+        cookies=[
+            Cookie(
+                key=COOKIE,
+                value=cookie,
+                httponly=True,
+                samesite="strict",
+                path="/ui",
+                max_age=int(ui.session_lifetime),
+                secure=request.url.scheme == "https",
+            )
+        ],
+    )
+
+
+@post("/ui/logout", status_code=303)
+async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    form = dict(await request.form())
+    refused = _form_ok(request, state, form)
+    if refused is not None:
+        return refused
+    sessions = _sessions(state)
+    assert sessions is not None
+    sessions.end(request.cookies.get(COOKIE, ""), _rt(state).clock.now())
+    response: Response[Any] = Redirect("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/ui")
+    return response
+
+
+# -- now --------------------------------------------------------------------------------------------------------------
+
+
+@get("/ui", media_type=HTML)
+async def overview(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
+    if _sessions(state) is None:
+        return _off()
+    user = _user(request, state)
+    if user is None:
+        return Redirect("/ui/login")
+    rt = _rt(state)
+    now = rt.clock.now()
+    zone = _zone(state)
+    try:
+        async with rt.store.begin(readonly=True) as conn:
+            groups = await sa.firing_groups(conn, 200)
+            hashes = [g.group_hash for g in groups]
+            actions = await sa.read_group_actions(conn, hashes, now) if hashes else {}
+            receivers: dict[str, list[str]] = {}
+            if hashes:
+                q = select(group_state.c.group_hash, group_state.c.receiver).where(group_state.c.group_hash.in_(hashes))
+                for h, r in await conn.execute(q):
+                    receivers.setdefault(str(h), []).append(str(r))
+            waiting = await repo.list_deliveries(conn, DeliveryState.PENDING.value, 100)
+            waiting += await repo.list_deliveries(conn, DeliveryState.SENDING.value, 100)
+            dead = await repo.list_deliveries(conn, DeliveryState.DEAD.value, 1000)
+            _waiting, _dead, last_sent = await sa.outbox_status(conn)
+            errors = await _last_errors(conn)
+    except StoreUnavailable:
+        return _refused(503, "The store is unavailable; the page comes back when it answers.")
+    rows = [
+        {
+            "hash": g.group_hash,
+            "name": g.labels.get("alertname", "") or g.group_key,
+            "labels": ", ".join(f"{k}={v}" for k, v in sorted(g.labels.items()) if k not in ("alertname", "severity")),
+            "severity": g.severity.value,
+            "firing": g.firing,
+            "age": format_duration(now - (g.firing_since or g.updated_at)),
+            "receivers": ", ".join(sorted(receivers.get(g.group_hash, []))),
+            "acked": (actions.get(g.group_hash) or GroupActions()).acked_by,
+            "silenced": (actions.get(g.group_hash) or GroupActions()).silenced_until,
+        }
+        for g in groups
+    ]
+    channels = sorted(set(last_sent) | set(errors) | {c for c in PLUGINS if any(d.channel == c for d in waiting)})
+    health = [
+        {
+            "channel": c,
+            "last_sent": _when(last_sent.get(c), zone),
+            "ago": format_duration(now - last_sent[c]) if c in last_sent else "",
+            "error": errors.get(c, ("", 0.0))[0],
+            "error_at": _when(errors[c][1], zone) if c in errors else "",
+        }
+        for c in channels
+    ]
+    waits = [
+        {
+            "id": d.id,
+            "target": d.target,
+            "group": d.group_hash,
+            "name": _alertname(d.group_key),
+            "state": d.state.value,
+            "due": _when(d.next_attempt_at, zone),
+            "attempts": d.attempts,
+            "why": _why_waiting(d, now),
+        }
+        for d in sorted(waiting, key=lambda d: d.next_attempt_at)
+    ]
+    return _page(request, state, "overview.html.j2", user, groups=rows, waiting=waits, dead=len(dead), health=health)
+
+
+def _alertname(group_key: str) -> str:
+    m = re.search(r'alertname="([^"]*)"', group_key)
+    return m.group(1) if m else ("(digest)" if group_key.startswith("digest:") else group_key[:60])
+
+
+def _why_waiting(d: Delivery, now: float) -> str:
+    if d.state is DeliveryState.SENDING:
+        return "being sent"
+    if d.next_attempt_at > now and d.attempts == 0:
+        return f"held for {format_duration(d.next_attempt_at - now)} (quiet hours or the rate limit)"
+    if d.last_error:
+        return f"retry {d.attempts + 1} in {format_duration(max(0.0, d.next_attempt_at - now))}: {redact(d.last_error)}"
+    return "due now"
+
+
+async def _last_errors(conn: Any) -> dict[str, tuple[str, float]]:
+    """Each channel's latest delivery error: (text, when)."""
+    q = (
+        select(deliveries.c.channel, deliveries.c.last_error, deliveries.c.updated_at)
+        .where(deliveries.c.last_error.is_not(None))
+        .order_by(deliveries.c.updated_at.desc())
+        .limit(500)
+    )
+    out: dict[str, tuple[str, float]] = {}
+    for channel, error, at in await conn.execute(q):
+        out.setdefault(str(channel), (redact(str(error)), float(at)))
+    return out
+
+
+# -- a group's timeline -----------------------------------------------------------------------------------------------
+
+
+@get("/ui/groups/{group_hash:str}", media_type=HTML)
+async def group_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
+    if _sessions(state) is None:
+        return _off()
+    user = _user(request, state)
+    if user is None:
+        return Redirect("/ui/login")
+    rt = _rt(state)
+    group = str(request.path_params["group_hash"])
+    zone = _zone(state)
+    try:
+        async with rt.store.begin(readonly=True) as conn:
+            events = await tl.group_events(conn, group)
+            ids = sorted({e.delivery_id for e in events if e.delivery_id and e.outcome in ("sent", "dead")})
+            sent = [d for d in [await repo.get_delivery(conn, i) for i in ids] if d is not None]
+            wanted = {d.notification_id for d in sent}
+            payloads = await conn.run_sync(lambda c: repo.read_bodies(c, wanted))
+    except StoreUnavailable:
+        return _refused(503, "The store is unavailable; the page comes back when it answers.")
+    if not events:
+        return Response(content=f"Nothing recorded for group {group}.", status_code=404, media_type=HTML)
+    rows = [
+        {
+            "at": _when(e.at, zone),
+            "kind": e.kind.value,
+            "outcome": e.outcome,
+            "subject": e.subject,
+            "text": redact(e.text),
+            "delivery": e.delivery_id or "",
+        }
+        for e in events
+    ]
+    messages = [_as_sent(rt, d, payloads.get(d.notification_id)) for d in sent if d.kind is MessageKind.ALERT]
+    return _page(
+        request,
+        state,
+        "group.html.j2",
+        user,
+        group=group,
+        group_key=events[-1].group_key,
+        name=_alertname(events[-1].group_key),
+        events=rows,
+        messages=[m for m in messages if m is not None],
+    )
+
+
+def _as_sent(rt: Runtime, d: Delivery, body: bytes | None) -> dict[str, Any] | None:
+    """A message as its channel showed it, rendered again from what the outbox kept (the body and the change it
+    told), at the time it was sent."""
+    if body is None:
+        return None
+    try:
+        receiver = rt.settings.receiver(d.receiver)
+        message = build_message(d, body, receiver.send_resolved, None)
+        items = PLUGINS[d.channel].preview(renderer_for(receiver), message, d.sent_at or d.updated_at)
+    except Exception as exc:  # a message from an older config: say so rather than fail the page
+        return {"target": d.target, "channel": d.channel, "id": d.id, "error": f"cannot be shown again: {exc}"}
+    out: dict[str, Any] = {"target": d.target, "channel": d.channel, "id": d.id, "state": d.state.value, "error": ""}
+    if d.channel == "telegram":
+        out["html"] = [str(i) for i in items]
+    elif d.channel == "slack":
+        out["slack"] = [_slack_lines(i) for i in items]
+    elif d.channel == "email":
+        first = items[0] if items else {}
+        out["email"] = {
+            "subject": str(first.get("subject", "")),
+            "text": str(first.get("text", "")),
+            "html": str(first.get("html", "")),
+        }
+    else:
+        out["text"] = "\n".join(i if isinstance(i, str) else json.dumps(i, ensure_ascii=False) for i in items)
+    return out
+
+
+def _slack_lines(payload: Any) -> list[tuple[str, str]]:
+    """A Slack post as (block type, text) pairs, in order: what the page draws as Slack shows it."""
+    out: list[tuple[str, str]] = []
+    for att in payload.get("attachments", []) or [{"blocks": payload.get("blocks", [])}]:
+        for b in att.get("blocks", []):
+            if "text" in b:
+                out.append((b["type"], str(b["text"]["text"])))
+            for e in b.get("elements", []):
+                text = e.get("text")
+                out.append((b["type"], str(text["text"] if isinstance(text, dict) else text or "")))
+    return out or [("section", str(payload.get("text", "")))]
+
+
+# -- dead letters and search ------------------------------------------------------------------------------------------
+
+
+@get("/ui/dead", media_type=HTML)
+async def dead_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
+    if _sessions(state) is None:
+        return _off()
+    user = _user(request, state)
+    if user is None:
+        return Redirect("/ui/login")
+    rt = _rt(state)
+    zone = _zone(state)
+    async with rt.store.begin(readonly=True) as conn:
+        dead = await repo.list_deliveries(conn, DeliveryState.DEAD.value, 500)
+    rows = [
+        {
+            "id": d.id,
+            "target": d.target,
+            "group": d.group_hash,
+            "name": _alertname(d.group_key),
+            "when": _when(d.updated_at, zone),
+            "attempts": d.attempts,
+            "error": redact(d.last_error or ""),
+        }
+        for d in dead
+    ]
+    return _page(request, state, "dead.html.j2", user, dead=rows, done=request.query_params.get("done", ""))
+
+
+@post("/ui/dead/retry", status_code=303)
+async def retry_dead(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    form = dict(await request.form())
+    refused = _form_ok(request, state, form)
+    if refused is not None:
+        return refused
+    rt = _rt(state)
+    now = rt.clock.now()
+    wanted = str(form.get("id", ""))
+    async with rt.store.begin(readonly=True) as conn:
+        ids = (
+            [d.id for d in await repo.list_deliveries(conn, DeliveryState.DEAD.value, 1000)]
+            if wanted == "all"
+            else [wanted]
+        )
+    retried = 0
+    who = _user(request, state) or "?"
+    for delivery_id in ids:
+        retried += await _retry(rt, delivery_id, now, who)
+    rt.worker.wake()
+    log.info("web view: %s retried %d dead letters", _user(request, state), retried)
+    return Redirect(f"/ui/dead?done={retried}", status_code=303)
+
+
+async def _retry(rt: Runtime, delivery_id: str, now: float, who: str) -> bool:
+    """A dead letter pending again, and a line in its group's timeline that says who did it."""
+    record_it = rt.settings.storage.timeline
+
+    def write(conn: Connection) -> bool:
+        d = repo.get_delivery_sync(conn, delivery_id)
+        if repo.retry_dead(conn, delivery_id, now) != DeliveryState.DEAD:
+            return False
+        if record_it and d is not None:
+            tl.record(
+                conn,
+                [
+                    TimelineEvent(
+                        id=new_id(),
+                        at=now,
+                        group_hash=d.group_hash,
+                        group_key=d.group_key,
+                        kind=EventKind.ACTION,
+                        subject=who,
+                        outcome="retry",
+                        text=f"{who} retried the dead letter to {d.target} from the web view",
+                        delivery_id=d.id,
+                    )
+                ],
+            )
+        return True
+
+    retried: bool = await rt.store.run_in_transaction(write)
+    return retried
+
+
+@get("/ui/search", media_type=HTML)
+async def search_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
+    if _sessions(state) is None:
+        return _off()
+    user = _user(request, state)
+    if user is None:
+        return Redirect("/ui/login")
+    rt = _rt(state)
+    text = request.query_params.get("q", "").strip()[:200]
+    window = request.query_params.get("since", "24h")
+    since = rt.clock.now() - SEARCH_WINDOWS.get(window, 86400.0)
+    async with rt.store.begin(readonly=True) as conn:
+        found = await tl.groups_like(conn, text, since, limit=100)
+    zone = _zone(state)
+    rows = [{"hash": h, "key": k, "name": _alertname(k), "last": _when(at, zone), "events": n} for h, k, at, n in found]
+    return _page(
+        request, state, "search.html.j2", user, q=text, since=window, windows=list(SEARCH_WINDOWS), groups=rows
+    )
+
+
+PAGES = [login_page, login, logout, overview, group_page, dead_page, retry_dead, search_page]
