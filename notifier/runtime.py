@@ -126,7 +126,7 @@ class Runtime:
             for key, kind, target in r.targets():
                 channels[key] = factory(r, key, kind, target, renderers[r.name], clock)
         if limiter is None:  # one process on SQLite; on PostgreSQL the limits are shared by every replica
-            limiter = MemoryRateLimiter() if store.is_sqlite else StoreRateLimiter(store)
+            limiter = MemoryRateLimiter() if store.single_process else StoreRateLimiter(store)
         worker = DeliveryWorker(store, settings, channels, clock, metrics, limiter, owner=worker_owner)
         intake = IntakeStage(
             settings,

@@ -173,7 +173,7 @@ class DeliveryWorker:
         # SQLite serves one process: whatever a previous run left half-sent is ours to send again, now. On
         # PostgreSQL, what our own previous incarnation (same owner id: host and port) leased is ours too; other
         # replicas' leases are taken over when they run out.
-        await self._release(all_owners=self._store.is_sqlite)
+        await self._release(all_owners=self._store.single_process)
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="delivery-worker")
         self._metrics.worker_up.set(1)

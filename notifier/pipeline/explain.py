@@ -12,7 +12,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from notifier.clock import span
-from notifier.domain import AlertStatus, Severity, SuppressReason
+from notifier.domain import SuppressReason
 from notifier.pipeline.decisions import DEFAULT_REPEAT_INTERVAL, QuietNow, ReceiverDecision, Verdict
 from notifier.routing import RouteMatch
 
@@ -35,12 +35,6 @@ def clock(t: float, zone: ZoneInfo = UTC_ZONE) -> str:
     local = datetime.fromtimestamp(t, zone)
     suffix = "" if zone.key == "UTC" else f" {zone.key}"
     return local.strftime("%Y-%m-%d %H:%M") + suffix
-
-
-def webhook_text(am_receiver: str, counts: dict[tuple[Severity, str], int]) -> str:
-    firing = sum(n for (_, status), n in counts.items() if status == AlertStatus.FIRING.value)
-    resolved = sum(n for (_, status), n in counts.items() if status == AlertStatus.RESOLVED.value)
-    return f"notification from Alertmanager (receiver {am_receiver}): {firing} firing, {resolved} resolved"
 
 
 def duplicate_text(holder: str, window: float) -> str:

@@ -35,7 +35,7 @@ from notifier.domain import (
 )
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.decisions import QuietNow, ReceiverDecision, Verdict, coalesce, decide, quiet_hours_now
-from notifier.pipeline.explain import UTC_ZONE, decision_event, duplicate_text, webhook_text
+from notifier.pipeline.explain import UTC_ZONE, decision_event, duplicate_text
 from notifier.routing import RouteMatch, Router
 from notifier.schedules import Schedule
 from notifier.settings import Settings
@@ -121,7 +121,7 @@ class IntakeStage:
         self._actions_on = settings.actions is not None
         self._record = settings.storage.timeline
         # alert_groups: what /alerts and the web view list, and what a silence from the chat matches
-        self._groups_on = self._actions_on or self._record
+        self._groups_on = self._actions_on or settings.ui is not None
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
@@ -246,10 +246,7 @@ class IntakeStage:
         group_updates: dict[tuple[str, str], Any] = {}
         messages: dict[tuple[str, str], Delivery] = {}
         digests: list[tuple[str, list[dict[str, Any]]]] = []
-        events: list[TimelineEvent] = []
-        if self._record:
-            text = webhook_text(job.am_receiver, job.counts)
-            events.append(self._event(job, now, EventKind.WEBHOOK, "", "accepted", text, nid))
+        events: list[TimelineEvent] = []  # a line per receiver: what this notification meant for it, and why
         for match in job.matches:
             receiver = self._receivers[match.receiver]
             result.receivers.append(receiver.name)

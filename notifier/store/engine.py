@@ -38,6 +38,9 @@ class Store:
         self.url = async_url(settings.url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.dialect = "sqlite" if self.is_sqlite else "postgresql"
+        # SQLite: one process serves the store (claim_sqlite_store), so what is half done in it is this process's;
+        # PostgreSQL: replicas share it
+        self.single_process = self.is_sqlite
         kwargs: dict[str, Any] = {}
         database = sqlite_file(self.url)
         if database is not None:

@@ -33,6 +33,7 @@ from notifier.clock import Clock
 from notifier.domain import DeliveryState
 from notifier.metrics import NotifierMetrics
 from notifier.store.engine import Store
+from notifier.store.ids import id_floor
 from notifier.store.tables import (
     action_log,
     alert_groups,
@@ -126,7 +127,7 @@ def _rules() -> list[_Rule]:
         _Rule(group_acks, (group_acks.c.group_hash,), lambda now, cutoff: (group_acks.c.at < cutoff,)),
         _Rule(group_silences, (group_silences.c.group_hash,), lambda now, cutoff: (group_silences.c.until < now,)),
         _Rule(action_log, (action_log.c.id,), lambda now, cutoff: (action_log.c.at < cutoff,)),
-        _Rule(timeline, (timeline.c.id,), lambda now, cutoff: (timeline.c.at < cutoff,)),
+        _Rule(timeline, (timeline.c.id,), lambda now, cutoff: (timeline.c.id < id_floor(cutoff),)),
     ]
 
 

@@ -15,3 +15,9 @@ def new_id() -> str:
     """A ULID: 48 bits of milliseconds and 80 random bits as 26 Crockford base32 digits, most significant first."""
     n = (int(time.time() * 1000) << 80) | _ids.getrandbits(80)
     return "".join(_CROCKFORD[n >> shift & 31] for shift in range(125, -1, -5))
+
+
+def id_floor(t: float) -> str:
+    """The smallest id made at unix time `t`: ids below it were made before (retention and time ranges use it)."""
+    n = int(t * 1000) << 80
+    return "".join(_CROCKFORD[n >> shift & 31] for shift in range(125, -1, -5))

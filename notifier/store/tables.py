@@ -223,7 +223,7 @@ leases = Table(
 timeline = Table(
     "timeline",
     metadata,
-    Column("id", String(26), primary_key=True),  # a ULID: sorts by time
+    Column("id", String(26), primary_key=True),  # a ULID: sorts by time, so time ranges and retention go by it
     Column("at", Double, nullable=False),
     Column("group_hash", String(64), nullable=False),
     Column("group_key", Text, nullable=False),
@@ -234,5 +234,4 @@ timeline = Table(
     Column("notification_id", String(26)),
     Column("delivery_id", String(26)),
     Index("ix_timeline_group", "group_hash", "at"),
-    Index("ix_timeline_at", "at"),
 )

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.domain import EventKind, TimelineEvent
+from notifier.store.ids import id_floor
 from notifier.store.tables import timeline
 
 MAX_TEXT = 2000  # a reason is a sentence; a provider's answer is clipped to this
@@ -40,7 +41,7 @@ async def groups_like(
     (group hash, group key, last event, events), the most recent first."""
     q = (
         select(timeline.c.group_hash, func.max(timeline.c.group_key), func.max(timeline.c.at), func.count())
-        .where(timeline.c.at >= since)
+        .where(timeline.c.id >= id_floor(since))
         .group_by(timeline.c.group_hash)
         .order_by(func.max(timeline.c.at).desc())
         .limit(limit)

@@ -52,6 +52,15 @@ def _user(request: Request[Any, Any, Any], state: State) -> str | None:
     return sessions.user(request.cookies.get(COOKIE), _rt(state).clock.now())
 
 
+def _viewer(request: Request[Any, Any, Any], state: State) -> str | Response[Any]:
+    """Who is looking: the session's user, or the answer for someone who may not (the view is off, or the browser
+    goes to the login)."""
+    if _sessions(state) is None:
+        return _off()
+    user = _user(request, state)
+    return user if user is not None else Redirect("/ui/login")
+
+
 def _off() -> Response[Any]:
     return Response(
         content="The web view is off: give `ui: {users: [...]}` in the config.", status_code=404, media_type=HTML
@@ -158,11 +167,9 @@ async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]
 
 @get("/ui", media_type=HTML)
 async def overview(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    if _sessions(state) is None:
-        return _off()
-    user = _user(request, state)
-    if user is None:
-        return Redirect("/ui/login")
+    user = _viewer(request, state)
+    if not isinstance(user, str):
+        return user
     rt = _rt(state)
     now = rt.clock.now()
     zone = _zone(state)
@@ -258,11 +265,9 @@ async def _last_errors(conn: Any) -> dict[str, tuple[str, float]]:
 
 @get("/ui/groups/{group_hash:str}", media_type=HTML)
 async def group_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    if _sessions(state) is None:
-        return _off()
-    user = _user(request, state)
-    if user is None:
-        return Redirect("/ui/login")
+    user = _viewer(request, state)
+    if not isinstance(user, str):
+        return user
     rt = _rt(state)
     group = str(request.path_params["group_hash"])
     zone = _zone(state)
@@ -348,11 +353,9 @@ def _slack_lines(payload: Any) -> list[tuple[str, str]]:
 
 @get("/ui/dead", media_type=HTML)
 async def dead_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    if _sessions(state) is None:
-        return _off()
-    user = _user(request, state)
-    if user is None:
-        return Redirect("/ui/login")
+    user = _viewer(request, state)
+    if not isinstance(user, str):
+        return user
     rt = _rt(state)
     zone = _zone(state)
     async with rt.store.begin(readonly=True) as conn:
@@ -429,11 +432,9 @@ async def _retry(rt: Runtime, delivery_id: str, now: float, who: str) -> bool:
 
 @get("/ui/search", media_type=HTML)
 async def search_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    if _sessions(state) is None:
-        return _off()
-    user = _user(request, state)
-    if user is None:
-        return Redirect("/ui/login")
+    user = _viewer(request, state)
+    if not isinstance(user, str):
+        return user
     rt = _rt(state)
     text = request.query_params.get("q", "").strip()[:200]
     window = request.query_params.get("since", "24h")

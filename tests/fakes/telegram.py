@@ -427,18 +427,10 @@ class FakeTelegram:
         found = next((m for m in self.sent if m.chat_id == chat and m.message_id == mid), None)
         if found is None:
             return self._error(400, "Bad Request: message to edit not found")
-        text = p.get("text")
-        if not isinstance(text, str) or not text.strip():
-            return self._error(400, "Bad Request: message text is empty")
-        mode = p.get("parse_mode")
-        visible = text
-        if mode == "HTML":
-            try:
-                visible = check_html(text)
-            except EntityError as exc:
-                return self._error(400, f"Bad Request: can't parse entities: {exc}")
-        if utf16(visible) > 4096:
-            return self._error(400, "Bad Request: MESSAGE_TOO_LONG")
+        checked = self._text(p)
+        if isinstance(checked, web.Response):
+            return checked
+        text, mode, visible = checked
         markup = p.get("reply_markup")
         markup = json.loads(markup) if isinstance(markup, str) else markup
         if found.text == text and found.reply_markup == markup:
@@ -463,18 +455,8 @@ class FakeTelegram:
             }
         )
 
-    def _send(self, p: dict[str, Any], method: str) -> web.Response:
-        chat_raw = p.get("chat_id")
-        if chat_raw is None:
-            return self._error(400, "Bad Request: chat_id is empty")
-        chat: int | str
-        try:
-            chat = int(chat_raw)
-        except (TypeError, ValueError):
-            chat = str(chat_raw)
-        if chat not in self.chats:
-            self.refused += 1
-            return self._error(400, "Bad Request: chat not found")
+    def _text(self, p: dict[str, Any]) -> tuple[str, str | None, str] | web.Response:
+        """The message's text, parse mode and visible text, or Telegram's refusal of them."""
         text = p.get("text")
         if not isinstance(text, str) or not text.strip():
             return self._error(400, "Bad Request: message text is empty")
@@ -491,6 +473,24 @@ class FakeTelegram:
         if utf16(visible) > 4096:
             self.refused += 1
             return self._error(400, "Bad Request: message is too long")
+        return text, mode, visible
+
+    def _send(self, p: dict[str, Any], method: str) -> web.Response:
+        chat_raw = p.get("chat_id")
+        if chat_raw is None:
+            return self._error(400, "Bad Request: chat_id is empty")
+        chat: int | str
+        try:
+            chat = int(chat_raw)
+        except (TypeError, ValueError):
+            chat = str(chat_raw)
+        if chat not in self.chats:
+            self.refused += 1
+            return self._error(400, "Bad Request: chat not found")
+        checked = self._text(p)
+        if isinstance(checked, web.Response):
+            return checked
+        text, mode, visible = checked
         if self.group_limit_per_minute and str(chat).startswith(("-", "@")):
             now = time.monotonic()
             log = self._recent.setdefault(str(chat), deque())

@@ -5,7 +5,6 @@ Alertmanager, and the message then shows it."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +12,7 @@ import httpx
 
 from scripts.stack import Stack
 from tests.helpers import binary, run
-from tests.monitoring.test_stack_e2e import all_ports, services
-
-
-def wait(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.monitoring.test_stack_e2e import all_ports, services, wait
 
 
 def test_silence_pressed_in_the_stacks_fake_telegram_reaches_its_alertmanager(tmp_path: Path) -> None:

@@ -4,12 +4,9 @@ stores, through the implementation chosen at start: a stored key holds for its w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy.engine import Connection
 
-from notifier.settings import StorageSettings
 from notifier.store import Store
 from notifier.store.intake import IntakeQueries, StoredNotification, Writes
 from notifier.store.redelivery import KeyConflict, MemoryKeys, RedeliveryKeys, redelivery_keys
@@ -47,14 +44,6 @@ def test_a_key_taken_again_belongs_to_its_new_holder() -> None:
     assert len(keys) == 1
     assert keys.held(["a"], now=300.0) == {}
     assert len(keys) == 0
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    s = Store(StorageSettings(url=store_url))
-    await s.migrate()
-    yield s
-    await s.dispose()
 
 
 def _stored(nid: str, key: str, at: float) -> StoredNotification:

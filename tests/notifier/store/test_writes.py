@@ -8,7 +8,6 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,6 @@ from notifier.errors import StoreUnavailable
 from notifier.settings import StorageSettings
 from notifier.store import Batch, Store, new_id
 from notifier.store.tables import intake_keys
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    s = Store(StorageSettings(url=store_url))
-    await s.migrate()
-    yield s
-    await s.dispose()
 
 
 def _key_rows(items: list[str]) -> list[dict[str, Any]]:

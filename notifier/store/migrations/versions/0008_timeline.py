@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.String(26)),
     )
     op.create_index("ix_timeline_group", "timeline", ["group_hash", "at"])
-    op.create_index("ix_timeline_at", "timeline", ["at"])
 
 
 def downgrade() -> None:
