@@ -42,8 +42,8 @@ def tune_interpreter() -> None:
     """Settings for a process that is only the notifier (`notifier serve`, and in-process benchmarks), made once it
     has started; a notifier inside another program leaves that program's interpreter alone. Without them, webhooks
     wait behind garbage collections and GIL hand-overs under load: the latencies of `make bench-intake` show it."""
-    # The store's writer thread needs the GIL for a moment before and after each commit's disk flush; with the
-    # default 5 ms hand-over, every webhook of the batch would wait that long for it.
+    # The store's writer thread needs the GIL for a moment before and after each commit's disk flush; with
+    # Python's default hand-over interval, every webhook of the batch would wait a whole interval for it.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     # Everything built at start (modules, the app, SQLAlchemy's and Litestar's caches) lives as long as the
     # process. Frozen, the cyclic collector no longer walks it on every full collection, which webhooks in flight

@@ -57,14 +57,3 @@ class FrozenClock:
 
     async def set(self, ts: float) -> None:
         await self.advance(ts - self._now)
-
-
-def span(seconds: float) -> str:
-    """A duration as people say it, to its two largest units: "4h", "10m", "1d 2h", "45s"."""
-    s = int(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size}{unit}")
-            s %= size
-    return " ".join(parts[:2]) or "0s"

@@ -4,7 +4,9 @@ outbox as a table."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from notifier.clock import iso
 from notifier.domain import ChangeRecord, Delivery, DeliveryState, MessageKind, TimelineEvent
@@ -81,9 +83,6 @@ def timeline_view(group_hash: str, events: list[TimelineEvent]) -> dict[str, Any
 
 def timeline_text(group_hash: str, events: list[TimelineEvent], zone: str = "UTC") -> str:
     """A group's timeline as the terminal shows it: one line per event, its time, what, about whom, and why."""
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
     if not events:
         return f"group {group_hash}: nothing recorded"
     tz = ZoneInfo(zone)

@@ -19,7 +19,7 @@ from notifier.actions.buttons import buttons_for
 from notifier.alertmanager import WebhookAlert, WebhookPayload, to_group
 from notifier.channels import Channel, RateRule
 from notifier.channels.registry import PLUGINS
-from notifier.clock import Clock, span
+from notifier.clock import Clock
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
 from notifier.delivery.storms import collapse_storm
@@ -51,6 +51,7 @@ from notifier.store import repository as repo
 from notifier.store.actions import StoredAction, keep_actions, read_group_actions
 from notifier.store.timeline import record
 from notifier.tasks import cancel_and_wait
+from notifier.templates.context import format_duration
 
 log = logging.getLogger("notifier.delivery")
 GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
@@ -298,7 +299,9 @@ class DeliveryWorker:
         if wait > 0:
             self._metrics.deliveries.labels(channel_name, d.receiver, DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, d.parts_sent
-            held = self._line(d, now, "rate_limited", f"held back by {target}'s rate limit; next try in {span(wait)}")
+            held = self._line(
+                d, now, "rate_limited", f"held back by {target}'s rate limit; next try in {format_duration(wait)}"
+            )
 
             def hold(conn: Connection) -> None:
                 repo.mark_retry(conn, did, owner, now, now + wait, None, parts, count_attempt=False)
@@ -456,7 +459,7 @@ class DeliveryWorker:
         delay = retry_delay(attempts, self._d, retry_after)
         owner, error = self.owner, redact(str(exc))
         lines = self._line(
-            d, now, "retry", f"attempt {attempts} to {d.target} failed: {error}; next try in {span(delay)}"
+            d, now, "retry", f"attempt {attempts} to {d.target} failed: {error}; next try in {format_duration(delay)}"
         )
 
         def write(conn: Connection) -> None:

@@ -11,10 +11,10 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from notifier.clock import span
 from notifier.domain import SuppressReason
 from notifier.pipeline.decisions import DEFAULT_REPEAT_INTERVAL, QuietNow, ReceiverDecision, Verdict
 from notifier.routing import RouteMatch
+from notifier.templates.context import format_duration
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -38,8 +38,9 @@ def clock(t: float, zone: ZoneInfo = UTC_ZONE) -> str:
 
 
 def duplicate_text(holder: str, window: float) -> str:
+    within = format_duration(window)
     return (
-        f"duplicate of notification {holder}: the same alerts within dedup.redelivery_window ({span(window)}), "
+        f"duplicate of notification {holder}: the same alerts within dedup.redelivery_window ({within}), "
         "an HA peer's copy or a resend; nothing more to do"
     )
 
@@ -59,7 +60,7 @@ def decision_event(
     change = decision.change.describe() or "no change"
     if decision.verdict is Verdict.SUPPRESS:
         repeat = match.repeat_interval if match.repeat_interval is not None else DEFAULT_REPEAT_INTERVAL
-        every = f"repeat_interval {span(repeat)}" if repeat else "repeat_interval 0: never repeated"
+        every = f"repeat_interval {format_duration(repeat)}" if repeat else "repeat_interval 0: never repeated"
         if decision.reason is SuppressReason.QUIET_HOURS_DROP:
             assert quiet is not None
             return (

@@ -13,11 +13,14 @@ _ids = random.Random(int.from_bytes(os.urandom(16), "big"))  # noqa: S311 -- ids
 
 def new_id() -> str:
     """A ULID: 48 bits of milliseconds and 80 random bits as 26 Crockford base32 digits, most significant first."""
-    n = (int(time.time() * 1000) << 80) | _ids.getrandbits(80)
-    return "".join(_CROCKFORD[n >> shift & 31] for shift in range(125, -1, -5))
+    return _encode((int(time.time() * 1000) << 80) | _ids.getrandbits(80))
 
 
 def id_floor(t: float) -> str:
     """The smallest id made at unix time `t`: ids below it were made before (retention and time ranges use it)."""
-    n = int(t * 1000) << 80
+    return _encode(int(t * 1000) << 80)
+
+
+def _encode(n: int) -> str:
+    """130 bits (the top two zero) as 26 Crockford base32 digits, most significant first."""
     return "".join(_CROCKFORD[n >> shift & 31] for shift in range(125, -1, -5))

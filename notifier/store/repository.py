@@ -78,13 +78,19 @@ async def list_deliveries(
 
 
 async def get_delivery(conn: AsyncConnection, delivery_id: str) -> Delivery | None:
-    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).mappings().first()
-    return Delivery.from_row(row) if row else None
+    found: Delivery | None = await conn.run_sync(lambda c: get_delivery_sync(c, delivery_id))
+    return found
 
 
 def get_delivery_sync(conn: Connection, delivery_id: str) -> Delivery | None:
-    row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).mappings().first()
-    return Delivery.from_row(row) if row else None
+    found = get_deliveries(conn, [delivery_id])
+    return found[0] if found else None
+
+
+def get_deliveries(conn: Connection, ids: Collection[str]) -> list[Delivery]:
+    """The outbox rows of these ids that exist, oldest first."""
+    q = select(deliveries).where(deliveries.c.id.in_(list(ids))).order_by(deliveries.c.id)
+    return [Delivery.from_row(r) for r in conn.execute(q).mappings()]
 
 
 async def count_pending_by_channel(conn: AsyncConnection) -> dict[str, int]:

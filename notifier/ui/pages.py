@@ -185,8 +185,7 @@ async def overview(request: Request[Any, Any, Any], state: State) -> Template | 
                     receivers.setdefault(str(h), []).append(str(r))
             waiting = await repo.list_deliveries(conn, DeliveryState.PENDING.value, 100)
             waiting += await repo.list_deliveries(conn, DeliveryState.SENDING.value, 100)
-            dead = await repo.list_deliveries(conn, DeliveryState.DEAD.value, 1000)
-            _waiting, _dead, last_sent = await sa.outbox_status(conn)
+            _waiting, dead, last_sent = await sa.outbox_status(conn)
             errors = await _last_errors(conn)
     except StoreUnavailable:
         return _refused(503, "The store is unavailable; the page comes back when it answers.")
@@ -228,7 +227,7 @@ async def overview(request: Request[Any, Any, Any], state: State) -> Template | 
         }
         for d in sorted(waiting, key=lambda d: d.next_attempt_at)
     ]
-    return _page(request, state, "overview.html.j2", user, groups=rows, waiting=waits, dead=len(dead), health=health)
+    return _page(request, state, "overview.html.j2", user, groups=rows, waiting=waits, dead=dead, health=health)
 
 
 def _alertname(group_key: str) -> str:
@@ -275,9 +274,7 @@ async def group_page(request: Request[Any, Any, Any], state: State) -> Template 
         async with rt.store.begin(readonly=True) as conn:
             events = await tl.group_events(conn, group)
             ids = sorted({e.delivery_id for e in events if e.delivery_id and e.outcome in ("sent", "dead")})
-            sent = [d for d in [await repo.get_delivery(conn, i) for i in ids] if d is not None]
-            wanted = {d.notification_id for d in sent}
-            payloads = await conn.run_sync(lambda c: repo.read_bodies(c, wanted))
+            sent, payloads = await conn.run_sync(lambda c: _sent_with_bodies(c, ids))
     except StoreUnavailable:
         return _refused(503, "The store is unavailable; the page comes back when it answers.")
     if not events:
@@ -305,6 +302,11 @@ async def group_page(request: Request[Any, Any, Any], state: State) -> Template 
         events=rows,
         messages=[m for m in messages if m is not None],
     )
+
+
+def _sent_with_bodies(conn: Connection, ids: list[str]) -> tuple[list[Delivery], dict[str, bytes | None]]:
+    sent = repo.get_deliveries(conn, ids)
+    return sent, repo.read_bodies(conn, {d.notification_id for d in sent})
 
 
 def _as_sent(rt: Runtime, d: Delivery, body: bytes | None) -> dict[str, Any] | None:
