@@ -8,14 +8,17 @@ import contextlib
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from notifier.domain import SEVERITY_RANK, ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, Severity
+from notifier.domain import SEVERITY_RANK, ZERO_TIME_YEAR, Alert, AlertGroup, AlertStatus, AlertTimes, Severity
 
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
+_ZERO_INSTANT = datetime(1, 1, 1, tzinfo=UTC)
 _AT = re.compile(r"^(?P<msg>.*) - at `\$\.?(?P<path>[^`]*)`$", re.S)
 # A time must say which instant it is: without an offset it would be read in the server's zone.
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -245,6 +248,7 @@ class AlertSummary(msgspec.Struct, gc=False):
 
     key: str  # the redelivery key
     states: dict[str, str]  # fingerprint -> status, the group's state as this notification tells it
+    times: dict[str, AlertTimes]  # fingerprint -> when it started and (resolved) ended: what orders its states
     counts: dict[tuple[Severity, str], int]  # alerts per (severity, status): the metrics count them
     severity: Severity  # the group's severity: its most severe alert's, as AlertGroup.severity computes it
 
@@ -267,6 +271,10 @@ def summarize(p: WebhookPayload) -> AlertSummary:
     states: dict[str, str] = {r[0]: r[1] for r in rows}
     if len(states) != len(rows):
         rows.sort()
+    times = {
+        fp: AlertTimes(starts.timestamp(), ends.timestamp() if status == _RESOLVED else None)
+        for fp, status, starts, ends in rows
+    }
     key = hashlib.sha256(_key_encoder.encode((p.groupKey, p.receiver, rows))).hexdigest()
     labels = {a.labels.get("severity", "") for a in alerts}
     counts: dict[tuple[Severity, str], int] = {}
@@ -277,9 +285,50 @@ def summarize(p: WebhookPayload) -> AlertSummary:
             counts[(severity, _FIRING)] = firing
         if firing < len(rows):
             counts[(severity, _RESOLVED)] = len(rows) - firing
-        return AlertSummary(key, states, counts, severity)
+        return AlertSummary(key, states, times, counts, severity)
     for (name, status), n in Counter([(a.labels.get("severity", ""), a.status) for a in alerts]).items():
         pair = (Severity.parse(name), status)
         counts[pair] = counts.get(pair, 0) + n
     severity = min((sev for sev, _ in counts), key=SEVERITY_RANK.__getitem__)
-    return AlertSummary(key, states, counts, severity)
+    return AlertSummary(key, states, times, counts, severity)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def correct_alerts(alerts: list[dict[str, Any]], stale: Mapping[str, AlertTimes]) -> list[dict[str, Any]]:
+    """A payload's alerts (as decoded JSON) with each stale copy replaced by the newer lifecycle known of it."""
+    if not stale:
+        return alerts
+    out = []
+    for a in alerts:
+        known = stale.get(a.get("fingerprint", ""))
+        if known is not None:
+            a = {
+                **a,
+                "status": known.status,
+                "startsAt": _iso(known.starts),
+                "endsAt": _iso(known.ends) if known.ends is not None else ZERO_TIME,
+            }
+        out.append(a)
+    return out
+
+
+def corrected(payload: WebhookPayload, stale: Mapping[str, AlertTimes]) -> WebhookPayload:
+    """The payload as the group really is: each stale alert shown in the newer state known of it."""
+    if not stale:
+        return payload
+    alerts = []
+    for a in payload.alerts:
+        known = stale.get(a.fingerprint)
+        if known is not None:
+            a = msgspec.structs.replace(
+                a,
+                status=known.status,
+                startsAt=datetime.fromtimestamp(known.starts, UTC),
+                endsAt=datetime.fromtimestamp(known.ends, UTC) if known.ends is not None else _ZERO_INSTANT,
+            )
+        alerts.append(a)
+    status = _FIRING if any(a.status == _FIRING for a in alerts) else _RESOLVED
+    return msgspec.structs.replace(payload, alerts=alerts, status=status)

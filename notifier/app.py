@@ -16,10 +16,12 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from notifier.api import chat, handlers
+from notifier.api.hygiene import hygiene
 from notifier.api.refusals import RefusalLog
 from notifier.runtime import Runtime
 from notifier.settings import Settings
 from notifier.store.urls import redact_url
+from notifier.templates.safety import clean
 from notifier.ui import pages as ui_pages
 from notifier.ui.auth import Sessions
 
@@ -36,6 +38,16 @@ def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 def _unexpected(_request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error", exc_info=exc)
     return handlers.error(500, "internal error; see the notifier's log")
+
+
+def _shown_clean(engine: JinjaTemplateEngine) -> None:
+    """Every value a page shows loses its invisible and control characters (a right-to-left override in a label
+    would turn what follows around), as the channels' messages do; autoescaping then escapes what is left."""
+
+    def finalize(value: Any) -> Any:
+        return clean(value) if isinstance(value, str) else value
+
+    engine.engine.finalize = finalize
 
 
 def tune_interpreter() -> None:
@@ -106,8 +118,11 @@ def create_app(
             *ui_pages.PAGES,
         ],
         template_config=TemplateConfig(
-            directory=Path(ui_pages.__file__).parent / "templates", engine=JinjaTemplateEngine
+            directory=Path(ui_pages.__file__).parent / "templates",
+            engine=JinjaTemplateEngine,
+            engine_callback=_shown_clean,
         ),
+        middleware=[hygiene],
         lifespan=[lifespan],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         request_max_body_size=settings.server.max_body_bytes,
@@ -118,5 +133,7 @@ def create_app(
     app.state.runtime = rt
     app.state.refusals = RefusalLog(rt.clock.now)
     ui = settings.ui
-    app.state.ui_sessions = Sessions(ui.session_secret, ui.session_lifetime) if ui is not None else None
+    app.state.ui_sessions = (
+        Sessions(rt.store, ui.session_lifetime, [u.name for u in ui.users]) if ui is not None else None
+    )
     return app

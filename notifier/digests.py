@@ -22,6 +22,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from notifier import failpoints
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.digest_schedule import DigestSchedule
@@ -194,6 +195,7 @@ class DigestScheduler:
                 functools.partial(self._tick, receiver=receiver, cfg=cfg, schedule=schedule, tick=tick, now=now)
             )
         if queued:
+            failpoints.reached("digest.queued")
             self._wake()
         return queued
 

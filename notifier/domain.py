@@ -178,6 +178,19 @@ class Change:
         return ", ".join(parts)
 
 
+class AlertTimes(msgspec.Struct, array_like=True, frozen=True):
+    """One alert's lifecycle as Alertmanager told it: when it started and when it ended (None while it fires), in
+    unix seconds. Alertmanager gives a re-fired alert a start later than its previous end, so for one fingerprint
+    these order its states (pipeline/decisions.order_states)."""
+
+    starts: float
+    ends: float | None = None
+
+    @property
+    def status(self) -> str:
+        return AlertStatus.FIRING.value if self.ends is None else AlertStatus.RESOLVED.value
+
+
 class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     """What an outbox message tells of its group, as stored with it (the `change` column): the change since the
     receiver's last delivery, the state it is measured against, and what the worker needs to build the message.
@@ -192,6 +205,9 @@ class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     skip_if_resolved: bool = False  # quiet hours: no catch-up if the group fired and resolved inside the window
     edit_ref: str | None = None  # an EDIT message: the provider's reference of the message it edits
     edit_group: str | None = None  # an EDIT message: the hash of the group whose message it edits
+    # alerts of the notification that are stale copies (an Alertmanager peer's late state): fingerprint -> the newer
+    # lifecycle known, which the message shows instead
+    stale: dict[str, AlertTimes] = msgspec.field(default_factory=dict)
 
     @classmethod
     def decode(cls, text: str | bytes | None) -> ChangeRecord:
@@ -217,6 +233,15 @@ class GroupState(msgspec.Struct):
 
     alerts: dict[str, str]
     last_sent_at: float
+
+
+class GroupLifecycles(msgspec.Struct, kw_only=True):
+    """What the intake knows of one group's alerts across notifications (the `group_lifecycles` table), so that a
+    late copy from an Alertmanager peer cannot take the group back to an older state."""
+
+    current: dict[str, str]  # fingerprint -> status, as the newest notification that counted told it
+    known: dict[str, AlertTimes]  # fingerprint -> the newest lifecycle known: current alerts, and those that left
+    left: dict[str, float] = msgspec.field(default_factory=dict)  # fingerprint -> when it left the notifications
 
 
 class Delivery(msgspec.Struct, kw_only=True):

@@ -93,6 +93,12 @@ class NotifierMetrics:
             ["channel", "outcome"],
             registry=registry,
         )
+        self.stale_alerts = Counter(
+            "notifier_stale_alerts_total",
+            "Alert states that came older than one already known (an Alertmanager peer's late copy) and were "
+            "ignored for the group's state.",
+            registry=registry,
+        )
         self.worker_up = Gauge("notifier_worker_running", "1 while the delivery worker runs.", registry=registry)
 
         # children looked up once: labels() takes a lock and builds a key, on every webhook

@@ -1,10 +1,11 @@
 """Secrets never leave the process: one redaction step for every text that does.
 
-Every configured secret (bot tokens, webhook URLs, passwords, the heartbeat URL, the database password) is added to
-the process's redactor when its settings are loaded. What the notifier stores, returns or prints of an error passes
-through `redact`; every log record, the notifier's own and those of the libraries it uses (python-telegram-bot,
-httpx, slack-sdk, aiosmtplib, ...), is redacted when it is made, whichever handler then writes it. A secret is
-replaced wherever it appears, as written and percent-encoded (a Telegram token travels in the URL's path).
+Every configured secret (bot tokens, webhook URLs, passwords, signing secrets, Alertmanager's credentials, the
+heartbeat URL, the database password) is added to the process's redactor when its settings are loaded. What the
+notifier stores, returns or prints of an error passes through `redact`; every log record, the notifier's own and
+those of the libraries it uses (python-telegram-bot, httpx, slack-sdk, aiosmtplib, ...), is redacted when it is
+made, whichever handler then writes it. A secret is replaced wherever it appears, in any case, as written and
+percent-encoded (a Telegram token travels in the URL's path).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 import threading
 from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
+
+import msgspec
 
 from notifier.configtypes import Secret
 from notifier.settings import Settings
@@ -47,7 +50,10 @@ class Redactor:
                 return
             self._forms = forms
             # longest first, so that a secret that contains another is replaced whole
-            self._pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+            # case-insensitive: an error text may come back lowercased (python-telegram-bot lowercases Telegram's)
+            self._pattern = re.compile(
+                "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE
+            )
 
     def __call__(self, text: str) -> str:
         pattern = self._pattern
@@ -55,19 +61,26 @@ class Redactor:
 
 
 def secrets_in(settings: Settings) -> list[str]:
-    """Every secret a config holds."""
+    """Every secret a config holds: each `Secret` value anywhere in the settings (the settings make every secret
+    one: tokens, passwords, signing secrets, webhook and heartbeat URLs), and the database URL's password."""
     from sqlalchemy.engine import make_url
 
     out: list[str] = []
-    auth = settings.server.auth
-    out += [auth.bearer_token or ""]
-    if auth.basic_auth is not None:
-        out.append(auth.basic_auth.password or "")
-    for r in settings.receivers:
-        for _key, _channel, target in r.targets():  # every channel's secrets are Secret values of its target
-            out += [v for f in target.__struct_fields__ if isinstance(v := getattr(target, f), Secret)]
-    if settings.heartbeat is not None:
-        out.append(str(settings.heartbeat.url or ""))
+
+    def walk(node: object) -> None:
+        if isinstance(node, Secret):
+            out.append(str(node))
+        elif isinstance(node, msgspec.Struct):
+            for name in node.__struct_fields__:
+                walk(getattr(node, name))
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for item in node.values():
+                walk(item)
+
+    walk(settings)
     with contextlib.suppress(Exception):  # a URL SQLAlchemy cannot parse has no password for us to hide
         out.append(make_url(settings.storage.url).password or "")
     return [s for s in out if s]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from notifier import failpoints
 from notifier.actions.service import ActionService
 from notifier.actions.slack import SlackRequests
 from notifier.actions.telegram import TelegramUpdatesListener
@@ -66,7 +67,11 @@ class ChatActions:
             for token, url in bots.items()
         ]
         slack_settings = settings.actions.slack
-        slack = SlackRequests(str(slack_settings.signing_secret), service) if slack_settings is not None else None
+        slack = (
+            SlackRequests(str(slack_settings.signing_secret), service, store, clock, slack_settings.response_urls)
+            if slack_settings is not None
+            else None
+        )
         return cls(service, silences, telegram, slack)
 
     async def start(self) -> None:
@@ -139,6 +144,7 @@ class Runtime:
         )
 
         def committed(results: list[IntakeResult | Exception]) -> None:
+            failpoints.reached("intake.committed")  # stored, not yet answered nor handed to the worker
             intake.committed(results)  # first: the next transaction's redeliveries must see these keys
             leased = [claim for r in results if isinstance(r, IntakeResult) for claim in r.leased]
             if leased:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -178,16 +179,26 @@ class DigestSettings(Strict, kw_only=True):
 
 
 class AllowedActors(Strict, kw_only=True):
-    """Who may act from the chat: Telegram user ids or @usernames, Slack user ids."""
+    """Who may act from the chat: Telegram user ids, Slack user ids. Both are permanent; a Telegram @username is
+    not (it can be changed, and then taken by someone else), so it is refused here."""
 
     telegram: list[int | str] = msgspec.field(default_factory=list)
     slack: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        ids: list[int | str] = []
         for i, who in enumerate(self.telegram):
-            if isinstance(who, str) and not re.fullmatch(r"@?[A-Za-z][A-Za-z0-9_]{3,31}|-?\d+", who):
-                raise ValueError(f"telegram[{i}]: expected a user id or @username, got {who!r}")
-        self.telegram = [int(w) if isinstance(w, str) and re.fullmatch(r"-?\d+", w) else w for w in self.telegram]
+            if isinstance(who, int) or re.fullmatch(r"\d+", who):
+                ids.append(int(who))
+            elif re.fullmatch(r"@?[A-Za-z][A-Za-z0-9_]{3,31}", who):
+                raise ValueError(
+                    f"telegram[{i}]: {who!r} is a username; give the person's numeric Telegram user id instead (a "
+                    "username can change hands, an id cannot). The bot tells anyone it refuses their id: ask them to "
+                    "send /help to the bot or press a button"
+                )
+            else:
+                raise ValueError(f"telegram[{i}]: expected a numeric Telegram user id, got {who!r}")
+        self.telegram = ids
         for i, who in enumerate(self.slack):
             if not re.fullmatch(r"[UW][A-Z0-9]{2,}", who):
                 raise ValueError(f"slack[{i}]: expected a Slack user id such as U0123ABCD, got {who!r}")
@@ -220,22 +231,34 @@ class TelegramUpdates(Strict, kw_only=True):
                 raise ValueError("webhook_url: required with mode webhook, an https:// URL")
             if self.secret_token is None:
                 raise ValueError("secret_token: required with mode webhook (or secret_token_file)")
-        if self.secret_token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(self.secret_token)):
-            raise ValueError("secret_token: 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        if self.secret_token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", str(self.secret_token)):
+            raise ValueError(
+                "secret_token: 16 to 256 characters of A-Z, a-z, 0-9, _ and - (it is all that proves an update comes "
+                "from Telegram; `openssl rand -hex 32` makes one)"
+            )
         if self.lease < 10:
             raise ValueError("lease: expected at least 10s")
         if self.poll_timeout < 1 or self.poll_timeout * 2 > self.lease:
             raise ValueError("poll_timeout: from 1s to half the lease (the poller renews its lease between polls)")
 
 
+SLACK_RESPONSE_URLS = ["https://hooks.slack.com/", "https://hooks.slack-gov.com/"]
+
+
 class SlackInteractivity(Strict, kw_only=True):
-    """The Slack app's signing secret: every interaction and command Slack posts is signed with it."""
+    """The Slack app's signing secret: every interaction and command Slack posts is signed with it. The answer to
+    a press goes to the request's response_url only where it starts with one of `response_urls` (Slack's hosts)."""
 
     signing_secret: str | None = None
     signing_secret_file: str | None = None
+    response_urls: list[str] = msgspec.field(default_factory=lambda: list(SLACK_RESPONSE_URLS))
 
     def __post_init__(self) -> None:
         self.signing_secret = secret(self.signing_secret, self.signing_secret_file, "signing_secret", required=True)
+        for i, prefix in enumerate(self.response_urls):
+            parts = urlsplit(prefix)
+            if parts.scheme not in ("http", "https") or not parts.hostname or not prefix.endswith("/"):
+                raise ValueError(f"response_urls[{i}]: expected a URL prefix ending in '/', got {prefix!r}")
 
 
 class ActionsSettings(Strict, kw_only=True):
@@ -416,7 +439,7 @@ class UISettings(Strict, kw_only=True):
     """The web view at /ui: who may log in, how long a login lasts, the zone of its times."""
 
     users: list[UIUser]
-    session_secret: str | None = None  # signs the session cookies; default: a new one at each start
+    session_secret: str | None = None  # no longer used: sessions are kept in the store (accepted, with a note)
     session_secret_file: str | None = None
     session_lifetime: Duration = Duration(12 * 3600.0)
     timezone: str = "UTC"
@@ -678,6 +701,8 @@ def load_settings_from_mapping(data: Any, *, source: str = "", env: Mapping[str,
     except msgspec.ValidationError as exc:
         path, msg = _split_validation_error(exc)
         raise ConfigError(msg, path=path, source=source) from None
+    if settings.ui is not None and settings.ui.session_secret is not None:
+        notes.append("ui.session_secret is no longer needed (sessions are kept in the store); it can go")
     settings.source = source
     settings.notes = notes
     return settings

@@ -9,7 +9,8 @@ is in it (the redaction knows them as configured secrets, and URLs are shown wit
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -18,6 +19,7 @@ import httpx
 import msgspec
 
 from notifier.errors import NotifierError
+from notifier.matchers import GroupKey, MatchOp
 from notifier.settings import AlertmanagerSettings
 
 
@@ -26,10 +28,24 @@ class SilenceError(NotifierError):
 
 
 class Matcher(msgspec.Struct):
+    """A silence's matcher, as Alertmanager's API writes it."""
+
     name: str
     value: str
     isRegex: bool = False
     isEqual: bool = True
+
+    def text(self) -> str:
+        """As a filter of Alertmanager's API: name="value", name!~"regex", ..."""
+        op = ("=~" if self.isEqual else "!~") if self.isRegex else ("=" if self.isEqual else "!=")
+        return f"{self.name}{op}{json.dumps(self.value, ensure_ascii=False)}"
+
+
+class AlertSeen(msgspec.Struct):
+    """An alert as Alertmanager's API lists it (the fields the notifier uses)."""
+
+    fingerprint: str
+    labels: dict[str, str]
 
 
 class SilenceStatus(msgspec.Struct):
@@ -89,13 +105,13 @@ class SilenceClient:
         return silence_link(self._settings, silence_id)
 
     async def create(
-        self, labels: Mapping[str, str], starts_at: float, ends_at: float, created_by: str, comment: str
+        self, matchers: Sequence[Matcher], starts_at: float, ends_at: float, created_by: str, comment: str
     ) -> str:
-        """A silence whose matchers are `labels` (equality), from `starts_at` to `ends_at` (unix seconds); its id."""
-        if not labels:
-            raise SilenceError("a silence needs at least one label to match")
+        """A silence with these matchers, from `starts_at` to `ends_at` (unix seconds); its id."""
+        if not matchers:
+            raise SilenceError("a silence needs at least one matcher")
         body = {
-            "matchers": [msgspec.to_builtins(Matcher(k, v)) for k, v in sorted(labels.items())],
+            "matchers": [msgspec.to_builtins(m) for m in matchers],
             "startsAt": _rfc3339(starts_at),
             "endsAt": _rfc3339(ends_at),
             "createdBy": created_by,
@@ -106,6 +122,16 @@ class SilenceClient:
             return msgspec.json.decode(answer.content, type=_Created).silenceID
         except msgspec.ValidationError as exc:
             raise SilenceError(f"Alertmanager's answer has no silence id: {exc}") from None
+
+    async def alerts(self, matchers: Sequence[Matcher]) -> list[AlertSeen]:
+        """Every alert Alertmanager holds now that these matchers would cover (active, silenced or inhibited)."""
+        params: dict[str, str | list[str]] = {"filter": [m.text() for m in matchers]}
+        params.update(active="true", silenced="true", inhibited="true", unprocessed="true")
+        answer = await self._call("GET", "/api/v2/alerts", params=params)
+        try:
+            return msgspec.json.decode(answer.content, type=list[AlertSeen])
+        except msgspec.ValidationError as exc:
+            raise SilenceError(f"Alertmanager's list of alerts could not be read: {exc}") from None
 
     async def expire(self, silence_id: str) -> None:
         await self._call("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
@@ -120,12 +146,14 @@ class SilenceClient:
         silences = msgspec.json.decode(answer.content, type=list[Silence])
         return sorted((s for s in silences if s.status.state == "active"), key=lambda s: s.endsAt)
 
-    async def _call(self, method: str, path: str, json: Any = None) -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, json: Any = None, params: dict[str, str | list[str]] | None = None
+    ) -> httpx.Response:
         failures: list[str] = []
         for url in self._settings.urls:
             shown = _shown(url)
             try:
-                answer = await self._http.request(method, url.rstrip("/") + path, json=json)
+                answer = await self._http.request(method, url.rstrip("/") + path, json=json, params=params)
             except httpx.HTTPError as exc:
                 failures.append(f"{shown}: {type(exc).__name__}")
                 continue
@@ -141,3 +169,18 @@ class SilenceClient:
 
 def _rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def group_matchers(key: GroupKey) -> list[Matcher]:
+    """The matchers of a silence that covers exactly one alert group: the route's own matchers, as they are (a
+    regex or a negative matcher kept so), and the group's labels as equality matchers."""
+    out: list[Matcher] = []
+    for m in key.route:
+        regex = m.op in (MatchOp.RE, MatchOp.NRE)
+        out.append(Matcher(m.name, m.value, isRegex=regex, isEqual=m.op in (MatchOp.EQ, MatchOp.RE)))
+    out += [Matcher(name, value) for name, value in sorted(key.labels.items())]
+    unique: list[Matcher] = []
+    for matcher in out:
+        if matcher not in unique:
+            unique.append(matcher)
+    return unique

@@ -42,19 +42,34 @@ def delivery_view(row: Delivery) -> dict[str, Any]:
     }
 
 
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: control characters (escape sequences that would move the cursor, retitle the window or
+    clear the screen) and invisible or direction-changing characters shown as escapes, `\x1b`, `\u202e`."""
+
+    def shown(m: re.Match[str]) -> str:
+        code = ord(m.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNPRINTABLE.sub(shown, text)
+
+
 def deliveries_table(rows: list[Delivery], now: float, state: str | None) -> str:
     """The outbox as a person reads it: a header, one line per delivery, and a line that says when there is none."""
     if not rows:
         return f"no {state} deliveries" if state else "no deliveries yet"
     header = ("ID", "STATE", "RECEIVER/TARGET", "ALERTNAME", "AGE", "ATTEMPTS", "LAST ERROR")
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
     for r in rows:
         v = delivery_view(r)
         m = re.search(r'alertname="([^"]*)"', r.group_key)
         name = m.group(1) if m else ("(digest)" if r.kind is MessageKind.DIGEST else "")
         error = (v["last_error"] or "").replace("\n", " ")
         age = format_duration(now - r.created_at)
-        lines.append((v["id"], v["state"], v["target"], name[:40], age, str(v["attempts"]), error[:120]))
+        cells = (v["id"], v["state"], v["target"], name[:40], age, str(v["attempts"]), error[:120])
+        lines.append(tuple(printable(c) for c in cells))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1] for line in lines
@@ -86,9 +101,9 @@ def timeline_text(group_hash: str, events: list[TimelineEvent], zone: str = "UTC
     if not events:
         return f"group {group_hash}: nothing recorded"
     tz = ZoneInfo(zone)
-    lines = [f"group {events[-1].group_key}  ({group_hash})"]
+    lines = [f"group {printable(events[-1].group_key)}  ({printable(group_hash)})"]
     for e in events:
         when = datetime.fromtimestamp(e.at, tz).strftime("%Y-%m-%d %H:%M:%S")
-        who = f" {e.subject}" if e.subject else ""
-        lines.append(f"{when}  {e.kind.value:<8} {e.outcome:<12}{who}: {redact(e.text)}")
+        who = f" {printable(e.subject)}" if e.subject else ""
+        lines.append(f"{when}  {e.kind.value:<8} {e.outcome:<12}{who}: {printable(redact(e.text))}")
     return "\n".join(lines)

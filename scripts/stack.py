@@ -371,7 +371,12 @@ def main() -> int:
     )
     ap.add_argument("--telegram-token-file", help="a real bot's token, in a file: the stack sends to --telegram-chat")
     ap.add_argument("--telegram-chat", help="the chat id the real bot posts to (it must be a member)")
-    ap.add_argument("--telegram-user", default="@alice", help="who may press the buttons (default: %(default)s)")
+    ap.add_argument(
+        "--telegram-user",
+        type=int,
+        default=7001,
+        help="the Telegram user id who may press the buttons (default: %(default)s, the fake chat's alice)",
+    )
     a = ap.parse_args()
     chat: dict[str, Any] | None = None
     if a.telegram_token_file:

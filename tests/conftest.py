@@ -145,3 +145,49 @@ def alertmanager(tmp_path: Path) -> Iterator[Any]:
     for p in procs:
         p.terminate()
         p.wait(10)
+
+
+@pytest.fixture
+def alertmanager_cluster(tmp_path: Path) -> Iterator[Any]:
+    """Starts Debian's Alertmanager 0.25 as a gossip cluster of peers on loopback, each with its own config (as
+    in an HA pair, where each peer posts to its own notifier replica): start([config, ...], peer_timeout="2s")
+    returns their URLs once the cluster has settled."""
+    exe = binary("prometheus-alertmanager")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(configs: list[Path], peer_timeout: str = "2s") -> list[str]:
+        ports = [(free_port(), free_port()) for _ in configs]
+        urls = []
+        for i, (config, (web_port, mesh_port)) in enumerate(zip(configs, ports, strict=True)):
+            data = tmp_path / f"am-peer-{i}"
+            data.mkdir()
+            peers = [f"--cluster.peer=127.0.0.1:{m}" for j, (_w, m) in enumerate(ports) if j != i]
+            log = (tmp_path / f"am-peer-{i}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [
+                        exe,
+                        f"--config.file={config}",
+                        f"--storage.path={data}",
+                        f"--web.listen-address=127.0.0.1:{web_port}",
+                        f"--cluster.listen-address=127.0.0.1:{mesh_port}",
+                        f"--cluster.advertise-address=127.0.0.1:{mesh_port}",
+                        f"--cluster.peer-timeout={peer_timeout}",
+                        "--cluster.settle-timeout=5s",
+                        "--cluster.gossip-interval=100ms",
+                        "--cluster.pushpull-interval=5s",
+                        *peers,
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            urls.append(f"http://127.0.0.1:{web_port}")
+        for url in urls:
+            wait_http(f"{url}/-/ready", timeout=60)
+        return urls
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)

@@ -1,23 +1,31 @@
 """The buttons a message offers, and the stored actions behind them (pure).
 
-A button carries only the id of a stored action (Telegram allows 64 bytes of callback data). The id is derived from
-what the action does (group, action, duration or silence), so every message of a group offers the same ids and a
-button pressed on an older message acts on the group as it is now.
+A button carries only the id of a stored action (Telegram allows 64 bytes of callback data). Each id is 128 random
+bits from the operating system's generator, new for every button shown: it cannot be computed from anything a
+person sees (a group's labels, another button), so holding one is what lets a press through, and then only if the
+person may act on the action's group. An id lives `actions.button_lifetime` from when its message was sent and is
+never renewed; a button pressed on an older message acts on its group as it is now.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
+import secrets
 
 from notifier.domain import ActionButton, ChatAction, GroupActions
 from notifier.store.actions import StoredAction
 
-ID_PREFIX = "na1-"  # notifier action, version 1: other bots' callback data is left alone
+ID_PREFIX = "na2-"  # notifier action, version 2: other bots' callback data is left alone
+_ID = re.compile(r"na2-[A-Za-z0-9_-]{22}")
 
 
-def action_id(group_hash: str, action: ChatAction, duration: float | None = None, silence_id: str | None = None) -> str:
-    digest = hashlib.sha256(f"{group_hash}\x00{action.value}\x00{duration}\x00{silence_id}".encode()).hexdigest()
-    return ID_PREFIX + digest[:20]
+def new_action_id() -> str:
+    return ID_PREFIX + secrets.token_urlsafe(16)
+
+
+def is_action_id(text: str) -> bool:
+    """Whether `text` can be one of our action ids (anything else is not looked up)."""
+    return _ID.fullmatch(text) is not None
 
 
 def short_duration(seconds: float) -> str:
@@ -37,9 +45,7 @@ def buttons_for(
     stored: list[StoredAction] = []
 
     def button(label: str, action: ChatAction, duration: float | None = None) -> ActionButton:
-        a = StoredAction(
-            id=action_id(group_hash, action, duration), group_hash=group_hash, action=action, duration=duration
-        )
+        a = StoredAction(id=new_action_id(), group_hash=group_hash, action=action, duration=duration)
         stored.append(a)
         return ActionButton(label, a.id)
 
@@ -52,11 +58,6 @@ def buttons_for(
 
 
 def expire_button(group_hash: str, silence_id: str) -> tuple[ActionButton, StoredAction]:
-    """Unsilence for a silence /silences lists, by its id."""
-    a = StoredAction(
-        id=action_id(group_hash, ChatAction.EXPIRE, silence_id=silence_id),
-        group_hash=group_hash,
-        action=ChatAction.EXPIRE,
-        silence_id=silence_id,
-    )
+    """Unsilence for a silence /silences lists (one this notifier made for the group), by its id."""
+    a = StoredAction(id=new_action_id(), group_hash=group_hash, action=ChatAction.EXPIRE, silence_id=silence_id)
     return ActionButton("Unsilence", a.id), a

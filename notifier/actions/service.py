@@ -1,11 +1,14 @@
-"""What a press or a command from the chat does.
+"""What a press or a command from the chat does, and who may.
 
-A press names a stored action (the button's id). The service checks that the action is known and fresh and that
-the person may act in that chat, then acknowledges the group (stored, across receivers), or silences it through
-Alertmanager (recorded only once Alertmanager made it), or undoes either; then every copy of the group's current
-message that can be edited gets an EDIT message in the outbox, so the edits are retried like any message. Every
-press and command is recorded (who, what, when, outcome), logged and counted. The answer is what the person sees:
-a short text, and for commands the buttons that go with it.
+Who may act is decided by the group acted on, never by the chat the request came from: a person may act on an
+alert group when a receiver the group routes to lists them (its own `actions.allowed`, else the top-level one),
+by their permanent user id. A press names a stored action (the button's random id); the service checks that the
+action is known and fresh and that the person may act on its group, then acknowledges the group (stored, across
+receivers), or silences it through Alertmanager -- with matchers that cover exactly the group, after asking
+Alertmanager which alerts they would cover -- or undoes either; then every copy of the group's current message
+that can be edited gets an EDIT message in the outbox, so the edits are retried like any message. Commands show
+only what the asker may act on; /silences lists and Unsilence expires only the silences this notifier made. Every
+press and command is recorded (who, what, when, outcome), logged and counted.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ from dataclasses import dataclass
 import msgspec
 from sqlalchemy.engine import Connection
 
-from notifier.actions.buttons import buttons_for, expire_button
+from notifier.actions.buttons import buttons_for, expire_button, is_action_id
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.domain import ActionButton, ActionOutcome, ChatAction, EventKind, GroupActions, Severity, TimelineEvent
 from notifier.errors import StoreUnavailable
+from notifier.matchers import parse_group_key
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import ActionsSettings, AllowedActors, Settings
-from notifier.silences import SilenceClient, SilenceError
+from notifier.silences import Matcher, SilenceClient, SilenceError, group_matchers
 from notifier.store import Store, new_id
 from notifier.store import actions as sa
 from notifier.store.timeline import record
@@ -34,10 +38,11 @@ from notifier.templates.context import clock_time, format_duration
 log = logging.getLogger("notifier.actions")
 PLACEHOLDER_HOLD = 60.0  # how long a press holds a group while its silence is being made
 ALERTS_LISTED = 10
+GROUPS_READ = 500  # firing groups read for /alerts, before those the asker may not act on are left out
 HELP = (
-    "/alerts: the firing alert groups, most severe and oldest first, with their buttons\n"
-    "/silences: the active silences in Alertmanager, each with Unsilence\n"
-    "/status: the notifier's outbox, dead letters and last delivery per channel\n"
+    "/alerts: the firing alert groups you may act on, most severe and oldest first, with their buttons\n"
+    "/silences: the silences made from the chat that are in force, each with Unsilence\n"
+    "/status: the outbox, dead letters and last delivery per channel of your receivers\n"
     "/help: this list"
 )
 COMMANDS = (
@@ -89,45 +94,55 @@ class ActionService:
         self._metrics = metrics
         self._wake = wake_worker
         self._editable = [key for r in settings.receivers for key, ch, t in r.targets() if PLUGINS[ch].acts(t)]
-        # chat (Telegram chat id, Slack channel) -> who may act there, where a receiver with a target there says so
-        self._allowed_in: dict[tuple[str, str], list[AllowedActors]] = {}
-        for r in settings.receivers:
-            if r.actions is None:
-                continue
-            for _key, ch, t in r.targets():
-                chat = getattr(t, "chat_id", None) if ch == "telegram" else getattr(t, "channel", None)
-                if chat is not None:
-                    self._allowed_in.setdefault((ch, str(chat)), []).append(r.actions.allowed)
+        # receiver -> who may act on the groups that route to it: its own list, else the top-level one
+        self._allowed: dict[str, AllowedActors] = {
+            r.name: r.actions.allowed if r.actions is not None else self._actions.allowed for r in settings.receivers
+        }
 
-    def may_act(self, actor: Actor, chat: str | None) -> bool:
-        lists = self._allowed_in.get((actor.channel, str(chat)), [self._actions.allowed])
-        for allowed in lists:
-            if actor.channel == "slack" and actor.id in allowed.slack:
-                return True
-            if actor.channel == "telegram":
-                for who in allowed.telegram:
-                    if isinstance(who, int) and str(who) == actor.id:
-                        return True
-                    if isinstance(who, str) and actor.name and who.lstrip("@").lower() == actor.name.lower():
-                        return True
-        return False
+    @staticmethod
+    def _listed(actor: Actor, allowed: AllowedActors) -> bool:
+        if actor.channel == "slack":
+            return actor.id in allowed.slack
+        return actor.channel == "telegram" and actor.id.isdigit() and int(actor.id) in allowed.telegram
+
+    def may_act_on(self, actor: Actor, receivers: list[str]) -> bool:
+        """Whether the person may act on a group that routes to these receivers. A group whose receivers are not
+        recorded (one seen before the notifier kept them) falls under the top-level `actions.allowed`."""
+        lists = [self._allowed[r] for r in receivers if r in self._allowed] or [self._actions.allowed]
+        return any(self._listed(actor, allowed) for allowed in lists)
+
+    def receivers_of(self, actor: Actor) -> list[str]:
+        """The receivers whose groups the person may act on."""
+        return [name for name, allowed in self._allowed.items() if self._listed(actor, allowed)]
+
+    def _refusal(self, actor: Actor, what: str) -> Answer:
+        """Refused: said with the person's own id, so that whoever keeps the config can add them."""
+        kind = {"telegram": "Telegram", "slack": "Slack"}.get(actor.channel, actor.channel)
+        return Answer(f"{what} (your {kind} user id is {actor.id or '?'}).", ActionOutcome.REFUSED)
 
     # -- presses ------------------------------------------------------------------------------------------------------
 
-    async def press(self, actor: Actor, action_id: str, chat: str | None) -> Answer:
+    async def press(self, actor: Actor, action_id: str) -> Answer:
         now = self._clock.now()
+        expired = Answer("This button has expired.", ActionOutcome.EXPIRED)
+        if not is_action_id(action_id):
+            return await self._done(actor, "press", None, expired)
         stored = await self._store.run_in_transaction(lambda conn: sa.get_action(conn, action_id))
         if stored is None or now - stored.created_at > self._actions.button_lifetime:
-            return await self._done(actor, "press", None, Answer("This button has expired.", ActionOutcome.EXPIRED))
-        if not self.may_act(actor, chat):
-            answer = Answer("You may not act on alerts here.", ActionOutcome.REFUSED)
-            return await self._done(actor, stored.action.value, stored.group_hash, answer)
-        group = await self._store.run_in_transaction(lambda conn: sa.get_group(conn, stored.group_hash))
-        if group is None and stored.action is not ChatAction.EXPIRE:
-            return await self._done(
-                actor, stored.action.value, stored.group_hash, Answer("This button has expired.", ActionOutcome.EXPIRED)
-            )
+            return await self._done(actor, "press", None, expired)
         gh = stored.group_hash
+        if stored.action is ChatAction.EXPIRE:
+            sid = stored.silence_id or ""
+            own = await self._store.run_in_transaction(lambda conn: sa.own_silence(conn, sid))
+            if own is None:  # never one of ours: nothing to expire from here
+                return await self._done(actor, "expire", None, expired)
+            gh = own.group_hash
+        group = await self._store.run_in_transaction(lambda conn: sa.get_group(conn, gh))
+        if not self.may_act_on(actor, group.receivers if group is not None else []):
+            answer = self._refusal(actor, "You may not act on this alert group")
+            return await self._done(actor, stored.action.value, gh, answer)
+        if group is None and stored.action is not ChatAction.EXPIRE:
+            return await self._done(actor, stored.action.value, gh, expired)
         if stored.action is ChatAction.ACK:
             answer = await self._ack(actor, gh, now)
         elif stored.action is ChatAction.UNACK:
@@ -139,10 +154,7 @@ class ActionService:
             answer = await self._unsilence(gh, now)
         else:
             assert stored.silence_id is not None
-            sid = stored.silence_id
-            found: str | None = await self._store.run_in_transaction(lambda conn: sa.silence_group(conn, sid))
-            gh = found or gh
-            answer = await self._expire(sid, gh)
+            answer = await self._expire(stored.silence_id, gh)
         if answer.outcome is ActionOutcome.DONE:
             await self._queue_edits(gh, now)
         return await self._done(actor, stored.action.value, gh, answer, group.group_key if group else "")
@@ -161,6 +173,16 @@ class ActionService:
 
     async def _silence(self, actor: Actor, group: sa.AlertGroupRecord, duration: float, now: float) -> Answer:
         gh = group.group_hash
+        try:
+            matchers = group_matchers(parse_group_key(group.group_key))
+        except ValueError:
+            matchers = []
+        if not matchers:
+            return Answer(
+                "This group has no labels a silence could match it by alone (its route groups by nothing); "
+                "silence it in Alertmanager.",
+                ActionOutcome.REFUSED,
+            )
         ours, sid, until, by = await self._store.run_in_transaction(
             lambda conn: sa.claim_silence(conn, gh, actor.shown(), now, PLACEHOLDER_HOLD)
         )
@@ -169,22 +191,47 @@ class ActionService:
             if sid:
                 return Answer(f"Silenced already, until {clock_time(until, zone)} by {by}.", ActionOutcome.UNCHANGED)
             return Answer(f"{by} is silencing this group right now.", ActionOutcome.UNCHANGED)
-        end = now + duration
-        channel = actor.channel.capitalize()
-        labels = " ".join(f'{k}="{v}"' for k, v in sorted(group.labels.items()))
         try:
+            refusal = await self._beyond_the_group(gh, matchers)
+            if refusal is not None:
+                await self._store.run_in_transaction(lambda conn: sa.clear_silence(conn, gh, silence_id=""))
+                return refusal
+            end = now + duration
+            channel = actor.channel.capitalize()
+            shown = ", ".join(m.text() for m in matchers)
             sid = await self._silences.create(
-                group.labels,
+                matchers,
                 now,
                 end,
                 f"{actor.shown()} via {channel}",
-                f"Silenced from the notifier's {channel} message about {labels}",
+                f"Silenced from the notifier's {channel} message about {{{shown}}}",
             )
         except SilenceError as exc:
             await self._store.run_in_transaction(lambda conn: sa.clear_silence(conn, gh, silence_id=""))
             return Answer(f"Could not create the silence: {redact(str(exc))}", ActionOutcome.FAILED)
-        await self._store.run_in_transaction(lambda conn: sa.set_silence(conn, gh, sid, actor.shown(), end, now))
+        own = sa.OwnSilence(silence_id=sid, group_hash=gh, created_by=actor.shown(), ends_at=end, created_at=now)
+
+        def keep(conn: Connection) -> None:
+            sa.set_silence(conn, gh, sid, actor.shown(), end, now)
+            sa.add_own_silence(conn, own)
+
+        await self._store.run_in_transaction(keep)
         return Answer(f"Silenced until {clock_time(end, zone)}.", ActionOutcome.DONE)
+
+    async def _beyond_the_group(self, gh: str, matchers: list[Matcher]) -> Answer | None:
+        """A refusal if the silence would also cover alerts that are not the group's, naming some of them."""
+        covered = await self._silences.alerts(matchers)
+        mine = await self._store.run_in_transaction(lambda conn: sa.group_fingerprints(conn, gh))
+        outside = [a for a in covered if a.fingerprint not in mine]
+        if not outside:
+            return None
+        named = "; ".join("{" + ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items())) + "}" for a in outside[:3])
+        more = f" and {len(outside) - 3} more" if len(outside) > 3 else ""
+        return Answer(
+            f"Not silenced: a silence of this group would also silence {len(outside)} alert(s) outside it: "
+            f"{named}{more}. Silence it in Alertmanager if that is what you want.",
+            ActionOutcome.REFUSED,
+        )
 
     async def _unsilence(self, gh: str, now: float) -> Answer:
         current = await self._store.run_in_transaction(lambda conn: sa.group_silence(conn, gh, now))
@@ -197,7 +244,13 @@ class ActionService:
             await self._silences.expire(silence_id)
         except SilenceError as exc:
             return Answer(f"Could not expire the silence: {redact(str(exc))}", ActionOutcome.FAILED)
-        await self._store.run_in_transaction(lambda conn: sa.clear_silence(conn, silence_id=silence_id))
+        now = self._clock.now()
+
+        def forget(conn: Connection) -> None:
+            sa.clear_silence(conn, silence_id=silence_id)
+            sa.end_own_silence(conn, silence_id, now)
+
+        await self._store.run_in_transaction(forget)
         return Answer("Silence expired.", ActionOutcome.DONE)
 
     async def _queue_edits(self, gh: str, now: float) -> None:
@@ -258,9 +311,9 @@ class ActionService:
 
     # -- commands -----------------------------------------------------------------------------------------------------
 
-    async def command(self, actor: Actor, text: str, chat: str | None, bot_name: str = "") -> Answer | None:
+    async def command(self, actor: Actor, text: str, bot_name: str = "") -> Answer | None:
         """The answer to `/alerts`, `/silences`, `/status` or `/help` (also `/alerts@BotName`); None for text that
-        is no command of ours (another bot's, or a message)."""
+        is no command of ours (another bot's, or a message). Each shows only what the asker may act on."""
         word = text.strip().split(maxsplit=1)[0] if text.strip() else ""
         if not word.startswith("/"):
             return None
@@ -271,26 +324,28 @@ class ActionService:
         if name not in {c for c, _ in COMMANDS}:
             return None
         if name == "help":
-            return await self._done(actor, "help", None, Answer(HELP, ActionOutcome.DONE))
-        if not self.may_act(actor, chat):
-            return await self._done(
-                actor, name, None, Answer("You may not ask the notifier here.", ActionOutcome.REFUSED)
-            )
+            kind = {"telegram": "Telegram", "slack": "Slack"}.get(actor.channel, actor.channel)
+            text = f"{HELP}\n\nYour {kind} user id: {actor.id or '?'}"
+            return await self._done(actor, "help", None, Answer(text, ActionOutcome.DONE))
+        receivers = self.receivers_of(actor)
+        if not receivers:
+            return await self._done(actor, name, None, self._refusal(actor, "You may not ask the notifier"))
         if name == "alerts":
-            answer = await self._alerts()
+            answer = await self._alerts(actor)
         elif name == "silences":
-            answer = await self._active_silences()
+            answer = await self._own_silences(actor)
         else:
-            answer = await self._status()
+            answer = await self._status(receivers)
         return await self._done(actor, name, None, answer)
 
-    async def _alerts(self) -> Answer:
+    async def _alerts(self, actor: Actor) -> Answer:
         now = self._clock.now()
         async with self._store.begin(readonly=True) as conn:
-            groups = await sa.firing_groups(conn, ALERTS_LISTED + 1)
-            states = await sa.read_group_actions(conn, [g.group_hash for g in groups], now)
+            firing = await sa.firing_groups(conn, GROUPS_READ)
+            groups = [g for g in firing if self.may_act_on(actor, g.receivers)]
+            states = await sa.read_group_actions(conn, [g.group_hash for g in groups[:ALERTS_LISTED]], now)
         if not groups:
-            return Answer("No alert group is firing.", ActionOutcome.DONE)
+            return Answer("No alert group you may act on is firing.", ActionOutcome.DONE)
         durations = [float(d) for d in self._actions.silence_durations]
         rows: list[tuple[str, tuple[ActionButton, ...]]] = []
         shown: list[sa.StoredAction] = []
@@ -300,8 +355,8 @@ class ActionService:
             shown += stored
             rows.append((self._group_line(g, state, now), buttons))
         await self._store.run_in_transaction(lambda conn: sa.keep_actions(conn, shown, now))
-        head = f"{len(groups) if len(groups) <= ALERTS_LISTED else f'{ALERTS_LISTED}+'} firing alert groups"
-        return Answer(head, ActionOutcome.DONE, rows=tuple(rows))
+        count = f"{len(groups)}" if len(groups) <= ALERTS_LISTED else f"{ALERTS_LISTED} of {len(groups)}"
+        return Answer(f"Firing alert groups: {count}", ActionOutcome.DONE, rows=tuple(rows))
 
     def _group_line(self, g: sa.AlertGroupRecord, state: GroupActions, now: float) -> str:
         zone = self._actions.timezone
@@ -317,31 +372,38 @@ class ActionService:
             line += f" · 🔕 until {clock_time(state.silenced_until, zone)}"
         return line
 
-    async def _active_silences(self) -> Answer:
+    async def _own_silences(self, actor: Actor) -> Answer:
+        """The silences this notifier made that are still in force, of groups the asker may act on."""
+        now = self._clock.now()
+        async with self._store.begin(readonly=True) as conn:
+            own = await sa.own_active_silences(conn, now)
+            groups = await sa.groups_by_hash(conn, {s.group_hash for s in own})
+        mine = [s for s in own if self.may_act_on(actor, g.receivers if (g := groups.get(s.group_hash)) else [])]
+        if not mine:
+            return Answer("No silence made from the chat is in force on a group you may act on.", ActionOutcome.DONE)
         try:
-            silences = await self._silences.active()
+            active = {s.id: s for s in await self._silences.active()}
         except SilenceError as exc:
             return Answer(f"Could not list the silences: {redact(str(exc))}", ActionOutcome.FAILED)
-        if not silences:
-            return Answer("No active silence.", ActionOutcome.DONE)
         zone = self._actions.timezone
         rows: list[tuple[str, tuple[ActionButton, ...]]] = []
         shown: list[sa.StoredAction] = []
-        for s in silences[:ALERTS_LISTED]:
-            button, stored = expire_button("", s.id)
+        for own_silence in [s for s in mine if s.silence_id in active][:ALERTS_LISTED]:
+            s = active[own_silence.silence_id]
+            button, stored = expire_button(own_silence.group_hash, s.id)
             shown.append(stored)
-            matchers = ", ".join(f"{m.name}{'=~' if m.isRegex else '='}{m.value}" for m in s.matchers)
             until = clock_time(s.endsAt.timestamp(), zone)
-            rows.append((f"🔕 {{{matchers}}} until {until} by {s.createdBy}", (button,)))
-        now = self._clock.now()
+            rows.append((f"🔕 {{{', '.join(m.text() for m in s.matchers)}}} until {until} by {s.createdBy}", (button,)))
+        if not rows:
+            return Answer("No silence made from the chat is in force on a group you may act on.", ActionOutcome.DONE)
         await self._store.run_in_transaction(lambda conn: sa.keep_actions(conn, shown, now))
-        return Answer(f"{len(silences)} active silences", ActionOutcome.DONE, rows=tuple(rows))
+        return Answer(f"Silences made from the chat: {len(rows)}", ActionOutcome.DONE, rows=tuple(rows))
 
-    async def _status(self) -> Answer:
+    async def _status(self, receivers: list[str]) -> Answer:
         now = self._clock.now()
         async with self._store.begin(readonly=True) as conn:
-            waiting, dead, last = await sa.outbox_status(conn)
-        lines = [f"Outbox: {waiting} waiting, {dead} dead letters"]
+            waiting, dead, last = await sa.outbox_status(conn, receivers)
+        lines = [f"Outbox of {', '.join(sorted(receivers))}: {waiting} waiting, {dead} dead letters"]
         for channel in sorted(last):
             lines.append(f"{channel}: last delivery {format_duration(now - last[channel])} ago")
         if not last:

@@ -1,36 +1,76 @@
 """Slack's interaction and command requests: verified with the app's signing secret (slack-sdk's SignatureVerifier:
-the HMAC of the body and a timestamp at most five minutes old), answered at once, the work done afterwards and its
-outcome posted to the request's response_url (Slack waits three seconds for the answer)."""
+the HMAC of the body and a timestamp at most five minutes old), handled once (a request whose body was seen
+before -- resent within the five minutes, or retried by Slack -- changes nothing), answered at once, the work done
+afterwards and its outcome posted to the request's response_url, if that is one of Slack's (Slack waits three
+seconds for the answer)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from notifier.actions.service import ActionService, Actor, Answer
+from notifier.clock import Clock
 from notifier.domain import ActionOutcome
+from notifier.store import Store
+from notifier.store import actions as sa
 from notifier.templates.safety import escape_mrkdwn
 
 log = logging.getLogger("notifier.slack.actions")
 COMMAND_BUDGET = 2.5  # seconds a command's answer may take before Slack's three are up
 
 
+REQUEST_MEMORY = 600.0  # seconds a request's body is remembered: longer than a signature is accepted (300)
+
+
 class SlackRequests:
-    def __init__(self, signing_secret: str, service: ActionService) -> None:
+    def __init__(
+        self, signing_secret: str, service: ActionService, store: Store, clock: Clock, response_urls: list[str]
+    ) -> None:
         self._verifier = SignatureVerifier(signing_secret)
         self._service = service
+        self._store = store
+        self._clock = clock
+        self._response_urls = [urlsplit(u) for u in response_urls]
         self._tasks: set[asyncio.Task[None]] = set()
 
     def genuine(self, body: bytes, headers: Mapping[str, str]) -> bool:
         return self._verifier.is_valid_request(body, dict(headers))
+
+    async def first_sight(self, body: bytes) -> bool:
+        """Whether this request is new. Its body identifies it: a press or a command carries its own trigger id,
+        and Slack's retries and a resent request carry the same body."""
+        key = "slack:" + hashlib.sha256(body).hexdigest()
+        now = self._clock.now()
+        fresh: bool = await self._store.run_in_transaction(lambda conn: sa.first_sight(conn, key, now, REQUEST_MEMORY))
+        return fresh
+
+    def slacks(self, url: str) -> bool:
+        """Whether `url` is one of Slack's (a prefix of `actions.slack.response_urls`): nowhere else is posted."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return False
+        for allowed in self._response_urls:
+            if (
+                parts.scheme == allowed.scheme
+                and (parts.hostname or "") == allowed.hostname
+                and port == allowed.port
+                and not parts.username
+                and parts.path.startswith(allowed.path)
+            ):
+                return True
+        return False
 
     def interaction(self, body: bytes) -> str | None:
         """A verified interaction (a button press): the press is done in the background and its outcome posted to
@@ -41,23 +81,22 @@ class SlackRequests:
             user = payload["user"]
             action = payload["actions"][0]
             response_url = str(payload.get("response_url", ""))
-            channel = (payload.get("channel") or {}).get("id")
         except (KeyError, IndexError, ValueError, TypeError):
             return "expected a block_actions payload with a user and an action"
         actor = Actor("slack", str(user.get("id", "")), str(user.get("username") or user.get("name") or ""))
-        self._background(self._press(actor, str(action.get("value", "")), channel, response_url))
+        self._background(self._press(actor, str(action.get("value", "")), response_url))
         return None
 
-    async def _press(self, actor: Actor, action_id: str, channel: str | None, response_url: str) -> None:
-        answer = await self._service.press(actor, action_id, channel)
-        await respond(response_url, answer)
+    async def _press(self, actor: Actor, action_id: str, response_url: str) -> None:
+        answer = await self._service.press(actor, action_id)
+        await self.respond(response_url, answer)
 
     async def command(self, body: bytes) -> dict[str, Any]:
         """A verified slash command: its answer, or a note that it follows at the response_url."""
         fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         actor = Actor("slack", fields.get("user_id", ""), fields.get("user_name", ""))
         text = fields.get("text", "").strip() or "help"
-        asked = self._service.command(actor, "/" + text.lstrip("/"), fields.get("channel_id"))
+        asked = self._service.command(actor, "/" + text.lstrip("/"))
         task = asyncio.ensure_future(asked)
         done, _ = await asyncio.wait({task}, timeout=COMMAND_BUDGET)
         if not done:
@@ -66,7 +105,7 @@ class SlackRequests:
             async def later() -> None:
                 answer = await task
                 if answer is not None:
-                    await respond(url, answer)
+                    await self.respond(url, answer)
 
             self._background(later())
             return {"response_type": "ephemeral", "text": "Working on it…"}
@@ -74,6 +113,24 @@ class SlackRequests:
         if answer is None:
             return {"response_type": "ephemeral", "text": "Commands: alerts, silences, status, help"}
         return slack_answer(answer)
+
+    async def respond(self, response_url: str, answer: Answer) -> None:
+        """Post the answer to the request's response_url, if it is Slack's."""
+        if not self.slacks(response_url):
+            log.warning(
+                "a Slack request's response_url is not one of Slack's (actions.slack.response_urls); not answered"
+            )
+            return
+        message = slack_answer(answer)
+        message["replace_original"] = False
+        try:
+            resp = await AsyncWebhookClient(response_url, timeout=10).send_dict(message)
+            if resp.status_code != 200:
+                log.warning("Slack refused the answer to an action: %s", resp.status_code)
+        except Exception as exc:  # the action itself is done; only telling the person failed
+            log.warning("could not answer a Slack action: %s", type(exc).__name__)
+        if answer.outcome is ActionOutcome.FAILED:
+            log.warning("Slack action failed: %s", answer.text)
 
     def _background(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
@@ -108,18 +165,3 @@ def slack_answer(answer: Answer) -> dict[str, Any]:
                 }
             )
     return {"response_type": "ephemeral", "text": escape_mrkdwn(answer.text), "blocks": blocks}
-
-
-async def respond(response_url: str, answer: Answer) -> None:
-    if not response_url.startswith("https://") and not response_url.startswith("http://"):
-        return
-    message = slack_answer(answer)
-    message["replace_original"] = False
-    try:
-        resp = await AsyncWebhookClient(response_url, timeout=10).send_dict(message)
-        if resp.status_code != 200:
-            log.warning("Slack refused the answer to an action: %s", resp.status_code)
-    except Exception as exc:  # the action itself is done; only telling the person failed
-        log.warning("could not answer a Slack action: %s", type(exc).__name__)
-    if answer.outcome is ActionOutcome.FAILED:
-        log.warning("Slack action failed: %s", answer.text)

@@ -31,6 +31,7 @@ log = logging.getLogger("notifier.telegram.updates")
 ALLOWED_UPDATES = ("message", "callback_query")
 RETRY_AFTER_FAILURE = 5.0
 MAX_CALLBACK_TEXT = 200  # Telegram shows 0-200 characters in the answer to a press
+UPDATE_MEMORY = 7 * 86400.0  # an update id is remembered this long (Telegram keeps unconfirmed updates 24 hours)
 
 
 class TelegramUpdatesListener:
@@ -162,8 +163,17 @@ class TelegramUpdatesListener:
         self._handling.add(t)
         t.add_done_callback(self._handling.discard)
 
+    async def _first_sight(self, update_id: int) -> bool:
+        """Each update is handled once, however often it comes (a webhook resent, a poller that took over)."""
+        now, key = self._clock.now(), f"{self.lease_name}:{update_id}"
+        seen: bool = await self._store.run_in_transaction(lambda conn: sa.first_sight(conn, key, now, UPDATE_MEMORY))
+        return seen
+
     async def _handle(self, update: Update) -> None:
         try:
+            if not await self._first_sight(update.update_id):
+                log.info("Telegram update %s came again; it was handled once", update.update_id)
+                return
             if update.callback_query is not None:
                 await self._press(update)
             elif update.message is not None and update.message.text:
@@ -175,12 +185,11 @@ class TelegramUpdatesListener:
         q = update.callback_query
         assert q is not None
         user = q.from_user
-        chat = str(q.message.chat.id) if q.message is not None else None
         actor = Actor("telegram", str(user.id), user.username or "")
         if q.data is None:
             answer = Answer("This button has expired.", ActionOutcome.EXPIRED)
         else:
-            answer = await self._service.press(actor, q.data, chat)
+            answer = await self._service.press(actor, q.data)
         alert = answer.outcome in (ActionOutcome.REFUSED, ActionOutcome.FAILED)
         try:
             await self._answers.answer_callback_query(q.id, text=answer.text[:MAX_CALLBACK_TEXT], show_alert=alert)
@@ -192,7 +201,7 @@ class TelegramUpdatesListener:
         assert m is not None and m.text is not None
         user = m.from_user
         actor = Actor("telegram", str(user.id) if user else "", (user.username or "") if user else "")
-        answer = await self._service.command(actor, m.text, str(m.chat.id), self.bot_name)
+        answer = await self._service.command(actor, m.text, self.bot_name)
         if answer is None:
             return
         text, markup = telegram_answer(answer)

@@ -54,6 +54,9 @@ async def _slack_body(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[byt
     if not slack.genuine(body, request.headers):
         log.warning("Slack request refused: bad signature or stale timestamp")
         return body, error(401, "the request's signature or timestamp is not valid")
+    if not await slack.first_sight(body):
+        log.info("Slack request came again (retry %s); it was handled once", request.headers.get("x-slack-retry-num"))
+        return body, Response(content=b"", status_code=200)
     return body, None
 
 

@@ -18,6 +18,7 @@ from notifier.errors import StoreUnavailable
 from notifier.runtime import Runtime
 from notifier.store import repository as repo
 from notifier.store import timeline
+from notifier.store.ids import GROUP_HASH, ROW_ID
 from notifier.views import delivery_view, timeline_view
 
 log = logging.getLogger("notifier.api")
@@ -162,9 +163,12 @@ async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Resp
     raw_limit = request.query_params.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
         return error(400, "limit must be a whole number from 1 to 1000", "limit")
+    before = request.query_params.get("before")
+    if before is not None and not ROW_ID.fullmatch(before):
+        return error(400, "before must be a delivery id (26 letters and digits)", "before")
     try:
         async with rt.store.begin(readonly=True) as conn:
-            rows = await repo.list_deliveries(conn, st, int(raw_limit), request.query_params.get("before"))
+            rows = await repo.list_deliveries(conn, st, int(raw_limit), before)
     except StoreUnavailable:
         return error(503, "the store is unavailable")
     return Response(content={"deliveries": [delivery_view(r) for r in rows]}, media_type=JSON)
@@ -174,6 +178,8 @@ async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Resp
 async def retry_delivery(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     rt = _rt(state)
     delivery_id = str(request.path_params["delivery_id"])
+    if not ROW_ID.fullmatch(delivery_id):
+        return error(404, "no such delivery: a delivery id is 26 letters and digits")
     now = rt.clock.now()
     try:
         before = await rt.store.run_in_transaction(lambda conn: repo.retry_dead(conn, delivery_id, now))
@@ -194,6 +200,8 @@ async def group_timeline(request: Request[Any, Any, Any], state: State) -> Respo
     """A group's timeline as JSON: every notification, decision, attempt and action, and why."""
     rt = _rt(state)
     group = str(request.path_params["group_hash"])
+    if not GROUP_HASH.fullmatch(group):
+        return error(404, "no such group: a group's id is 64 hexadecimal digits")
     try:
         async with rt.store.begin(readonly=True) as conn:
             events = await timeline.group_events(conn, group)

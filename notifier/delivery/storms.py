@@ -17,6 +17,7 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from notifier.alertmanager import correct_alerts
 from notifier.domain import (
     SEVERITY_RANK,
     ChangeRecord,
@@ -101,6 +102,9 @@ def collapse_storm(conn: Connection, target: str, now: float, threshold: int, *,
         payload = payloads.get(r["notification_id"])
         if payload is None:
             continue
+        stale = ChangeRecord.decode(r["change"]).stale
+        if stale:  # the group as it is, not as a peer's late copy told it
+            payload = {**payload, "alerts": correct_alerts(payload.get("alerts", []), stale)}
         severity = Severity.of(payload.get("commonLabels", {}))
         if any(Severity.of(a.get("labels", {})) is Severity.CRITICAL for a in payload.get("alerts", [])):
             severity = Severity.CRITICAL

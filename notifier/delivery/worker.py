@@ -15,8 +15,9 @@ import socket
 import msgspec
 from sqlalchemy.engine import Connection
 
+from notifier import failpoints
 from notifier.actions.buttons import buttons_for
-from notifier.alertmanager import WebhookAlert, WebhookPayload, to_group
+from notifier.alertmanager import WebhookAlert, WebhookPayload, corrected, to_group
 from notifier.channels import Channel, RateRule
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
@@ -48,7 +49,7 @@ from notifier.settings import Settings
 from notifier.silences import silence_link
 from notifier.store import Store, new_id
 from notifier.store import repository as repo
-from notifier.store.actions import StoredAction, keep_actions, read_group_actions
+from notifier.store.actions import keep_actions, read_group_actions
 from notifier.store.timeline import record
 from notifier.tasks import cancel_and_wait
 from notifier.templates.context import format_duration
@@ -95,8 +96,8 @@ def build_message(row: Delivery, body: bytes, send_resolved: bool, thread_ref: s
             kind=MessageKind.DIGEST,
             digest=msgspec.json.decode(body),
         )
-    payload = msgspec.json.decode(body, type=WebhookPayload)
     change = ChangeRecord.decode(row.change)
+    payload = corrected(msgspec.json.decode(body, type=WebhookPayload), change.stale)
     gone = [msgspec.convert(a, WebhookAlert) for a in change.gone]
     if gone:
         payload = msgspec.structs.replace(payload, alerts=[*payload.alerts, *gone])
@@ -174,7 +175,16 @@ class DeliveryWorker:
         # SQLite serves one process: whatever a previous run left half-sent is ours to send again, now. On
         # PostgreSQL, what our own previous incarnation (same owner id: host and port) leased is ours too; other
         # replicas' leases are taken over when they run out.
-        await self._release(all_owners=self._store.single_process)
+        try:
+            await self._release(all_owners=self._store.single_process)
+        except Exception as exc:
+            # never a failed start over the outbox's own rows: what cannot be taken back now is taken over when its
+            # lease runs out, like a dead replica's
+            log.error(
+                "could not take back the messages a previous run was sending (%s); they are retried when "
+                "their lease runs out",
+                redact(str(exc)),
+            )
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="delivery-worker")
         self._metrics.worker_up.set(1)
@@ -199,7 +209,9 @@ class DeliveryWorker:
 
     async def _release(self, *, all_owners: bool) -> None:
         owner = None if all_owners else self.owner
-        await self._store.run_in_transaction(lambda conn: repo.release_leases(conn, owner))
+        taken = await self._store.run_in_transaction(lambda conn: repo.release_leases(conn, owner))
+        if taken:
+            log.info("took back %d messages that were being sent; they are sent again", taken)
 
     async def _run(self) -> None:
         last_gauges = 0.0
@@ -275,6 +287,7 @@ class DeliveryWorker:
 
     async def _deliver_row(self, claim: Claim) -> None:
         d = claim.delivery
+        failpoints.reached(f"worker.leased.{d.kind.value}")
         now = self._clock.now()
         did, target, channel_name = d.id, d.target, d.channel
         channel = self._channels.get(target)
@@ -288,7 +301,7 @@ class DeliveryWorker:
         message = await asyncio.to_thread(
             build_message, d, claim.payload, self._send_resolved.get(d.receiver, True), claim.thread_ref
         )
-        message, shown = await self._with_actions(d, message, now)
+        message = await self._with_actions(d, message, now)
         if self._untold_and_over(claim, message):
             # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
             self._metrics.suppressed(SuppressReason.QUIET_HOURS_RESOLVED)
@@ -313,6 +326,7 @@ class DeliveryWorker:
                 lambda conn: collapse_storm(conn, target, now, threshold, timeline=self._record)
             )
             if folded:
+                failpoints.reached("storm.folded")
                 log.warning("alert storm on %s: %d groups folded into one summary message", target, folded)
                 self._metrics.storm_groups.inc(folded)
                 self.wake()
@@ -334,9 +348,10 @@ class DeliveryWorker:
             return
         finally:
             self._metrics.delivery_duration.labels(channel_name).observe(asyncio.get_running_loop().time() - started)
+        failpoints.reached(f"worker.sent.{d.kind.value}")  # the provider has it; the store does not know yet
         # the slot booked above covered one message; a split message sent more, and the provider counts each
         await self._limiter.book(rules, self._clock.now(), receipt.parts - message.part - 1)
-        await self._finish_sent(claim, message, receipt, shown)
+        await self._finish_sent(claim, message, receipt)
 
     def _line(self, d: Delivery, now: float, outcome: str, text: str) -> list[TimelineEvent]:
         """The attempt's line of its group's timeline (none when the timeline is off)."""
@@ -358,16 +373,16 @@ class DeliveryWorker:
             )
         ]
 
-    async def _with_actions(self, d: Delivery, message: Message, now: float) -> tuple[Message, list[StoredAction]]:
+    async def _with_actions(self, d: Delivery, message: Message, now: float) -> Message:
         """With chat actions on, a group's message shows who acknowledged or silenced it; on a target that can
-        act, a firing group's message offers the buttons (returned too: the actions behind them are stored once
-        it is sent)."""
+        act, a firing group's message offers the buttons. The actions behind them are stored before the message is
+        sent: a button can be pressed the moment it arrives."""
         actions = self._settings.actions
         if actions is None or message.kind not in (MessageKind.ALERT, MessageKind.EDIT):
-            return message, []
+            return message
         group = ChangeRecord.decode(d.change).edit_group if message.kind is MessageKind.EDIT else d.group_hash
         if group is None:
-            return message, []
+            return message
         async with self._store.begin(readonly=True) as conn:
             state = (await read_group_actions(conn, [group], now)).get(group, GroupActions())
         if state.silence_id and self._settings.alertmanager is not None:
@@ -375,10 +390,10 @@ class DeliveryWorker:
                 state, silence_url=silence_link(self._settings.alertmanager, state.silence_id)
             )
         buttons: tuple[ActionButton, ...] = ()
-        shown: list[StoredAction] = []
         if d.target in self._acting and message.group.firing:
-            buttons, shown = buttons_for(group, state, [float(x) for x in actions.silence_durations], now)
-        return dataclasses.replace(message, actions=state, buttons=buttons, action_zone=actions.timezone), shown
+            buttons, stored = buttons_for(group, state, [float(x) for x in actions.silence_durations], now)
+            await self._store.run_in_transaction(lambda conn: keep_actions(conn, stored, now))
+        return dataclasses.replace(message, actions=state, buttons=buttons, action_zone=actions.timezone)
 
     async def _send(self, channel: Channel, message: Message) -> DeliveryReceipt:
         """Send; if the provider refuses the rendered message for its content, send the minimal safe form once
@@ -409,9 +424,7 @@ class DeliveryWorker:
             return False
         return not any(status == AlertStatus.FIRING.value for status in (change.base or {}).values())
 
-    async def _finish_sent(
-        self, claim: Claim, message: Message, receipt: DeliveryReceipt, shown: list[StoredAction] | None = None
-    ) -> None:
+    async def _finish_sent(self, claim: Claim, message: Message, receipt: DeliveryReceipt) -> None:
         d = claim.delivery
         now = self._clock.now()
         owner = self.owner
@@ -435,8 +448,6 @@ class DeliveryWorker:
         def write(conn: Connection) -> None:
             repo.mark_sent(conn, d.id, owner, now, receipt.ref, receipt.parts)
             record(conn, lines)
-            if shown:
-                keep_actions(conn, shown, now)
             if over:  # the incident is over: its next firing starts a new thread
                 repo.clear_thread(conn, d.target, d.group_hash)
             elif first and receipt.ref is not None:

@@ -11,7 +11,18 @@ from typing import Any
 
 import msgspec
 
-from notifier.domain import AlertStatus, Change, ChangeRecord, Delivery, GroupState, Severity, SuppressReason
+from notifier.changes import diff_states, fold_changes
+from notifier.domain import (
+    AlertStatus,
+    AlertTimes,
+    Change,
+    ChangeRecord,
+    Delivery,
+    GroupLifecycles,
+    GroupState,
+    Severity,
+    SuppressReason,
+)
 from notifier.schedules import Schedule
 from notifier.settings import QuietMode, RouteQuietHours
 
@@ -20,31 +31,68 @@ _FIRING = AlertStatus.FIRING.value
 _RESOLVED = AlertStatus.RESOLVED.value
 
 
-def diff_states(base: Mapping[str, str], current: Mapping[str, str]) -> Change:
-    """What changed from `base` (fingerprint -> status last committed) to `current`: alerts that fire anew (or fired
-    and resolved without ever being told), alerts resolved since, and alerts still firing. A group seen for the
-    first time and a group unchanged since are counted without a loop in Python: a 100-alert group is diffed on
-    every webhook."""
-    if not base or base == current:
-        statuses = list(current.values())
-        firing, ended = statuses.count(_FIRING), statuses.count(_RESOLVED)
-        if not base:  # every alert is news; a resolved one is both new and resolved (never told it fired)
-            return Change(new=firing + ended, resolved=ended)
-        return Change(still_firing=firing)
-    new = resolved = still = 0
-    for fp, status in current.items():
-        before = base.get(fp)
-        if status == _FIRING:
-            if before == _FIRING:
-                still += 1
-            else:
-                new += 1
-        elif status == _RESOLVED:
-            if before != _RESOLVED:
-                resolved += 1
-            if before is None:
-                new += 1
-    return Change(new=new, resolved=resolved, still_firing=still)
+LIFECYCLE_MEMORY = 86400.0  # seconds an alert's lifecycle is remembered after it left the group's notifications
+
+
+def is_stale(incoming: AlertTimes, known: AlertTimes) -> bool:
+    """Whether an alert's state is older than the one known for its fingerprint. Alertmanager starts a re-fired
+    alert after the end of its previous instance, so: a firing state that did not start after a known end is that
+    resolution's past; a resolution that ended before the known firing started, or of an instance that started
+    before the known one, is an earlier instance's. Two firing states are never stale (nothing flips)."""
+    if incoming.ends is None:
+        return known.ends is not None and incoming.starts <= known.ends
+    if known.ends is None:
+        return incoming.ends < known.starts
+    return incoming.starts < known.starts
+
+
+def _newest(known: AlertTimes | None, incoming: AlertTimes) -> AlertTimes:
+    """The lifecycle to keep once `incoming` is not stale: the later start of two firing states, the later end of
+    one resolution told twice."""
+    if known is None or known.status != incoming.status:
+        return incoming
+    if known.ends is None or incoming.ends is None:
+        return known if known.starts >= incoming.starts else incoming
+    if known.starts == incoming.starts:
+        return AlertTimes(known.starts, max(known.ends, incoming.ends))
+    return incoming
+
+
+@dataclass(frozen=True, slots=True)
+class Ordered:
+    """A notification's alerts measured against what is known of the group (`order_states`)."""
+
+    states: dict[str, str]  # fingerprint -> status: the group's state this notification tells, stale copies corrected
+    stale: dict[str, AlertTimes]  # fingerprint -> the newer lifecycle known, for each alert that came as a stale copy
+    lifecycles: GroupLifecycles  # what is known of the group once this notification counts
+    changes_state: bool  # whether it tells the group in another state than the newest notification that counted
+
+
+def order_states(prior: GroupLifecycles | None, incoming: Mapping[str, AlertTimes], now: float) -> Ordered:
+    """Per alert, the newer of the state this notification tells and the state known: an Alertmanager peer can send
+    a group's older state after a newer one (it flushed before the other peer's resolution reached it), and such a
+    copy must not take the group back. Alerts that left the notifications are remembered for LIFECYCLE_MEMORY."""
+    known = dict(prior.known) if prior is not None else {}
+    states: dict[str, str] = {}
+    stale: dict[str, AlertTimes] = {}
+    for fp, times in incoming.items():
+        was = known.get(fp)
+        if was is not None and is_stale(times, was):
+            stale[fp] = was
+            states[fp] = was.status
+        else:
+            known[fp] = _newest(was, times)
+            states[fp] = times.status
+    left: dict[str, float] = {}
+    if prior is not None:
+        forget = now - LIFECYCLE_MEMORY
+        left = {fp: at for fp, at in prior.left.items() if fp not in incoming and at > forget}
+        for fp in prior.current:
+            if fp not in incoming:
+                left.setdefault(fp, now)
+    kept = {fp: t for fp, t in known.items() if fp in incoming or fp in left}
+    changes = prior is None or states != prior.current
+    return Ordered(states, stale, GroupLifecycles(current=states, known=kept, left=left), changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +139,14 @@ class ReceiverDecision:
     deferred: bool = False
     skip_resolved: bool = False  # deferred with skip_resolved: no catch-up if it fired and resolved inside
 
-    def change_record(self) -> ChangeRecord:
-        """What a message for this decision stores of it."""
+    def change_record(self, stale: dict[str, AlertTimes] | None = None) -> ChangeRecord:
+        """What a message for this decision stores of it; `stale`: the notification's alerts that came as stale
+        copies, with the newer lifecycle the message shows instead."""
         return ChangeRecord(
-            base=self.base, repeat=self.repeat and not self.change.new, skip_if_resolved=self.skip_resolved
+            base=self.base,
+            repeat=self.repeat and not self.change.new,
+            skip_if_resolved=self.skip_resolved,
+            stale=stale or {},
         ).with_counts(self.change)
 
 
@@ -147,7 +199,6 @@ def decide(
 def coalesce(
     waiting: Delivery,
     fresh: Delivery,
-    decision: ReceiverDecision,
     current: Mapping[str, str],
     waiting_alerts: list[dict[str, Any]],
 ) -> Delivery:
@@ -157,16 +208,9 @@ def coalesce(
     (fired and resolved while held: Alertmanager drops resolved alerts from later notifications). `waiting_alerts`
     are the alerts of the waiting message's notification. A retry keeps its back-off; a first try goes at the
     earlier of the two times."""
-    old = ChangeRecord.decode(waiting.change)
-    known = {g["fingerprint"] for g in old.gone}
-    gone = [g for g in old.gone if g["fingerprint"] not in current] + [
-        a for a in waiting_alerts if a["fingerprint"] not in current and a["fingerprint"] not in known
-    ]
-    base = old.base if old.base is not None else decision.base
-    with_gone = {**{g["fingerprint"]: _RESOLVED for g in gone}, **current}
-    change = ChangeRecord(
-        base=base, gone=gone, skip_if_resolved=old.skip_if_resolved and decision.skip_resolved
-    ).with_counts(diff_states(base, with_gone))
+    change = fold_changes(
+        ChangeRecord.decode(waiting.change), waiting_alerts, ChangeRecord.decode(fresh.change), current
+    )
     return msgspec.structs.replace(
         fresh,
         id=waiting.id,

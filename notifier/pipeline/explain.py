@@ -7,11 +7,12 @@ the change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from notifier.domain import SuppressReason
+from notifier.domain import AlertTimes, SuppressReason
 from notifier.pipeline.decisions import DEFAULT_REPEAT_INTERVAL, QuietNow, ReceiverDecision, Verdict
 from notifier.routing import RouteMatch
 from notifier.templates.context import format_duration
@@ -43,6 +44,25 @@ def duplicate_text(holder: str, window: float) -> str:
         f"duplicate of notification {holder}: the same alerts within dedup.redelivery_window ({within}), "
         "an HA peer's copy or a resend; nothing more to do"
     )
+
+
+def stale_text(names: Mapping[str, str], stale: Mapping[str, AlertTimes], zone: ZoneInfo = UTC_ZONE) -> str:
+    """The timeline's line for a notification that carried stale copies: which alerts, and the newer state known."""
+    parts = []
+    for fp, known in list(stale.items())[:5]:
+        name = names.get(fp, fp)
+        if known.ends is not None:
+            parts.append(f"{name} resolved at {clock_seconds(known.ends, zone)} already known")
+        else:
+            parts.append(f"{name} firing again since {clock_seconds(known.starts, zone)} already known")
+    more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+    return "stale copy from an Alertmanager peer: " + "; ".join(parts) + more + " (the older state is ignored)"
+
+
+def clock_seconds(t: float, zone: ZoneInfo = UTC_ZONE) -> str:
+    """ "03:12:05" in the zone, the zone named unless it is UTC."""
+    suffix = "" if zone.key == "UTC" else f" {zone.key}"
+    return datetime.fromtimestamp(t, zone).strftime("%H:%M:%S") + suffix
 
 
 def decision_event(

@@ -19,12 +19,13 @@ from typing import Any
 import msgspec
 from sqlalchemy.engine import Connection
 
-from notifier.alertmanager import WebhookPayload, summarize
+from notifier.alertmanager import WebhookPayload, correct_alerts, summarize
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.digests import record_items
 from notifier.domain import (
     AlertStatus,
+    AlertTimes,
     Claim,
     Delivery,
     DeliveryState,
@@ -33,9 +34,19 @@ from notifier.domain import (
     SuppressReason,
     TimelineEvent,
 )
+from notifier.matchers import MatchOp, parse_group_key
 from notifier.metrics import NotifierMetrics
-from notifier.pipeline.decisions import QuietNow, ReceiverDecision, Verdict, coalesce, decide, quiet_hours_now
-from notifier.pipeline.explain import UTC_ZONE, decision_event, duplicate_text
+from notifier.pipeline.decisions import (
+    Ordered,
+    QuietNow,
+    ReceiverDecision,
+    Verdict,
+    coalesce,
+    decide,
+    order_states,
+    quiet_hours_now,
+)
+from notifier.pipeline.explain import UTC_ZONE, decision_event, duplicate_text, stale_text
 from notifier.routing import RouteMatch, Router
 from notifier.schedules import Schedule
 from notifier.settings import Settings
@@ -80,6 +91,7 @@ class IntakeJob:
     alert_count: int
     raw: bytes
     states: dict[str, str]  # fingerprint -> status
+    times: dict[str, AlertTimes]  # fingerprint -> its lifecycle: what orders this notification against others
     counts: dict[tuple[Severity, str], int]  # alerts per (severity, status), for the metrics
     severity: Severity
     key: str
@@ -127,10 +139,11 @@ class IntakeStage:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
         summary = summarize(payload)
         gh = group_hash(payload.receiver, payload.groupKey)
+        matches = self._router.match({**payload.commonLabels, **payload.groupLabels})
         group = None
         if self._groups_on:
             firing = [a.startsAt.timestamp() for a in payload.alerts if a.status == AlertStatus.FIRING.value]
-            labels = dict(payload.groupLabels) or dict(payload.commonLabels)
+            labels = _shown_labels(payload)
             group = AlertGroupRecord(
                 group_hash=gh,
                 am_receiver=payload.receiver,
@@ -141,6 +154,7 @@ class IntakeStage:
                 firing=len(firing),
                 firing_since=min(firing) if firing else None,
                 updated_at=0.0,
+                receivers=sorted({m.receiver for m in matches}),
             )
         return IntakeJob(
             payload.groupKey,
@@ -149,11 +163,12 @@ class IntakeStage:
             len(payload.alerts),
             raw,
             summary.states,
+            summary.times,
             summary.counts,
             summary.severity,
             summary.key,
             gh,
-            self._router.match({**payload.commonLabels, **payload.groupLabels}),
+            matches,
             pack(raw),
             group=group,
         )
@@ -167,14 +182,17 @@ class IntakeStage:
         holders = self._keys.live(conn, list({j.key for j in jobs}), now)
         snapshot = self._queries.load(conn, receivers, targets, hashes)
         acked = store_actions.acked(conn, hashes) if self._actions_on else set()
-        writes = Writes()
+        writes = Writes(now=now)
         digest_items: list[tuple[str, list[dict[str, Any]]]] = []
         lease = _Lease(*self._lease_to()) if self._lease_to else _Lease("", 0)
         results: list[IntakeResult | Exception] = []
         held: dict[str, str] = {}
         for job in jobs:
+            ordered = order_states(snapshot.lifecycles.get(job.group_hash), job.times, now)
             holder = holders.get(job.key)
-            if holder is not None:
+            # A copy of a notification already stored changes nothing, unless the group moved on since and this copy
+            # would take it somewhere else: then it is decided like any notification (and its key keeps its holder).
+            if holder is not None and not ordered.changes_state:
                 results.append(IntakeResult(holder, True, job.alert_count))
                 if self._record:
                     window = self._settings.dedup.redelivery_window
@@ -183,12 +201,15 @@ class IntakeStage:
                     )
                 continue
             try:
-                result = self._decide(job, snapshot, writes, digest_items, lease, now, job.group_hash in acked)
+                result = self._decide(job, ordered, snapshot, writes, digest_items, lease, now, job.group_hash in acked)
             except Exception as exc:
                 log.exception("intake of %s failed", job.group_key)
                 results.append(exc)
                 continue
-            holders[job.key] = held[job.key] = result.notification_id
+            if holder is None:
+                holders[job.key] = held[job.key] = result.notification_id
+            else:
+                result.key = ""  # the key keeps its holder
             results.append(result)
         self._keys.hold(conn, held, now, now + self._settings.dedup.redelivery_window)
         self._queries.write(conn, writes)
@@ -223,7 +244,7 @@ class IntakeStage:
         """The store committed these webhooks (`Batch.on_commit`): their redelivery keys now count."""
         by_expiry: dict[float, dict[str, str]] = {}
         for r in results:
-            if isinstance(r, IntakeResult) and not r.duplicate:
+            if isinstance(r, IntakeResult) and not r.duplicate and r.key:
                 by_expiry.setdefault(r.key_expires_at, {})[r.key] = r.notification_id
         for expires_at, held in by_expiry.items():
             self._keys.committed(held, expires_at)
@@ -231,6 +252,7 @@ class IntakeStage:
     def _decide(
         self,
         job: IntakeJob,
+        ordered: Ordered,
         snapshot: Snapshot,
         writes: Writes,
         digest_items: list[tuple[str, list[dict[str, Any]]]],
@@ -247,13 +269,20 @@ class IntakeStage:
         messages: dict[tuple[str, str], Delivery] = {}
         digests: list[tuple[str, list[dict[str, Any]]]] = []
         events: list[TimelineEvent] = []  # a line per receiver: what this notification meant for it, and why
+        states = ordered.states  # the group as this notification tells it, its stale copies corrected
+        if ordered.stale:
+            self._metrics.stale_alerts.inc(len(ordered.stale))
+            if self._record:
+                names = _alert_names(job.raw, ordered.stale)
+                text = stale_text(names, ordered.stale)
+                events.append(self._event(job, now, EventKind.WEBHOOK, "", "stale", text, nid))
         for match in job.matches:
             receiver = self._receivers[match.receiver]
             result.receivers.append(receiver.name)
             quiet = quiet_hours_now(match.quiet_hours, self._schedules, job.severity, now)
             decision = decide(
                 snapshot.groups.get((receiver.name, job.group_hash)),
-                job.states,
+                states,
                 now,
                 repeat_interval=match.repeat_interval,
                 send_resolved=receiver.send_resolved,
@@ -275,7 +304,7 @@ class IntakeStage:
                 continue
             if decision.verdict is Verdict.DIGEST:
                 if job.alerts_raw is None:
-                    job.alerts_raw = msgspec.json.decode(job.raw)["alerts"]
+                    job.alerts_raw = correct_alerts(msgspec.json.decode(job.raw)["alerts"], ordered.stale)
                 digests.append((receiver.name, job.alerts_raw))
                 self._explain(events, job, now, nid, why)
                 continue
@@ -290,7 +319,7 @@ class IntakeStage:
                     channel=channel,
                     group_key=job.group_key,
                     group_hash=job.group_hash,
-                    change=decision.change_record(),
+                    change=decision.change_record(ordered.stale),
                     now=now,
                     silent=decision.silent or PLUGINS[channel].silent(settings, job.severity),
                     not_before=decision.not_before,
@@ -299,11 +328,14 @@ class IntakeStage:
                 if waiting is not None:
                     body = snapshot.payloads.get(waiting.notification_id)
                     alerts = msgspec.json.decode(body)["alerts"] if body is not None else []
-                    message = coalesce(waiting, message, decision, job.states, alerts)
+                    message = coalesce(waiting, message, states, alerts)
                     coalesced.append(waiting.id)
                 messages[(target, job.group_hash)] = message
             self._explain(events, job, now, nid, why)
         # decided: make its effects visible to the next webhook of the batch, and queue the writes
+        snapshot.lifecycles[job.group_hash] = writes.lifecycles[job.group_hash] = ordered.lifecycles
+        if ordered.stale and job.group is not None:
+            job.group = _group_as_ordered(job.group, job.times, ordered)
         for key, state in group_updates.items():
             snapshot.groups[key] = state
             writes.groups[key] = (job.group_key, state)
@@ -409,3 +441,36 @@ class _Lease:
 
     owner: str
     capacity: int
+
+
+def _alert_names(raw: bytes, stale: dict[str, AlertTimes]) -> dict[str, str]:
+    """fingerprint -> a short name of the alert (alertname and its first distinguishing label), for the stale ones."""
+    out: dict[str, str] = {}
+    for a in msgspec.json.decode(raw).get("alerts", []):
+        fp = a.get("fingerprint", "")
+        if fp in stale:
+            labels = a.get("labels", {})
+            extra = next((f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity")), "")
+            out[fp] = " ".join(x for x in (labels.get("alertname", fp), extra) if x)
+    return out
+
+
+def _group_as_ordered(group: AlertGroupRecord, times: dict[str, AlertTimes], ordered: Ordered) -> AlertGroupRecord:
+    """The group's record with its stale copies corrected: what /alerts and the web view list."""
+    firing = [
+        (ordered.stale[fp] if fp in ordered.stale else times[fp]).starts
+        for fp, status in ordered.states.items()
+        if status == AlertStatus.FIRING.value
+    ]
+    return msgspec.structs.replace(group, firing=len(firing), firing_since=min(firing) if firing else None)
+
+
+def _shown_labels(payload: WebhookPayload) -> dict[str, str]:
+    """What tells a group apart in /alerts and the web view: the equality matchers of the route that made it (its
+    team, say) and its group labels; the common labels for a group with neither."""
+    try:
+        key = parse_group_key(payload.groupKey)
+    except ValueError:
+        return dict(payload.groupLabels) or dict(payload.commonLabels)
+    route = {m.name: m.value for m in key.route if m.op is MatchOp.EQ}
+    return {**route, **payload.groupLabels} or dict(payload.commonLabels)

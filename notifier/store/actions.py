@@ -17,6 +17,7 @@ from notifier.domain import (
     Delivery,
     DeliveryState,
     GroupActions,
+    GroupLifecycles,
     MessageKind,
     Severity,
 )
@@ -28,8 +29,11 @@ from notifier.store.tables import (
     chat_actions,
     deliveries,
     group_acks,
+    group_lifecycles,
     group_silences,
     leases,
+    own_silences,
+    seen_requests,
 )
 
 
@@ -45,6 +49,17 @@ class AlertGroupRecord(msgspec.Struct, kw_only=True):
     firing: int
     firing_since: float | None
     updated_at: float
+    receivers: list[str] = msgspec.field(default_factory=list)  # where its notifications route: who may act on it
+
+
+class OwnSilence(msgspec.Struct, kw_only=True, frozen=True):
+    """A silence this notifier made for a group (the `own_silences` table)."""
+
+    silence_id: str
+    group_hash: str
+    created_by: str
+    ends_at: float
+    created_at: float
 
 
 class StoredAction(msgspec.Struct, kw_only=True):
@@ -74,6 +89,7 @@ def record_groups(conn: Connection, groups: Sequence[AlertGroupRecord]) -> None:
             "severity": ins.excluded.severity,
             "firing": ins.excluded.firing,
             "updated_at": ins.excluded.updated_at,
+            "receivers": ins.excluded.receivers,
             # NULL once resolved; while it fires, the start of the firing that began first
             "firing_since": case(
                 (ins.excluded.firing_since.is_(None), None),
@@ -85,6 +101,7 @@ def record_groups(conn: Connection, groups: Sequence[AlertGroupRecord]) -> None:
     for g in groups:
         row = msgspec.structs.asdict(g)
         row["labels"] = msgspec.json.encode(g.labels).decode()
+        row["receivers"] = msgspec.json.encode(g.receivers).decode()
         row["severity"] = g.severity.value
         rows.append(row)
     conn.execute(stmt, rows)
@@ -111,11 +128,12 @@ def acked(conn: Connection, hashes: Collection[str]) -> set[str]:
 
 
 def keep_actions(conn: Connection, actions: Sequence[StoredAction], now: float) -> None:
-    """The actions behind the buttons of a message just sent; a button shown again is fresh again."""
+    """The actions behind the buttons of a message just sent. An id is never renewed: a button lives
+    `actions.button_lifetime` from the moment it was first kept, and once expired it stays expired."""
     if not actions:
         return
     ins = dialect_insert(conn.dialect.name, chat_actions)
-    stmt = ins.on_conflict_do_update(index_elements=[chat_actions.c.id], set_={"created_at": ins.excluded.created_at})
+    stmt = ins.on_conflict_do_nothing(index_elements=[chat_actions.c.id])
     rows = [{**msgspec.structs.asdict(a), "action": a.action.value, "created_at": now} for a in actions]
     conn.execute(stmt, rows)
 
@@ -134,8 +152,58 @@ def get_group(conn: Connection, group_hash: str) -> AlertGroupRecord | None:
 
 def _group(row: Any) -> AlertGroupRecord:
     return AlertGroupRecord(
-        **{**row, "labels": msgspec.json.decode(row["labels"]), "severity": Severity.parse(row["severity"])}
+        **{
+            **row,
+            "labels": msgspec.json.decode(row["labels"]),
+            "receivers": msgspec.json.decode(row["receivers"] or "[]"),
+            "severity": Severity.parse(row["severity"]),
+        }
     )
+
+
+def group_fingerprints(conn: Connection, group_hash: str) -> set[str]:
+    """The fingerprints of the alerts the group holds, as its newest notifications told them: what a silence made
+    for the group may cover."""
+    blob = conn.execute(
+        select(group_lifecycles.c.lifecycles).where(group_lifecycles.c.group_hash == group_hash)
+    ).scalar()
+    if blob is None:
+        return set()
+    known = msgspec.msgpack.decode(blob, type=GroupLifecycles)
+    return set(known.current) | set(known.known)
+
+
+# -- the silences this notifier made ----------------------------------------------------------------------------------
+
+
+def add_own_silence(conn: Connection, silence: OwnSilence) -> None:
+    conn.execute(own_silences.insert().values(**msgspec.structs.asdict(silence)))
+
+
+def own_silence(conn: Connection, silence_id: str) -> OwnSilence | None:
+    row = conn.execute(select(own_silences).where(own_silences.c.silence_id == silence_id)).mappings().first()
+    return OwnSilence(**row) if row is not None else None
+
+
+async def own_active_silences(conn: AsyncConnection, now: float) -> list[OwnSilence]:
+    """The silences this notifier made that have not ended, the one that ends first first."""
+    q = select(own_silences).where(own_silences.c.ends_at > now).order_by(own_silences.c.ends_at)
+    return [OwnSilence(**r) for r in (await conn.execute(q)).mappings()]
+
+
+def end_own_silence(conn: Connection, silence_id: str, now: float) -> None:
+    conn.execute(update(own_silences).where(own_silences.c.silence_id == silence_id).values(ends_at=now))
+
+
+# -- replays ----------------------------------------------------------------------------------------------------------
+
+
+def first_sight(conn: Connection, key: str, now: float, ttl: float) -> bool:
+    """Whether a request (a Slack request's body, a Telegram update's id) is seen for the first time; it is
+    remembered for `ttl` seconds, across replicas."""
+    conn.execute(delete(seen_requests).where(seen_requests.c.key == key, seen_requests.c.expires_at <= now))
+    ins = dialect_insert(conn.dialect.name, seen_requests).values(key=key, expires_at=now + ttl)
+    return bool(conn.execute(ins.on_conflict_do_nothing(index_elements=[seen_requests.c.key])).rowcount)
 
 
 # -- acknowledgements and silences ------------------------------------------------------------------------------------
@@ -346,23 +414,35 @@ async def firing_groups(conn: AsyncConnection, limit: int) -> list[AlertGroupRec
     return [_group(r) for r in (await conn.execute(q)).mappings()]
 
 
+async def groups_by_hash(conn: AsyncConnection, hashes: Collection[str]) -> dict[str, AlertGroupRecord]:
+    if not hashes:
+        return {}
+    q = select(alert_groups).where(alert_groups.c.group_hash.in_(list(hashes)))
+    return {r["group_hash"]: _group(r) for r in (await conn.execute(q)).mappings()}
+
+
 async def read_group_actions(conn: AsyncConnection, hashes: Collection[str], now: float) -> dict[str, GroupActions]:
     result: dict[str, GroupActions] = await conn.run_sync(lambda c: group_actions(c, hashes, now))
     return result
 
 
-async def outbox_status(conn: AsyncConnection) -> tuple[int, int, dict[str, float]]:
-    """Messages waiting, dead letters, and the last delivery per channel."""
+async def outbox_status(
+    conn: AsyncConnection, receivers: Collection[str] | None = None
+) -> tuple[int, int, dict[str, float]]:
+    """Messages waiting, dead letters, and the last delivery per channel: of every receiver, or of these."""
+    mine: tuple[Any, ...] = () if receivers is None else (deliveries.c.receiver.in_(list(receivers)),)
     waiting = await conn.scalar(
-        select(func.count()).where(deliveries.c.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value]))
+        select(func.count()).where(
+            deliveries.c.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value]), *mine
+        )
     )
-    dead = await conn.scalar(select(func.count()).where(deliveries.c.state == DeliveryState.DEAD.value))
+    dead = await conn.scalar(select(func.count()).where(deliveries.c.state == DeliveryState.DEAD.value, *mine))
     last = {
         str(ch): float(at)
         for ch, at in (
             await conn.execute(
                 select(deliveries.c.channel, func.max(deliveries.c.sent_at))
-                .where(deliveries.c.state == DeliveryState.SENT.value, deliveries.c.sent_at.is_not(None))
+                .where(deliveries.c.state == DeliveryState.SENT.value, deliveries.c.sent_at.is_not(None), *mine)
                 .group_by(deliveries.c.channel)
             )
         ).all()

@@ -44,7 +44,7 @@ class Store:
         kwargs: dict[str, Any] = {}
         database = sqlite_file(self.url)
         if database is not None:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            sqlite.private_file(Path(database))
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:

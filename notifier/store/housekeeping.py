@@ -10,7 +10,8 @@ so that intake never waits long behind it:
 - redelivery keys once they expire (they only matter within `dedup.redelivery_window`);
 - thread references of groups with no message left that no longer fire, group states whose alerts all resolved,
   digest items that resolved, digest runs except each receiver's newest (the next digest's period starts there),
-  and rate-limit slots older than an hour (no limit looks back further than a minute).
+  what orders the states of a group that had no notification for the whole retention period, and rate-limit
+  slots older than an hour (no limit looks back further than a minute).
 
 A still-firing group keeps its state and a still-firing alert its digest item, however old: forgetting them would
 announce an old alert as new. `storage.retention: 0` keeps everything. On SQLite, deleted pages are reused by new
@@ -42,13 +43,17 @@ from notifier.store.tables import (
     digest_items,
     digest_runs,
     group_acks,
+    group_lifecycles,
     group_silences,
     group_state,
     intake_keys,
     notifications,
+    own_silences,
     rate_slots,
+    seen_requests,
     threads,
     timeline,
+    ui_sessions,
 )
 from notifier.tasks import cancel_and_wait
 
@@ -112,6 +117,13 @@ def _rules() -> list[_Rule]:
                 ),
             ),
         ),
+        # what orders a group's states matters for minutes (a peer's late copy); a group quiet for the whole
+        # retention period has nothing left to order
+        _Rule(
+            group_lifecycles,
+            (group_lifecycles.c.group_hash,),
+            lambda now, cutoff: (group_lifecycles.c.updated_at < cutoff,),
+        ),
         _Rule(
             rate_slots,
             (rate_slots.c.key, rate_slots.c.at),
@@ -127,6 +139,10 @@ def _rules() -> list[_Rule]:
         _Rule(group_acks, (group_acks.c.group_hash,), lambda now, cutoff: (group_acks.c.at < cutoff,)),
         _Rule(group_silences, (group_silences.c.group_hash,), lambda now, cutoff: (group_silences.c.until < now,)),
         _Rule(action_log, (action_log.c.id,), lambda now, cutoff: (action_log.c.at < cutoff,)),
+        _Rule(own_silences, (own_silences.c.silence_id,), lambda now, cutoff: (own_silences.c.ends_at < cutoff,)),
+        # requests seen and logins once they no longer count
+        _Rule(seen_requests, (seen_requests.c.key,), lambda now, cutoff: (seen_requests.c.expires_at < now,)),
+        _Rule(ui_sessions, (ui_sessions.c.id_hash,), lambda now, cutoff: (ui_sessions.c.expires_at < now,)),
         _Rule(timeline, (timeline.c.id,), lambda now, cutoff: (timeline.c.id < id_floor(cutoff),)),
     ]
 

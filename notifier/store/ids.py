@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ROW_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # what a row id (a delivery's, a notification's) can look like
+GROUP_HASH = re.compile(r"[0-9a-f]{64}")  # an alert group's id: the SHA-256 of its receiver and group key
 # Ids need uniqueness, not secrecy: a generator seeded from the OS once, instead of a system call per id.
 _ids = random.Random(int.from_bytes(os.urandom(16), "big"))  # noqa: S311 -- ids, not secrets
 

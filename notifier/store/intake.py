@@ -12,10 +12,10 @@ import msgspec
 from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.engine import Connection
 
-from notifier.domain import Delivery, DeliveryState, GroupState, TimelineEvent
+from notifier.domain import Delivery, DeliveryState, GroupLifecycles, GroupState, TimelineEvent
 from notifier.store.payloads import unpack
 from notifier.store.repository import dialect_insert
-from notifier.store.tables import deliveries, group_state, notifications, threads
+from notifier.store.tables import deliveries, group_lifecycles, group_state, notifications, threads
 from notifier.store.timeline import record
 
 
@@ -42,16 +42,24 @@ class Snapshot:
     sending: set[tuple[str, str]]  # (target, group hash) with a message on its way: the next one must queue
     threads: dict[tuple[str, str], str]  # (target, group hash) -> provider reference of the group's first message
     payloads: dict[str, bytes]  # notification id -> body, of the waiting messages
+    lifecycles: dict[str, GroupLifecycles]  # group hash -> what is known of its alerts' lifecycles
+
+
+_lifecycles_encoder = msgspec.msgpack.Encoder()
+_lifecycles_decoder = msgspec.msgpack.Decoder(GroupLifecycles)
 
 
 @dataclass(slots=True)
 class Writes:
     """What a batch writes once every webhook of it is decided."""
 
+    now: float = 0.0
+
     notifications: list[StoredNotification] = field(default_factory=list)
     groups: dict[tuple[str, str], tuple[str, GroupState]] = field(default_factory=dict)  # -> (group key, state)
     deliveries: dict[tuple[str, ...], Delivery] = field(default_factory=dict)  # the last write of a row counts
     events: list[TimelineEvent] = field(default_factory=list)  # the timeline's lines of these decisions
+    lifecycles: dict[str, GroupLifecycles] = field(default_factory=dict)  # group hash -> its lifecycles now
 
 
 class IntakeQueries:
@@ -77,6 +85,14 @@ class IntakeQueries:
         )
         self._payloads = select(notifications.c.id, notifications.c.payload, notifications.c.payload_packed).where(
             notifications.c.id.in_(bindparam("ids", expanding=True))
+        )
+        self._lifecycles = select(group_lifecycles.c.group_hash, group_lifecycles.c.lifecycles).where(
+            group_lifecycles.c.group_hash.in_(hashes)
+        )
+        lc = dialect_insert(dialect, group_lifecycles)
+        self._upsert_lifecycles = lc.on_conflict_do_update(
+            index_elements=[group_lifecycles.c.group_hash],
+            set_={"lifecycles": lc.excluded.lifecycles, "updated_at": lc.excluded.updated_at},
         )
         g = dialect_insert(dialect, group_state)
         self._upsert_groups = g.on_conflict_do_update(
@@ -139,7 +155,10 @@ class IntakeQueries:
                 raw = unpack(body, packed)
                 if raw is not None:
                     payloads[i] = raw
-        return Snapshot(groups, pending, sending, refs, payloads)
+        lifecycles = {
+            gh: _lifecycles_decoder.decode(blob) for gh, blob in conn.execute(self._lifecycles, {"hashes": hashes})
+        }
+        return Snapshot(groups, pending, sending, refs, payloads, lifecycles)
 
     def write(self, conn: Connection, writes: Writes) -> None:
         if writes.notifications:
@@ -156,6 +175,12 @@ class IntakeQueries:
                 for (receiver, gh), (group_key, state) in writes.groups.items()
             ]
             conn.execute(self._upsert_groups, rows)
+        if writes.lifecycles:
+            rows = [
+                {"group_hash": gh, "lifecycles": _lifecycles_encoder.encode(lc), "updated_at": writes.now}
+                for gh, lc in writes.lifecycles.items()
+            ]
+            conn.execute(self._upsert_lifecycles, rows)
         if writes.deliveries:
             conn.execute(self._upsert_deliveries, [d.row() for d in writes.deliveries.values()])
         record(conn, writes.events)

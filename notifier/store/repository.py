@@ -8,7 +8,7 @@ through the async engine. Reads are async and take no write lock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import msgspec
@@ -17,7 +17,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from notifier.domain import Claim, Delivery, DeliveryState
+from notifier.alertmanager import correct_alerts
+from notifier.changes import fold_changes
+from notifier.domain import ChangeRecord, Claim, Delivery, DeliveryState
 from notifier.store.ids import new_id
 from notifier.store.payloads import pack, unpack
 from notifier.store.tables import deliveries, notifications, threads
@@ -241,6 +243,7 @@ def mark_retry(
             update(deliveries)
             .where(deliveries.c.id == newer["id"])
             .values(
+                change=_folded_change(conn, row, newer),
                 next_attempt_at=max(next_at, newer["next_attempt_at"]),
                 attempts=max(attempts, newer["attempts"]),
                 created_at=min(row["created_at"], newer["created_at"]),
@@ -267,6 +270,21 @@ def mark_retry(
     return True
 
 
+def _folded_change(conn: Connection, older: Mapping[Any, Any], newer: Mapping[Any, Any]) -> str:
+    """The change record of `newer`, a waiting message of a group, once it takes in `older`, a message of the same
+    group and target that did not go out: measured from what was last delivered, so that nothing the older one
+    would have told is lost (changes.fold_changes). If either body cannot be read, the newer record stands."""
+    bodies = read_bodies(conn, {older["notification_id"], newer["notification_id"]})
+    older_body, newer_body = bodies.get(older["notification_id"]), bodies.get(newer["notification_id"])
+    if older_body is None or newer_body is None:
+        return str(newer["change"])
+    newer_change = ChangeRecord.decode(newer["change"])
+    alerts = correct_alerts(msgspec.json.decode(newer_body).get("alerts", []), newer_change.stale)
+    current = {a["fingerprint"]: a["status"] for a in alerts}
+    older_alerts = msgspec.json.decode(older_body).get("alerts", [])
+    return fold_changes(ChangeRecord.decode(older["change"]), older_alerts, newer_change, current).encode()
+
+
 def mark_dead(conn: Connection, delivery_id: str, owner: str, now: float, error: str, parts: int) -> bool:
     res = conn.execute(
         update(deliveries)
@@ -284,12 +302,51 @@ def mark_dead(conn: Connection, delivery_id: str, owner: str, now: float, error:
     return bool(res.rowcount)
 
 
-def release_leases(conn: Connection, owner: str | None) -> None:
-    """Hand messages being sent back to the outbox (all of them, or one worker's)."""
-    q = update(deliveries).where(deliveries.c.state == DeliveryState.SENDING.value)
+def release_leases(conn: Connection, owner: str | None) -> int:
+    """Hand messages being sent back to the outbox (all of them, or one worker's); returns how many.
+
+    A group has at most one pending message per target (the newest state waits there), and a message that was
+    being sent can have a newer one of its group waiting behind it. The oldest leased message of a (target, group)
+    with nothing pending becomes pending; every other one keeps its place as a message whose lease has run out,
+    which the claim takes over before anything newer of its group (it goes by age), exactly as when another
+    replica takes over a dead worker's lease. So taking messages back never meets the one-pending rule, and the
+    older change still goes out first."""
+    q = select(deliveries.c.id, deliveries.c.target, deliveries.c.group_hash).where(
+        deliveries.c.state == DeliveryState.SENDING.value
+    )
     if owner is not None:
         q = q.where(deliveries.c.lease_owner == owner)
-    conn.execute(q.values(state=DeliveryState.PENDING.value, lease_owner=None, lease_until=None))
+    leased = conn.execute(q.order_by(deliveries.c.created_at, deliveries.c.id)).all()
+    if not leased:
+        return 0
+    groups = {(t, g) for _i, t, g in leased}
+    waiting = {
+        (t, g)
+        for t, g in conn.execute(
+            select(deliveries.c.target, deliveries.c.group_hash).where(
+                deliveries.c.state == DeliveryState.PENDING.value,
+                deliveries.c.group_hash.in_({g for _t, g in groups}),
+            )
+        ).all()
+        if (t, g) in groups
+    }
+    to_pending: list[str] = []
+    to_expire: list[str] = []
+    for delivery_id, target, group in leased:
+        if (target, group) in waiting:
+            to_expire.append(delivery_id)
+        else:
+            waiting.add((target, group))
+            to_pending.append(delivery_id)
+    if to_pending:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(to_pending))
+            .values(state=DeliveryState.PENDING.value, lease_owner=None, lease_until=None)
+        )
+    if to_expire:
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(to_expire)).values(lease_owner=None, lease_until=0.0))
+    return len(leased)
 
 
 def retry_dead(conn: Connection, delivery_id: str, now: float) -> str:
@@ -308,7 +365,11 @@ def retry_dead(conn: Connection, delivery_id: str, now: float) -> str:
             .where(deliveries.c.id == delivery_id)
             .values(state=DeliveryState.SENT.value, last_error=f"superseded by {newer['id']}", updated_at=now)
         )
-        conn.execute(update(deliveries).where(deliveries.c.id == newer["id"]).values(next_attempt_at=now, attempts=0))
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == newer["id"])
+            .values(next_attempt_at=now, attempts=0, change=_folded_change(conn, row, newer))
+        )
         return "dead"
     conn.execute(
         update(deliveries)

@@ -46,6 +46,16 @@ BACKGROUND_CHECKPOINT_EVERY = 4
 MAX_COMMITS_UNSEEN = 3 * BACKGROUND_CHECKPOINT_EVERY
 
 
+def private_file(database: Path) -> None:
+    """Create the database file and its folder for the notifier's user alone (0600, 0700), when they do not exist
+    yet: the store holds alert contents, chat actions and session hashes. SQLite gives its log and shared-memory
+    files the database file's mode. Existing ones are left as their owner set them."""
+    if not database.parent.exists():
+        database.parent.mkdir(parents=True, mode=0o700)
+    if not database.exists():
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def claim_sqlite_store(url: str) -> IO[bytes] | None:
     """On SQLite one process serves a store: its intake keeps the recent redelivery keys in memory and its rate
     limits are its own. `notifier serve` claims the store with a lock on `<database>.serve-lock`, held as long
@@ -54,7 +64,7 @@ def claim_sqlite_store(url: str) -> IO[bytes] | None:
     database = sqlite_file(url)
     if database is None:
         return None
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    private_file(Path(database))
     lock = Path(f"{database}.serve-lock").open("a+b")  # noqa: SIM115 -- held open for the life of the process
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

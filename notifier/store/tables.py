@@ -16,6 +16,11 @@ group_silences chat actions: the silence made for a group from the chat
 action_log     chat actions: every press and command, who, what, when and the outcome
 leases         a job one replica does at a time (the Telegram poller): its holder until a time
 timeline       every decision and attempt about a group, as a person reads it: why a message went or did not
+own_silences   chat actions: every silence this notifier made, so that it lists and expires only its own
+seen_requests  Slack requests and Telegram updates already handled, until a replay could no longer be genuine
+ui_sessions    the web view's logins: a hash of each session cookie, its user and CSRF token, until it ends
+group_lifecycles  per group, the newest lifecycle known of each alert (GroupLifecycles, MessagePack): what makes a
+               late copy from an Alertmanager peer stale
 """
 
 from __future__ import annotations
@@ -158,19 +163,20 @@ alert_groups = Table(
     Column("group_hash", String(64), primary_key=True),
     Column("am_receiver", Text, nullable=False),
     Column("group_key", Text, nullable=False),
-    Column("labels", Text, nullable=False),  # JSON: the group's labels, what a silence from the chat matches
+    Column("labels", Text, nullable=False),  # JSON: the group's labels, as /alerts and the web view show them
     Column("title", Text, nullable=False),
     Column("severity", String(16), nullable=False),
     Column("firing", Integer, nullable=False),  # alerts firing
     Column("firing_since", Double),  # when the oldest firing alert started; NULL once resolved
     Column("updated_at", Double, nullable=False),
+    Column("receivers", Text, nullable=False, server_default="[]"),  # JSON: who it routes to: who may act on it
     Index("ix_alert_groups_firing", "firing", "updated_at"),
 )
 
 chat_actions = Table(
     "chat_actions",
     metadata,
-    Column("id", String(24), primary_key=True),
+    Column("id", String(32), primary_key=True),
     Column("group_hash", String(64), nullable=False),
     Column("action", String(16), nullable=False),
     Column("duration", Double),  # a silence's
@@ -234,4 +240,40 @@ timeline = Table(
     Column("notification_id", String(26)),
     Column("delivery_id", String(26)),
     Index("ix_timeline_group", "group_hash", "at"),
+)
+
+group_lifecycles = Table(
+    "group_lifecycles",
+    metadata,
+    Column("group_hash", String(64), primary_key=True),
+    Column("lifecycles", LargeBinary, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+own_silences = Table(
+    "own_silences",
+    metadata,
+    Column("silence_id", Text, primary_key=True),
+    Column("group_hash", String(64), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("ends_at", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("ix_own_silences_ends", "ends_at"),
+)
+
+seen_requests = Table(
+    "seen_requests",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("expires_at", Double, nullable=False),
+)
+
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie: the store never holds a usable one
+    Column("user", Text, nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
 )

@@ -8,6 +8,7 @@ import logging
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from litestar import MediaType, Request, Response, get, post
@@ -26,9 +27,10 @@ from notifier.store import actions as sa
 from notifier.store import new_id
 from notifier.store import repository as repo
 from notifier.store import timeline as tl
+from notifier.store.ids import GROUP_HASH, ROW_ID
 from notifier.store.tables import deliveries, group_state
 from notifier.templates.context import format_duration
-from notifier.ui.auth import COOKIE, Sessions, check_password
+from notifier.ui.auth import COOKIE, Session, Sessions
 
 log = logging.getLogger("notifier.ui")
 HTML = MediaType.HTML
@@ -45,35 +47,30 @@ def _sessions(state: State) -> Sessions | None:
     return sessions
 
 
-def _user(request: Request[Any, Any, Any], state: State) -> str | None:
+async def _session(request: Request[Any, Any, Any], state: State) -> Session | None:
     sessions = _sessions(state)
     if sessions is None:
         return None
-    return sessions.user(request.cookies.get(COOKIE), _rt(state).clock.now())
+    return await sessions.session(request.cookies.get(COOKIE), _rt(state).clock.now())
 
 
-def _viewer(request: Request[Any, Any, Any], state: State) -> str | Response[Any]:
-    """Who is looking: the session's user, or the answer for someone who may not (the view is off, or the browser
-    goes to the login)."""
+async def _viewer(request: Request[Any, Any, Any], state: State) -> Session | Response[Any]:
+    """Who is looking: the session, or the answer for someone who may not (the view is off, or the browser goes to
+    the login)."""
     if _sessions(state) is None:
         return _off()
-    user = _user(request, state)
-    return user if user is not None else Redirect("/ui/login")
+    session = await _session(request, state)
+    return session if session is not None else Redirect("/ui/login")
 
 
 def _off() -> Response[Any]:
-    return Response(
-        content="The web view is off: give `ui: {users: [...]}` in the config.", status_code=404, media_type=HTML
-    )
+    return _refused(404, "The web view is off: give `ui: {users: [...]}` in the config.")
 
 
-def _page(request: Request[Any, Any, Any], state: State, template: str, user: str, **context: Any) -> Template:
-    sessions = _sessions(state)
-    assert sessions is not None
-    cookie = request.cookies.get(COOKIE, "")
+def _page(template: str, session: Session, state: State, **context: Any) -> Template:
     return Template(
         template_name=template,
-        context={"user": user, "csrf": sessions.csrf(cookie), "zone": _zone(state), **context},
+        context={"user": session.user, "csrf": session.csrf, "zone": _zone(state), **context},
         media_type=HTML,
     )
 
@@ -93,17 +90,31 @@ def _refused(status: int, message: str) -> Response[Any]:
     return Response(content=message, status_code=status, media_type=MediaType.TEXT)
 
 
-def _form_ok(request: Request[Any, Any, Any], state: State, form: dict[str, Any]) -> Response[Any] | None:
-    """None when the POST comes from a logged-in page of ours: a session, and the form's CSRF token for it."""
-    sessions = _sessions(state)
-    if sessions is None:
-        return _off()
-    cookie = request.cookies.get(COOKIE)
-    if sessions.user(cookie, _rt(state).clock.now()) is None:
-        return _refused(401, "Log in first: /ui/login")
-    if not sessions.csrf_ok(cookie, form.get("csrf")):
-        return _refused(403, "This form is stale or did not come from the notifier's page: reload it and try again.")
-    return None
+def _same_origin(request: Request[Any, Any, Any]) -> bool:
+    """A browser's POST says where its page came from: only the notifier's own pages may post its forms."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's form (curl), which has no cookie of the view to misuse either
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
+async def _form_ok(
+    request: Request[Any, Any, Any], state: State, form: dict[str, Any]
+) -> tuple[Session | None, Response[Any] | None]:
+    """The session when the POST comes from a logged-in page of ours: a session, the form's CSRF token for it, and
+    our origin; else the answer."""
+    if _sessions(state) is None:
+        return None, _off()
+    if not _same_origin(request):
+        return None, _refused(403, "This form did not come from the notifier's page.")
+    session = await _session(request, state)
+    if session is None:
+        return None, _refused(401, "Log in first: /ui/login")
+    if not Sessions.csrf_ok(session, form.get("csrf")):
+        return None, _refused(
+            403, "This form is stale or did not come from the notifier's page: reload it and try again."
+        )
+    return session, None
 
 
 # -- login ------------------------------------------------------------------------------------------------------------
@@ -122,14 +133,25 @@ async def login(request: Request[Any, Any, Any], state: State) -> Template | Red
     ui = _rt(state).settings.ui
     if sessions is None or ui is None:
         return _off()
+    if not _same_origin(request):
+        return _refused(403, "This form did not come from the notifier's page.")
     form = dict(await request.form())
-    name, password = str(form.get("user", "")), str(form.get("password", ""))
+    name, password = str(form.get("user", ""))[:128], str(form.get("password", ""))[:1024]
+    address = request.client.host if request.client else ""
+    now = _rt(state).clock.now()
+    wait = sessions.throttle.wait(name, address, now)
+    if wait > 0:
+        log.warning("web view: login as %r from %s refused: too many failed logins", name[:64], address)
+        context = {"error": f"Too many failed logins: try again in {format_duration(wait)}."}
+        return Template(template_name="login.html.j2", context=context, media_type=HTML, status_code=429)
     user = next((u for u in ui.users if u.name == name), None)
-    if user is None or not check_password(password, str(user.password_hash)):
-        log.warning("web view: failed login as %r from %s", name[:64], request.client.host if request.client else "")
+    if not await sessions.check(password, str(user.password_hash) if user is not None else None) or user is None:
+        sessions.throttle.failed(name, address, now)
+        log.warning("web view: failed login as %r from %s", name[:64], address)
         context = {"error": "Wrong name or password."}
         return Template(template_name="login.html.j2", context=context, media_type=HTML, status_code=401)
-    cookie = sessions.issue(user.name, _rt(state).clock.now())
+    sessions.throttle.succeeded(name)
+    cookie = await sessions.issue(user.name, now)
     log.info("web view: %s logged in", user.name)
     return Redirect(
         "/ui",
@@ -151,12 +173,12 @@ async def login(request: Request[Any, Any, Any], state: State) -> Template | Red
 @post("/ui/logout", status_code=303)
 async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     form = dict(await request.form())
-    refused = _form_ok(request, state, form)
+    _session, refused = await _form_ok(request, state, form)
     if refused is not None:
         return refused
     sessions = _sessions(state)
     assert sessions is not None
-    sessions.end(request.cookies.get(COOKIE, ""), _rt(state).clock.now())
+    await sessions.end(request.cookies.get(COOKIE, ""))
     response: Response[Any] = Redirect("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
@@ -167,9 +189,9 @@ async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]
 
 @get("/ui", media_type=HTML)
 async def overview(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    user = _viewer(request, state)
-    if not isinstance(user, str):
-        return user
+    session = await _viewer(request, state)
+    if not isinstance(session, Session):
+        return session
     rt = _rt(state)
     now = rt.clock.now()
     zone = _zone(state)
@@ -227,7 +249,7 @@ async def overview(request: Request[Any, Any, Any], state: State) -> Template | 
         }
         for d in sorted(waiting, key=lambda d: d.next_attempt_at)
     ]
-    return _page(request, state, "overview.html.j2", user, groups=rows, waiting=waits, dead=dead, health=health)
+    return _page("overview.html.j2", session, state, groups=rows, waiting=waits, dead=dead, health=health)
 
 
 def _alertname(group_key: str) -> str:
@@ -264,11 +286,13 @@ async def _last_errors(conn: Any) -> dict[str, tuple[str, float]]:
 
 @get("/ui/groups/{group_hash:str}", media_type=HTML)
 async def group_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    user = _viewer(request, state)
-    if not isinstance(user, str):
-        return user
+    session = await _viewer(request, state)
+    if not isinstance(session, Session):
+        return session
     rt = _rt(state)
     group = str(request.path_params["group_hash"])
+    if not GROUP_HASH.fullmatch(group):
+        return _refused(404, "No such alert group: a group's id is 64 hexadecimal digits.")
     zone = _zone(state)
     try:
         async with rt.store.begin(readonly=True) as conn:
@@ -278,7 +302,7 @@ async def group_page(request: Request[Any, Any, Any], state: State) -> Template 
     except StoreUnavailable:
         return _refused(503, "The store is unavailable; the page comes back when it answers.")
     if not events:
-        return Response(content=f"Nothing recorded for group {group}.", status_code=404, media_type=HTML)
+        return _refused(404, f"Nothing recorded for group {group}.")
     rows = [
         {
             "at": _when(e.at, zone),
@@ -292,10 +316,9 @@ async def group_page(request: Request[Any, Any, Any], state: State) -> Template 
     ]
     messages = [_as_sent(rt, d, payloads.get(d.notification_id)) for d in sent if d.kind is MessageKind.ALERT]
     return _page(
-        request,
-        state,
         "group.html.j2",
-        user,
+        session,
+        state,
         group=group,
         group_key=events[-1].group_key,
         name=_alertname(events[-1].group_key),
@@ -355,9 +378,9 @@ def _slack_lines(payload: Any) -> list[tuple[str, str]]:
 
 @get("/ui/dead", media_type=HTML)
 async def dead_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    user = _viewer(request, state)
-    if not isinstance(user, str):
-        return user
+    session = await _viewer(request, state)
+    if not isinstance(session, Session):
+        return session
     rt = _rt(state)
     zone = _zone(state)
     async with rt.store.begin(readonly=True) as conn:
@@ -374,18 +397,21 @@ async def dead_page(request: Request[Any, Any, Any], state: State) -> Template |
         }
         for d in dead
     ]
-    return _page(request, state, "dead.html.j2", user, dead=rows, done=request.query_params.get("done", ""))
+    done = request.query_params.get("done", "")
+    return _page("dead.html.j2", session, state, dead=rows, done=done if done.isdigit() else "")
 
 
 @post("/ui/dead/retry", status_code=303)
 async def retry_dead(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     form = dict(await request.form())
-    refused = _form_ok(request, state, form)
-    if refused is not None:
-        return refused
+    session, refused = await _form_ok(request, state, form)
+    if refused is not None or session is None:
+        return refused or _off()
     rt = _rt(state)
     now = rt.clock.now()
     wanted = str(form.get("id", ""))
+    if wanted != "all" and not ROW_ID.fullmatch(wanted):
+        return _refused(400, "id: expected a delivery id (26 letters and digits) or all")
     async with rt.store.begin(readonly=True) as conn:
         ids = (
             [d.id for d in await repo.list_deliveries(conn, DeliveryState.DEAD.value, 1000)]
@@ -393,11 +419,10 @@ async def retry_dead(request: Request[Any, Any, Any], state: State) -> Response[
             else [wanted]
         )
     retried = 0
-    who = _user(request, state) or "?"
     for delivery_id in ids:
-        retried += await _retry(rt, delivery_id, now, who)
+        retried += await _retry(rt, delivery_id, now, session.user)
     rt.worker.wake()
-    log.info("web view: %s retried %d dead letters", _user(request, state), retried)
+    log.info("web view: %s retried %d dead letters", session.user, retried)
     return Redirect(f"/ui/dead?done={retried}", status_code=303)
 
 
@@ -434,9 +459,9 @@ async def _retry(rt: Runtime, delivery_id: str, now: float, who: str) -> bool:
 
 @get("/ui/search", media_type=HTML)
 async def search_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    user = _viewer(request, state)
-    if not isinstance(user, str):
-        return user
+    session = await _viewer(request, state)
+    if not isinstance(session, Session):
+        return session
     rt = _rt(state)
     text = request.query_params.get("q", "").strip()[:200]
     window = request.query_params.get("since", "24h")
@@ -445,9 +470,7 @@ async def search_page(request: Request[Any, Any, Any], state: State) -> Template
         found = await tl.groups_like(conn, text, since, limit=100)
     zone = _zone(state)
     rows = [{"hash": h, "key": k, "name": _alertname(k), "last": _when(at, zone), "events": n} for h, k, at, n in found]
-    return _page(
-        request, state, "search.html.j2", user, q=text, since=window, windows=list(SEARCH_WINDOWS), groups=rows
-    )
+    return _page("search.html.j2", session, state, q=text, since=window, windows=list(SEARCH_WINDOWS), groups=rows)
 
 
 PAGES = [login_page, login, logout, overview, group_page, dead_page, retry_dead, search_page]

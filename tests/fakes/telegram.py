@@ -254,6 +254,8 @@ class FakeTelegram:
             return self._error(f.status, f.description, params_out or None)
         if self.delay:
             await asyncio.sleep(self.delay)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # the client went away while the request was held: not taken
         if method == "editMessageText":
             return self._edit(params)
         return self._send(params, method)
@@ -285,7 +287,9 @@ class FakeTelegram:
         data = next((b["callback_data"] for row in rows for b in row if b["text"] == body.get("button")), None)
         if data is None:
             return web.json_response({"error": "no such button"}, status=404)
-        qid = self.press(message, data, username=str(body.get("user", "alice")).lstrip("@"))
+        qid = self.press(
+            message, data, user_id=int(body.get("user_id", 7001)), username=str(body.get("user", "alice")).lstrip("@")
+        )
         return web.json_response({"pressed": body.get("button"), "callback_query": qid})
 
     async def _fake_say(self, request: web.Request) -> web.Response:

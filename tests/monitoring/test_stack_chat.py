@@ -17,7 +17,7 @@ from tests.monitoring.test_stack_e2e import all_ports, services, wait
 
 def test_silence_pressed_in_the_stacks_fake_telegram_reaches_its_alertmanager(tmp_path: Path) -> None:
     services()
-    chat = {"fake": True, "token": "123456:stack-fake", "chat": -1001234567890, "user": "@alice"}
+    chat = {"fake": True, "token": "123456:stack-fake", "chat": -1001234567890, "user": 7001}
     s = Stack(tmp_path, all_ports(), scenario="crash", fast=True, chat=chat)
     try:
         s.start()

@@ -135,3 +135,27 @@ async def test_prune_deletes_what_is_older_than_asked(tmp_path: Path, fake_teleg
     assert r.returncode == 0 and "notifications  1 deleted" in r.stdout, r.stdout + r.stderr
     with sqlite3.connect(tmp_path / "n.db") as db:
         assert [row[0] for row in db.execute("SELECT id FROM notifications")] == ["NEW"]
+
+
+async def test_deliveries_and_explain_print_no_terminal_escapes(tmp_path: Path) -> None:
+    """A group key (which anyone who can push to Alertmanager shapes) carrying escape sequences that would retitle
+    the terminal and clear it, and a right-to-left override: shown as escapes, never sent to the terminal."""
+    from tests.helpers import console_settings, make_group
+    from tests.notifier.harness import post, running
+
+    url = f"sqlite:///{tmp_path}/n.db"
+    name = "Evil\x1b]0;pwned\x07\x1b[2J\u202eexe"
+    group = make_group(1, name=name, group_key=f'{{}}:{{alertname="{name}"}}')
+    async with running(console_settings(url)) as (client, _rt):
+        assert (await post(client, json.dumps(group))).status_code == 202
+    cfg = tmp_path / "n.yml"
+    cfg.write_text(
+        f"storage: {{url: '{url}'}}\nreceivers: [{{name: console, log: [{{}}]}}]\nroutes: {{receiver: console}}\n"
+    )
+    listed = await asyncio.to_thread(cli, "deliveries", "--config", str(cfg))
+    explained = await asyncio.to_thread(cli, "explain", "--config", str(cfg), "--group", group["groupKey"])
+    for r in (listed, explained):
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout and "\u202e" not in r.stdout
+    assert "Evil\\x1b]0;pwned\\x07\\x1b[2J\\u202eexe" in explained.stdout
+    assert "Evil\\x1b]0;pwned" in listed.stdout

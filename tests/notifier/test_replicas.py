@@ -270,7 +270,7 @@ def test_one_replica_polls_telegram_and_another_takes_over_when_it_dies(
     when it is killed the other takes over within the lease time and answers the chat."""
     actions = {
         "alertmanager": {"urls": ["http://127.0.0.1:9"]},
-        "actions": {"allowed": {"telegram": ["@alice"]}, "telegram": {"poll_timeout": "1s", "lease": "10s"}},
+        "actions": {"allowed": {"telegram": [7001]}, "telegram": {"poll_timeout": "1s", "lease": "10s"}},
     }
     notifiers = replicas(tmp_path, pg_url, 2, tg, **actions)
     try:

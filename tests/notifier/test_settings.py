@@ -176,9 +176,26 @@ BAD = [
     ),
     ("- just\n- a list\n", "", "top level must be a mapping"),
     (
-        "actions: {allowed: {telegram: ['@alice']}}\nreceivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\n",
+        "actions: {allowed: {telegram: [7001]}}\nreceivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\n",
         "actions",
         "chat actions silence through Alertmanager",
+    ),
+    (
+        "alertmanager: {urls: ['http://am:9093']}\nactions: {allowed: {telegram: ['@alice']}}\n",
+        "actions.allowed.telegram[0]",
+        "'@alice' is a username; give the person's numeric Telegram user id",
+    ),
+    (
+        "alertmanager: {urls: ['http://am:9093']}\nactions: {allowed: {telegram: [7001]}, telegram: "
+        "{mode: webhook, webhook_url: 'https://n.example/telegram/updates', secret_token: a}}\n",
+        "actions.telegram.secret_token",
+        "16 to 256 characters",
+    ),
+    (
+        "alertmanager: {urls: ['http://am:9093']}\nactions: {allowed: {slack: [U01]}, slack: {signing_secret: x, "
+        "response_urls: ['ftp://hooks.slack.com/']}}\n",
+        "actions.slack.response_urls[0]",
+        "expected a URL prefix",
     ),
     (
         "alertmanager: {urls: ['http://am:9093']}\nactions: {}\nreceivers: [{name: a, log: [{}]}]\n"

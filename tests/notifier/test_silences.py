@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from notifier.settings import AlertmanagerSettings
-from notifier.silences import SilenceClient, SilenceError
+from notifier.silences import Matcher, SilenceClient, SilenceError
 from tests.helpers import binary, free_port, run
 
 CONFIG = """
@@ -47,12 +47,13 @@ async def test_a_silence_is_made_for_the_labels_seen_by_amtool_and_expired(am_ur
     now = time.time()
     try:
         labels = {"alertname": "BotDown", "bot": "grid-btc", "severity": "critical"}
-        sid = await client.create(labels, now, now + 4 * 3600, "@alice via Telegram", "silenced from message 42")
+        matchers = [Matcher(k, v) for k, v in labels.items()]
+        sid = await client.create(matchers, now, now + 4 * 3600, "@alice via Telegram", "silenced from message 42")
         found = _amtool_query(am_url)
         assert [s["id"] for s in found] == [sid]
         assert found[0]["createdBy"] == "@alice via Telegram"
-        matchers = {(m["name"], m["value"], m["isEqual"], m["isRegex"]) for m in found[0]["matchers"]}  # type: ignore[attr-defined]
-        assert matchers == {(k, v, True, False) for k, v in labels.items()}
+        made = {(m["name"], m["value"], m["isEqual"], m["isRegex"]) for m in found[0]["matchers"]}  # type: ignore[attr-defined]
+        assert made == {(k, v, True, False) for k, v in labels.items()}
 
         active = await client.active()
         assert [s.id for s in active] == [sid] and active[0].labels() == labels
@@ -72,7 +73,7 @@ async def test_a_peer_that_is_down_gives_way_to_the_next(am_url: str) -> None:
     client = _client([down, am_url])
     now = time.time()
     try:
-        sid = await client.create({"alertname": "X"}, now, now + 3600, "@bob via Slack", "test")
+        sid = await client.create([Matcher("alertname", "X")], now, now + 3600, "@bob via Slack", "test")
         assert [s["id"] for s in _amtool_query(am_url)] == [sid]
     finally:
         await client.aclose()
@@ -83,16 +84,16 @@ async def test_a_refusal_and_a_cluster_that_is_down_are_told_without_credentials
     client = _client([am_url], bearer_token="s3cret-token")
     try:
         with pytest.raises(SilenceError, match=r"Alertmanager refused it: .*\(HTTP 400\)"):
-            await client.create({"alertname": "X"}, now, now - 60, "@a", "ends before it starts")
-        with pytest.raises(SilenceError, match="at least one label"):
-            await client.create({}, now, now + 60, "@a", "")
+            await client.create([Matcher("alertname", "X")], now, now - 60, "@a", "ends before it starts")
+        with pytest.raises(SilenceError, match="at least one matcher"):
+            await client.create([], now, now + 60, "@a", "")
     finally:
         await client.aclose()
     ports = [free_port(), free_port()]
     down = _client([f"http://user:pw-in-url@127.0.0.1:{p}" for p in ports], bearer_token="s3cret-token")
     try:
         with pytest.raises(SilenceError) as caught:
-            await down.create({"alertname": "X"}, now, now + 60, "@a", "")
+            await down.create([Matcher("alertname", "X")], now, now + 60, "@a", "")
         text = str(caught.value)
         assert text.startswith("no Alertmanager answered: ")
         assert all(f"127.0.0.1:{p}" in text for p in ports)

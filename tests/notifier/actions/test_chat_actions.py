@@ -45,9 +45,9 @@ def config(tg: FakeTelegram, slack: FakeSlack, am_urls: list[str], **actions: An
         "delivery": {"poll_interval": "50ms", "backoff_initial": "100ms", "backoff_max": "1s"},
         "alertmanager": {"urls": am_urls, "external_url": "http://am.example"},
         "actions": {
-            "allowed": {"telegram": ["@alice", 7002], "slack": ["U0ALICE"]},
+            "allowed": {"telegram": [7001, 7002], "slack": ["U0ALICE"]},
             "telegram": {"poll_timeout": "1s", "lease": "10s"},
-            "slack": {"signing_secret": SIGNING},
+            "slack": {"signing_secret": SIGNING, "response_urls": [f"{slack.url}/respond/"]},
             **actions,
         },
         "receivers": [
@@ -210,10 +210,13 @@ async def test_refusals_change_nothing(
         buttons = callback_buttons(tg.sent[0])
 
         tg.press(tg.sent[0], buttons["Silence 1h"], user_id=666, username="mallory")  # not allowed
-        tg.press(tg.sent[0], "na1-00000000000000000000")  # an unknown button
+        tg.press(tg.sent[0], "na2-0000000000000000000000")  # an unknown button
         await wait_for(lambda: len(tg.callback_answers) == 2, timeout=15)
         answers = {a["text"]: a["show_alert"] for a in tg.callback_answers}
-        assert answers == {"You may not act on alerts here.": True, "This button has expired.": False}
+        assert answers == {
+            "You may not act on this alert group (your Telegram user id is 666).": True,
+            "This button has expired.": False,
+        }
 
         ack = slack_buttons(slack.posted[0].blocks)["Ack"]
         body = slack_press(slack, ack)
@@ -223,7 +226,7 @@ async def test_refusals_change_nothing(
         allowed_sig = await client.post("/slack/actions", content=other_user, headers=signed(SIGNING, other_user))
         assert (forged.status_code, stale.status_code, allowed_sig.status_code) == (401, 401, 200)
         await wait_for(lambda: len(slack.responses) == 1)
-        assert slack.responses[0]["text"] == "You may not act on alerts here."
+        assert slack.responses[0]["text"] == "You may not act on this alert group (your Slack user id is U0MALLORY)."
         # Telegram's webhook is not how this notifier takes updates: refused too
         r = await client.post("/telegram/updates", json={"update_id": 1})
         assert r.status_code == 404
@@ -257,11 +260,15 @@ async def test_telegram_webhook_mode_checks_the_secret_token(
     sqlite_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str
 ) -> None:
     tg, slack = fake_telegram, fake_slack
-    hook = {"mode": "webhook", "webhook_url": "https://notifier.example/telegram/updates", "secret_token": "s3cr3t_T0k"}
+    hook = {
+        "mode": "webhook",
+        "webhook_url": "https://notifier.example/telegram/updates",
+        "secret_token": "s3cr3t_T0k_0123456789",
+    }
     settings = settings_from(config(tg, slack, [am_url], telegram=hook), sqlite_url)
     async with running(settings) as (client, rt):
         await wait_for(lambda: tg.webhook is not None and bool(tg.commands))
-        assert tg.webhook is not None and tg.webhook["secret_token"] == "s3cr3t_T0k"
+        assert tg.webhook is not None and tg.webhook["secret_token"] == "s3cr3t_T0k_0123456789"
         assert [c["command"] for c in tg.commands[0]["commands"]] == ["alerts", "silences", "status", "help"]
         assert (await post(client, json.dumps(make_group(1, name="Hooked")))).status_code == 202
         await wait_for(lambda: len(tg.sent) == 1)
@@ -273,7 +280,7 @@ async def test_telegram_webhook_mode_checks_the_secret_token(
         async with rt.store.begin() as conn:
             assert (await conn.execute(select(group_acks))).all() == []
         ok = await client.post(
-            "/telegram/updates", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cr3t_T0k"}
+            "/telegram/updates", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cr3t_T0k_0123456789"}
         )
         assert ok.status_code == 200
         await wait_for(lambda: len(tg.callback_answers) == 1)
@@ -306,7 +313,7 @@ async def test_commands_answer_with_exact_content_for_a_known_store(
         await wait_for(lambda: len(tg.sent) == 4, timeout=15)
         answer = tg.sent[3]
         assert answer.text == (
-            "3 firing alert groups\n"
+            "Firing alert groups: 3\n"
             "1. 🔴 critical: BotDown, 2 firing for 2h 1m\n"
             "2. 🟠 warning: StaleData, 1 firing for 3h\n"
             "3. 🟠 warning: HighLatency, 1 firing for 10m"
@@ -315,9 +322,9 @@ async def test_commands_answer_with_exact_content_for_a_known_store(
         assert [[b["text"] for b in row] for row in rows] == [
             [f"{i}: Ack", f"{i}: Silence 1h", f"{i}: Silence 4h", f"{i}: Silence 24h"] for i in (1, 2, 3)
         ]
-        # the buttons of the answer act like those of the alert's own message
+        # the buttons of the answer act like those of the alert's own message (ids of their own)
         bot_down = next(m for m in tg.sent[:3] if "BotDown" in m.text)
-        assert rows[0][0]["callback_data"] == callback_buttons(bot_down)["Ack"]
+        assert rows[0][0]["callback_data"] != callback_buttons(bot_down)["Ack"]
         tg.press(answer, rows[0][0]["callback_data"])
         tg.press(answer, rows[1][2]["callback_data"])  # StaleData, silence 4h
         await wait_for(lambda: len(tg.callback_answers) == 2, timeout=15)
@@ -333,7 +340,8 @@ async def test_commands_answer_with_exact_content_for_a_known_store(
         tg.say("/silences")
         await wait_for(lambda: len(tg.sent) == 6, timeout=15)
         assert tg.sent[5].text == (
-            f"1 active silences\n1. 🔕 {{alertname=StaleData, severity=warning}} until {until} by @alice via Telegram"
+            "Silences made from the chat: 1\n"
+            f'1. 🔕 {{alertname="StaleData", severity="warning"}} until {until} by @alice via Telegram'
         )
         unsilence = (tg.sent[5].reply_markup or {})["inline_keyboard"][0][0]
         assert unsilence["text"] == "1: Unsilence"
@@ -346,7 +354,8 @@ async def test_commands_answer_with_exact_content_for_a_known_store(
         tg.say("/status")
         await wait_for(lambda: len(tg.sent) == 7, timeout=15)
         assert tg.sent[6].text == (
-            "Outbox: 0 waiting, 0 dead letters\nslack: last delivery 1h ago\ntelegram: last delivery 1h ago"
+            "Outbox of slack-bot, tg: 0 waiting, 0 dead letters\n"
+            "slack: last delivery 1h ago\ntelegram: last delivery 1h ago"
         )
 
         tg.say("/help")
@@ -354,7 +363,8 @@ async def test_commands_answer_with_exact_content_for_a_known_store(
         tg.say("/status", user_id=666, username="mallory")
         await wait_for(lambda: len(tg.sent) == 9, timeout=15)
         assert tg.sent[7].text.startswith("/alerts: the firing alert groups")
-        assert tg.sent[8].text == "You may not ask the notifier here."
+        assert tg.sent[7].text.endswith("\n\nYour Telegram user id: 7001")
+        assert tg.sent[8].text == "You may not ask the notifier (your Telegram user id is 666)."
 
         # the same answers for Slack's slash command
         body = urlencode(
@@ -370,9 +380,9 @@ async def test_commands_answer_with_exact_content_for_a_known_store(
         r = await client.post("/slack/commands", content=body, headers=signed(SIGNING, body))
         assert r.status_code == 200
         blocks = r.json()["blocks"]
-        assert blocks[0]["text"]["text"] == "1 active silences"
-        assert blocks[1]["text"]["text"].startswith("🔕 {alertname=StaleData, severity=warning} until ")
-        assert slack_buttons(blocks) == {"Unsilence": unsilence["callback_data"]}
+        assert blocks[0]["text"]["text"] == "Silences made from the chat: 1"
+        assert blocks[1]["text"]["text"].startswith('🔕 {alertname="StaleData", severity="warning"} until ')
+        assert list(slack_buttons(blocks)) == ["Unsilence"]
 
 
 async def test_email_cannot_be_edited_so_the_groups_next_email_tells_the_acknowledgement(

@@ -118,7 +118,7 @@ def test_a_waiting_message_takes_in_the_newer_state_and_keeps_what_left_the_grou
     current = {"a": FIRING, "c": FIRING}
     decision = decide(prior, current, NOW, repeat_interval=None, send_resolved=True, quiet=None, digest=False)
     fresh = _message(decision.change_record(), at=NOW, silent=False, not_before=NOW)
-    merged = coalesce(waiting, fresh, decision, current, first_alerts)
+    merged = coalesce(waiting, fresh, current, first_alerts)
     change = ChangeRecord.decode(merged.change)
     assert merged.id == waiting.id and merged.created_at == waiting.created_at
     assert merged.notification_id == fresh.notification_id  # the newest state is told
@@ -140,6 +140,6 @@ def test_a_retry_that_waits_keeps_its_back_off() -> None:
         quiet=None,
         digest=False,
     )
-    merged = coalesce(waiting, _message(decision.change_record(), at=NOW), decision, {"a": FIRING, "b": FIRING}, [])
+    merged = coalesce(waiting, _message(decision.change_record(), at=NOW), {"a": FIRING, "b": FIRING}, [])
     assert merged.attempts == 2 and merged.next_attempt_at == NOW + 30
     assert ChangeRecord.decode(merged.change).counts() == Change(new=2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifier.changes import diff_states
 from notifier.domain import Change
-from notifier.pipeline.decisions import diff_states
 
 states = st.dictionaries(st.sampled_from([f"fp{i}" for i in range(12)]), st.sampled_from(["firing", "resolved"]))
 
