@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= notifier.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas check-config stack dashboards clean
+.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui check-config stack dashboards screenshots clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's|[$$](CONFIG)|$(CONFIG)|g' \
@@ -76,8 +76,12 @@ bench-replicas: $(STAMP) ## intake and drain with 1, 2, 4 replicas on PostgreSQL
 stack: $(STAMP) ## the whole stack from Debian's binaries (demo exporter, Prometheus, Alertmanager, notifier); STACK_ARGS
 	$(BIN)/python scripts/stack.py $(STACK_ARGS)
 
+screenshots: $(STAMP) ## the web view's pictures in docs/img/, taken by the browser test from the current code
+	NOTIFIER_ARTIFACTS=test-artifacts/screenshots $(BIN)/python -m pytest -q tests/notifier/ui/test_browser.py
+	cp test-artifacts/screenshots/ui/timeline.png docs/img/timeline.png
+
 dashboards: $(STAMP) ## regenerate monitoring/grafana/dashboards from scripts/dashboards.py
 	$(BIN)/python scripts/dashboards.py
 
-clean: ## remove the virtualenv, caches and ./data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data .stack
+clean: ## remove the virtualenv, caches, test artifacts and ./data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts *.egg-info data .stack

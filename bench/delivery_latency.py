@@ -166,7 +166,10 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()
+    if a.quick:
+        vars(a).update({"rate": 20.0, "duration": 2.0})
     tokens = [f"{100000 + b}:bench-bot-{b}" for b in range(BOTS)]
     fake = FakeTelegram(token=tokens[0], extra_tokens=set(tokens[1:]), chats={1000 + c for c in range(CHATS)})
     await fake.start()

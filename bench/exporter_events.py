@@ -87,7 +87,10 @@ def feed(r: redis.Redis, client: httpx.Client, upto: int, sent: int, rng: random
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     args = ap.parse_args()
+    if args.quick:
+        vars(args).update({"events": 5_000})
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("redis-server is needed (apt-get install redis-server)")

@@ -156,7 +156,10 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trades", type=int, action="append")
     ap.add_argument("--orders", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()
+    if a.quick:
+        vars(a).update({"trades": [10_000], "orders": 1_000})
     for n in a.trades or [1_000_000]:
         await load(n, a.orders)
         await measure(n)

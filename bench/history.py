@@ -90,7 +90,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--old", type=int, default=200_000, help="old sent messages and group states in the store")
     ap.add_argument("--webhooks", type=int, default=400)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()
+    if a.quick:
+        vars(a).update({"old": 2_000, "webhooks": 50})
     workdir = Path(tempfile.mkdtemp(prefix="bench-history-"))
     try:
         empty = asyncio.run(measure(workdir, 0, a.webhooks))

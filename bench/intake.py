@@ -119,7 +119,10 @@ def main() -> None:
     ap.add_argument("--servers", default="uvicorn,granian")
     ap.add_argument("--payloads", default="2-alert,100-alert")
     ap.add_argument("--no-deliver", action="store_true", help="leave out the +deliver server")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()
+    if a.quick:
+        vars(a).update({"duration": 0.5, "rounds": 1, "concurrency": "8", "servers": "uvicorn", "payloads": "2-alert"})
     levels = [int(c) for c in a.concurrency.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     files = {}

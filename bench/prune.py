@@ -81,7 +81,10 @@ async def measure(workdir: Path, old: int, prune: bool) -> tuple[list[float], fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--old", type=int, default=50_000, help="old messages, notifications and group states")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()
+    if a.quick:
+        vars(a).update({"old": 2_000})
     workdir = Path(tempfile.mkdtemp(prefix="bench-prune-"))
     try:
         alone, _, _ = asyncio.run(measure(workdir, a.old, prune=False))

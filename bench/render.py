@@ -9,7 +9,10 @@
    group is being rendered and sent (target < 1 s). The big group goes to one chat, the critical one to the on-call
    chat, as severity routing does; both through the same bot.
 
-    .venv/bin/python bench/render.py [--rounds 5] [--repeat 3]
+    .venv/bin/python bench/render.py [--rounds 5] [--repeat 3] [--quick]
+
+`--quick` (the test suite runs it: the benchmark must keep working) renders 100 and 1,000 alerts and serves one
+1,000-alert group: a check that it runs, not a measurement.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from notifier.channels import telegram as telegram_channel  # noqa: E402
 from notifier.channels.email import EmailTarget  # noqa: E402
 from notifier.clock import SystemClock  # noqa: E402
 from notifier.delivery.worker import build_message  # noqa: E402
+from notifier.domain import ChangeRecord, Delivery  # noqa: E402
 from notifier.templates import Renderer  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
 from tests.helpers import TOKEN, fixture_json, free_port  # noqa: E402
@@ -47,7 +51,7 @@ BIG_CHAT, ONCALL_CHAT = 42, -1001234567890
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
-def render_times(repeat: int) -> dict[int, dict[str, float]]:
+def render_times(repeat: int, sizes: tuple[int, ...] = SIZES) -> dict[int, dict[str, float]]:
     from notifier.channels.email import EmailChannel
 
     renderer = Renderer()
@@ -56,10 +60,19 @@ def render_times(repeat: int) -> dict[int, dict[str, float]]:
         "r/email/0", EmailTarget(host="h", from_="a@example.com", to=["b@example.com"]), renderer, clock
     )
     out: dict[int, dict[str, float]] = {}
-    for n in SIZES:
+    for n in sizes:
         body = json.dumps(compact_group(n)).encode()
-        row = {"id": "d", "kind": "alert", "receiver": "r", "target": "r/x/0", "change": None, "silent": 0}
-        row["parts_sent"] = 0
+        row = Delivery.new(
+            id="d",
+            notification_id="n",
+            receiver="r",
+            target="r/x/0",
+            channel="x",
+            group_key="g",
+            group_hash="h",
+            change=ChangeRecord(),
+            now=0.0,
+        )
         best: dict[str, float] = {}
         for _ in range(repeat):
             for channel, render in (
@@ -93,7 +106,9 @@ async def health_samples(client: httpx.AsyncClient, until: Any, at_least: int) -
     return samples
 
 
-async def served(rounds: int) -> tuple[list[float], list[float], list[float]]:
+async def served(
+    rounds: int, big_size: int = 30_000, idle_samples: int = 300
+) -> tuple[list[float], list[float], list[float]]:
     fake = await FakeTelegram().start()
     tmp = Path(tempfile.mkdtemp(prefix="bench-render-"))
     port = free_port()
@@ -128,9 +143,9 @@ async def served(rounds: int) -> tuple[list[float], list[float], list[float]]:
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.1)
-            idle = await health_samples(client, lambda: True, 300)
+            idle = await health_samples(client, lambda: True, idle_samples)
             for r in range(rounds):
-                big = compact_group(30_000, name=f"BotHeartbeatLost{r}")
+                big = compact_group(big_size, name=f"BotHeartbeatLost{r}")
                 small = fixture_json("01-critical-firing-two-alerts.json")
                 small["groupKey"] = f"{small['groupKey']}-{r}"
                 small["alerts"][0]["fingerprint"] = f"r{r}"
@@ -168,22 +183,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5, help="30,000-alert groups delivered while measuring")
     ap.add_argument("--repeat", type=int, default=3, help="renders per size and channel (the fastest counts)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: check that it runs")
     args = ap.parse_args()
+    sizes, big = ((100, 1_000), 1_000) if args.quick else (SIZES, 30_000)
+    if args.quick:
+        args.rounds, args.repeat = 1, 1
 
     print("1. render time per channel, decode included (fastest of --repeat)")
-    times = render_times(args.repeat)
+    times = render_times(args.repeat, sizes)
     print(f"   {'alerts':>7} " + " ".join(f"{c:>12}" for c in ("telegram", "slack", "email", "log")))
     for n, by in times.items():
         print(f"   {n:>7} " + " ".join(f"{by[c] * 1000:>9.1f} ms" for c in ("telegram", "slack", "email", "log")))
     for c in ("telegram", "slack", "email", "log"):
-        ratio = (times[30_000][c] / 30_000) / (times[100][c] / 100)
-        print(f"   per-alert cost 30,000 : 100, {c:8}: {ratio:.3f}  (target <= 2)")
+        ratio = (times[sizes[-1]][c] / sizes[-1]) / (times[100][c] / 100)
+        print(f"   per-alert cost {sizes[-1]:,} : 100, {c:8}: {ratio:.3f}  (target <= 2)")
 
-    print(f"\n2./3. one notifier process, {args.rounds} groups of 30,000 alerts")
-    idle, busy, critical = asyncio.run(served(args.rounds))
+    print(f"\n2./3. one notifier process, {args.rounds} groups of {big:,} alerts")
+    idle, busy, critical = asyncio.run(served(args.rounds, big, 30 if args.quick else 300))
     p99_idle, p99_busy = pct(idle, 0.99), pct(busy, 0.99)
     print(f"   /healthz idle: p50 {pct(idle, 0.5):.1f} ms, p99 {p99_idle:.1f} ms ({len(idle)} requests)")
-    print(f"   /healthz while a 30,000-alert group is delivered: p50 {pct(busy, 0.5):.1f} ms, p99 {p99_busy:.1f} ms")
+    print(f"   /healthz while a {big:,}-alert group is delivered: p50 {pct(busy, 0.5):.1f} ms, p99 {p99_busy:.1f} ms")
     print(f"   ({len(busy)} requests); p99 difference {p99_busy - p99_idle:.1f} ms (target <= 20 ms)")
     print(
         f"   critical 2-alert group, webhook -> Telegram, posted meanwhile: median "

@@ -140,7 +140,10 @@ def run(label: str, url: str, n: int, duration: float, workdir: Path) -> dict[st
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()
+    if a.quick:
+        vars(a).update({"duration": 1.0})
     workdir = Path(tempfile.mkdtemp(prefix="bench-replicas-"))
     rows = [run("sqlite", f"sqlite:///{workdir}/n.db", 1, a.duration, workdir)]
     for n in (1, 2, 4):

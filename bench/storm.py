@@ -260,7 +260,10 @@ async def main() -> None:
     ap.add_argument("--window", type=float, default=60.0)
     ap.add_argument("--observe", type=float, default=120.0, help="seconds to watch after the last POST")
     ap.add_argument("--critical-group", type=int, default=250)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     args = ap.parse_args()
+    if args.quick:
+        vars(args).update({"groups": 20, "per_group": 2, "window": 2.0, "observe": 5.0, "critical_group": 10})
     workdir = Path(tempfile.mkdtemp(prefix="bench-storm-"))
     notifier = await run_notifier(args, workdir)
     am = await run_alertmanager(args, workdir)

@@ -216,7 +216,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--skip-intake", action="store_true")
     ap.add_argument("--skip-pages", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()
+    if a.quick:
+        vars(a).update({"groups": 100, "events": 2_000, "requests": 10, "rounds": 1, "duration": 0.5})
     if not a.skip_pages:
         tmp = Path(tempfile.mkdtemp(prefix="bench-ui-pages-"))
         try:

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bot-exporter", description="TRADERAGENT's Prometheus exporter")
     p.add_argument(
         "--listen",
-        default=os.environ.get("BOT_EXPORTER_LISTEN", "0.0.0.0:9100"),
+        default=os.environ.get("BOT_EXPORTER_LISTEN", "127.0.0.1:9100"),
         help="HOST:PORT to serve /metrics on; or $BOT_EXPORTER_LISTEN (default: %(default)s)",
     )
     p.add_argument(

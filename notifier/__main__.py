@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import re
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,10 @@ from typing import Any
 from notifier.channels.registry import PLUGINS, renderer_for
 from notifier.errors import ConfigError, NotifierError
 from notifier.settings import DEFAULT_CONFIG, Settings, default_config_path, load_settings
+from notifier.templates.context import plural
 
 EXIT_CONFIG = 2
+EXIT_USAGE = 2  # as argparse exits for a bad command line
 EXIT_FAILED = 1
 
 
@@ -49,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     _setup_logging(settings.server.log_level)
     claim = claim_sqlite_store(settings.storage.url)  # held until the process exits
+    # what can keep it from starting is tried first, and said in a line: the store, then the port
+    _store_answers(settings)
+    listening = _listen(settings.server.host, settings.server.port)
     app = create_app(settings, own_process=True)
     config = uvicorn.Config(
         app,
@@ -64,11 +71,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     server = _GracefulServer(config)
     try:
-        server.run()
+        server.run(sockets=[listening])
     finally:
+        listening.close()
         if claim is not None:
             claim.close()
     return 0 if server.started else EXIT_FAILED
+
+
+def _store_answers(settings: Settings) -> None:
+    """Reach the store and bring its schema up to date, or raise StoreUnavailable saying why and where."""
+    from notifier.errors import StoreUnavailable
+    from notifier.store import Store
+    from notifier.store.urls import redact_url
+
+    async def migrate() -> None:
+        store = Store(settings.storage)
+        try:
+            await store.migrate()
+        finally:
+            await store.dispose()
+
+    try:
+        asyncio.run(migrate())
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(
+            f"the store at {redact_url(settings.storage.url)} is unavailable: {exc} (check storage.url, and that "
+            "the database server runs and lets this user in)"
+        ) from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything says the notifier is ready."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        why = "the address is in use (another notifier?)" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise NotifierError(
+            f"cannot listen on {where}: {why}; give another with server.listen (or NOTIFIER_LISTEN with the default "
+            "config)"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _graceful_server_class() -> type:
@@ -127,8 +177,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 source=path,
             ) from None
     print(
-        f"{path}: OK ({len(settings.receivers)} receivers, {targets} targets, "
-        f"{len(settings.quiet_hours)} quiet-hours schedules)"
+        f"{path}: OK ({plural(len(settings.receivers), 'receiver')}, {plural(targets, 'target')}, "
+        f"{plural(len(settings.quiet_hours), 'quiet-hours schedule')})"
     )
     return 0
 
@@ -306,7 +356,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """A group's timeline: every notification, decision, attempt and action, and why."""
     from notifier.clock import SystemClock
-    from notifier.configtypes import parse_duration
     from notifier.store import Store
     from notifier.store import timeline as tl
     from notifier.views import timeline_text
@@ -314,8 +363,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if not args.group and not args.alertname:
         print("explain: give --group KEY or --alertname NAME", file=sys.stderr)
-        return EXIT_FAILED
-    since = SystemClock().now() - float(parse_duration(args.since))
+        return EXIT_USAGE
+    since = SystemClock().now() - float(args.since)
 
     async def run() -> int:
         store = Store(settings.storage)
@@ -363,11 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`notifier COMMAND --help` tells more of each command.",
     )
     p.add_argument("--config", "-c", help=config_help)
+    p.add_argument("--debug", action="store_true", help="on a failure, print its traceback too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, func: Any) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=summary, description=summary, formatter_class=_Help)
         s.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS, help=config_help)
+        s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print a failure's traceback")
         s.set_defaults(func=func)
         return s
 
@@ -389,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command("deliveries", "list the outbox (newest first), or make a dead delivery pending again", cmd_deliveries)
     s.add_argument("--state", choices=["pending", "sending", "sent", "dead"], help="only these; all when not given")
-    s.add_argument("--limit", type=int, default=50, help="at most this many rows")
+    s.add_argument("--limit", type=_count, default=50, help="at most this many rows (1 to 1000)")
     s.add_argument("--retry", metavar="ID", help="make this dead delivery pending again (a running notifier sends it)")
 
     s = command(
@@ -397,9 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--group", metavar="KEY", help="Alertmanager's group key, or the group's id from the API")
     s.add_argument("--alertname", metavar="NAME", help="every group of this alert name with events since --since")
-    s.add_argument("--since", default="2h", help="with --alertname: how far back")
-    s.add_argument("--limit", type=int, default=10, help="with --alertname: at most this many groups")
-    s.add_argument("--timezone", default="UTC", help="the times' zone, e.g. Europe/Berlin")
+    s.add_argument("--since", default="2h", type=_duration, help="with --alertname: how far back, e.g. 30m, 6h, 7d")
+    s.add_argument("--limit", type=_count, default=10, help="with --alertname: at most this many groups")
+    s.add_argument("--timezone", default="UTC", type=_zone, help="the times' zone, e.g. Europe/Berlin")
 
     command(
         "hash-password",
@@ -410,6 +461,31 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("prune", "delete what is older than storage.retention now (the hourly housekeeping, once)", cmd_prune)
     s.add_argument("--older-than", metavar="DURATION", help="instead of storage.retention, e.g. 7d (at least 1d)")
     return p
+
+
+def _duration(text: str) -> float:
+    from notifier.configtypes import parse_duration
+
+    try:
+        return float(parse_duration(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write it like 30m, 2h, 7d") from None
+
+
+def _zone(text: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time zone; write it like UTC or Europe/Berlin") from None
+    return text
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 1 to 1000")
+    return int(text)
 
 
 class _Help(argparse.HelpFormatter):
@@ -423,20 +499,33 @@ class _Help(argparse.HelpFormatter):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 failed (the store, the port, a delivery: the line says which), 2 a bad config or
+    command line, 130 interrupted. A failure is one line on stderr; `--debug` adds the traceback."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
         return code
     except ConfigError as exc:
+        if args.debug:
+            raise
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except NotifierError as exc:
+        if args.debug:
+            raise
         from notifier.redaction import redact
 
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        from notifier.redaction import redact
+
+        print(f"error: {type(exc).__name__}: {redact(str(exc))} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from array import array
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from itertools import accumulate
 from operator import itemgetter
 from typing import Annotated, Any, Literal
 
@@ -107,10 +109,30 @@ def decode_payload(body: bytes) -> WebhookPayload:
     except RecursionError:
         raise PayloadError(f"nested deeper than {MAX_DEPTH} levels", _too_deep(body)) from None
     _check_version(payload.version)
+    if _deeper_than_allowed(body):  # under a key the payload does not know, which the decoder skipped
+        raise PayloadError(f"nested deeper than {MAX_DEPTH} levels", _too_deep(body))
     _check_times(payload)
     if _NUL_ESCAPE.search(body):
         _check_no_nul(payload)
     return payload
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 opens, -1 (as a signed byte) closes
+
+
+def _deeper_than_allowed(body: bytes) -> bool:
+    """Whether the body's arrays and objects nest deeper than MAX_DEPTH anywhere. Its brackets are summed as +1/-1
+    steps, in C; counted with those inside strings too the depth can only come out higher, so only a body that
+    seems too deep that way has its strings taken out and is measured again."""
+    if _depth(body) <= MAX_DEPTH:
+        return False
+    return _depth(_JSON_STRING.sub(b"", body)) > MAX_DEPTH
+
+
+def _depth(text: bytes) -> int:
+    return max(accumulate(array("b", text.translate(_BRACKET_STEPS, _NOT_BRACKETS))), default=0)
 
 
 def _check_times(p: WebhookPayload) -> None:

@@ -21,6 +21,7 @@ from notifier.api.refusals import RefusalLog
 from notifier.runtime import Runtime
 from notifier.settings import Settings
 from notifier.store.urls import redact_url
+from notifier.templates.context import plural
 from notifier.templates.safety import clean
 from notifier.ui import pages as ui_pages
 from notifier.ui.auth import Sessions
@@ -91,10 +92,10 @@ def create_app(
         if own_process:
             tune_interpreter()
         log.info(
-            "notifier ready on %s, store %s, %d receivers",
+            "notifier ready on %s, store %s, %s",
             settings.server.listen,
             redact_url(settings.storage.url),
-            len(settings.receivers),
+            plural(len(settings.receivers), "receiver"),
         )
         try:
             yield

@@ -676,8 +676,11 @@ def _check_named_maps(data: dict[str, Any]) -> None:
                 raise ConfigError(msg, path=f"quiet_hours.{name}" + (f".{path}" if path else "")) from None
 
 
-def load_settings_from_mapping(data: Any, *, source: str = "", env: Mapping[str, str] | None = None) -> Settings:
-    """Validate an already-parsed config; the same checks as `load_settings`."""
+def load_settings_from_mapping(
+    data: Any, *, source: str = "", env: Mapping[str, str] | None = None, base: Path | None = None
+) -> Settings:
+    """Validate an already-parsed config; the same checks as `load_settings`. With `base` (the config file's
+    folder), relative paths in it are that folder's; without, the working directory's."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -687,6 +690,8 @@ def load_settings_from_mapping(data: Any, *, source: str = "", env: Mapping[str,
     try:
         data = _switch(data, "", environ, notes)
         data = _substitute(data, "", environ)
+        if base is not None:
+            data = _anchor(data, base)
         _check_named_maps(data)
         targets = _take_targets(data)
         settings = msgspec.convert(data, Settings, dec_hook=_dec_hook, strict=False)
@@ -722,7 +727,30 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}not valid YAML: {problem}", source=source) from None
-    return load_settings_from_mapping(data, source=source, env=env)
+    return load_settings_from_mapping(data, source=source, env=env, base=Path(path).resolve().parent)
+
+
+_SQLITE_PREFIXES = ("sqlite:///", "sqlite+aiosqlite:///")
+
+
+def _anchor(data: Any, base: Path, key: str = "") -> Any:
+    """Relative paths of a config file are the config file's folder's, as Prometheus and Alertmanager read theirs:
+    every `*_file` key, a template's `file`, and a SQLite database in `storage.url` (`sqlite:///data/n.db` is
+    data/n.db beside the config; four slashes, `sqlite:////var/lib/n.db`, are an absolute path)."""
+    if isinstance(data, dict):
+        return {k: _anchor(v, base, str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_anchor(v, base, key) for v in data]
+    if not isinstance(data, str) or not data:
+        return data
+    if (key.endswith("_file") or key == "file") and not os.path.isabs(data):
+        return str(base / data)
+    if key == "url":
+        for prefix in _SQLITE_PREFIXES:
+            rest = data[len(prefix) :]
+            if data.startswith(prefix) and rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+                return prefix + str(base / rest)
+    return data
 
 
 def default_config_path() -> str:

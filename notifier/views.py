@@ -104,6 +104,6 @@ def timeline_text(group_hash: str, events: list[TimelineEvent], zone: str = "UTC
     lines = [f"group {printable(events[-1].group_key)}  ({printable(group_hash)})"]
     for e in events:
         when = datetime.fromtimestamp(e.at, tz).strftime("%Y-%m-%d %H:%M:%S")
-        who = f" {printable(e.subject)}" if e.subject else ""
-        lines.append(f"{when}  {e.kind.value:<8} {e.outcome:<12}{who}: {printable(redact(e.text))}")
+        who = f"{printable(e.subject)}: " if e.subject else ""
+        lines.append(f"{when}  {e.kind.value:<8} {e.outcome:<12} {who}{printable(redact(e.text))}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ dashboard panel has data when all three run.
     make stack                      # or: .venv/bin/python scripts/stack.py --scenario exchange-trouble
 
 Chat actions (buttons and commands in Telegram) against the stack's own fake Telegram, `--chat-actions`, or a
-real bot, `--telegram-token-file FILE --telegram-chat ID --telegram-user @you`: the notifier then sends to that
+real bot, `--telegram-token-file FILE --telegram-chat ID --telegram-user YOUR_TELEGRAM_ID`: the notifier then sends to that
 chat, with Ack and Silence buttons that create silences in the stack's Alertmanager.
 
 The end-to-end test builds the same stack with faster timings (`fast=True`): a generated copy of the rules with
@@ -82,6 +82,8 @@ class Stack:
             if self.fast:  # `for:` and windows 60 times shorter (5m -> 5s): alerts fire within seconds, in order
                 text = re.sub(r"for: (\d+)([smh])", _scaled_for, text)
                 text = re.sub(r"\[(\d+)([smh])\]", _scaled_window, text)
+            # the stack runs no Grafana (Debian has no package of it): no Dashboard button that leads nowhere
+            text = re.sub(r"^\s*dashboard_url: .*\n", "", text, flags=re.M)
             (rules_dir / f.name).write_text(text)
         interval = "1s" if self.fast else "15s"
         prom = yaml.safe_load((MON / "prometheus" / "prometheus.yml").read_text())
@@ -120,7 +122,7 @@ class Stack:
             self.notifier_config = {
                 "alertmanager": {"urls": [f"http://127.0.0.1:{p.alertmanager}"]},
                 "actions": {"allowed": {"telegram": [self.chat["user"]]}, "telegram": {"poll_timeout": "10s"}},
-                "receivers": [{"name": "console", "log": [{}], "telegram": [telegram]}],
+                "receivers": [{"name": "console", "log": [{"format": "text"}], "telegram": [telegram]}],
                 "routes": {"receiver": "console"},
             }
         notifier = {
@@ -129,7 +131,7 @@ class Stack:
             "delivery": {"poll_interval": "200ms"},
             **(
                 self.notifier_config
-                or {"receivers": [{"name": "console", "log": [{}]}], "routes": {"receiver": "console"}}
+                or {"receivers": [{"name": "console", "log": [{"format": "text"}]}], "routes": {"receiver": "console"}}
             ),
         }
         (self.workdir / "notifier.yml").write_text(yaml.safe_dump(notifier))
@@ -406,23 +408,25 @@ def main() -> int:
         stack.start()
         p = stack.ports
         extra = stack.extra_exporters()
-        lines = [f"  {job + ' exporter':13} http://127.0.0.1:{getattr(p, job)}/metrics" for job in extra]
+        rows: list[tuple[str, str]] = [
+            ("bot exporter", f"http://127.0.0.1:{p.exporter}/metrics"),
+            ("Prometheus", f"http://127.0.0.1:{p.prometheus}/alerts"),
+            ("Alertmanager", f"http://127.0.0.1:{p.alertmanager}"),
+            ("notifier", f"http://127.0.0.1:{p.notifier}/api/v1/deliveries (Bearer {stack.token})"),
+            ("messages", f"{stack.logs}/notifier.log (as a person reads them)"),
+            *[(f"{job} exporter", f"http://127.0.0.1:{getattr(p, job)}/metrics") for job in extra],
+        ]
+        if stack.fake_telegram is not None:
+            rows.append(
+                ("fake Telegram", f"http://127.0.0.1:{p.telegram}/_fake/messages (press buttons: see the README)")
+            )
+        width = max(len(label) for label, _ in rows)
         missing = sorted({"node", "postgres", "redis"} - set(extra))
         note = f"\n  (no {', '.join(missing)} exporter: their dashboard panels stay empty)" if missing else ""
         print(
-            f"""The stack runs ({a.scenario} scenario). Logs: {stack.logs}
-  bot exporter  http://127.0.0.1:{p.exporter}/metrics
-  Prometheus    http://127.0.0.1:{p.prometheus}/alerts
-  Alertmanager  http://127.0.0.1:{p.alertmanager}
-  notifier      http://127.0.0.1:{p.notifier}/api/v1/deliveries (Bearer {stack.token}); notifications in {stack.logs}/notifier.log
-"""
-            + "\n".join(lines)
+            f"The stack runs ({a.scenario} scenario). Logs: {stack.logs}\n"
+            + "\n".join(f"  {label:<{width}}  {text}" for label, text in rows)
             + note
-            + (
-                f"\n  fake Telegram http://127.0.0.1:{p.telegram}/_fake/messages (press buttons: see the README)"
-                if stack.fake_telegram is not None
-                else ""
-            )
             + "\nCtrl-C stops everything.",
             flush=True,
         )

@@ -76,7 +76,7 @@ def decision_event(
 ) -> tuple[DecisionOutcome, str]:
     """The outcome and the sentence of one receiver's decision. `zone` is the quiet-hours schedule's, if any;
     `coalesced_into`: the waiting messages that took this state in."""
-    route = f"route {match.route_path}"
+    route = "the root route" if match.route_path == "routes" else f"route {match.route_path}"
     change = decision.change.describe() or "no change"
     if decision.verdict is Verdict.SUPPRESS:
         repeat = match.repeat_interval if match.repeat_interval is not None else DEFAULT_REPEAT_INTERVAL

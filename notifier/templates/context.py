@@ -30,6 +30,11 @@ MAX_ANNOTATION = 1200
 MAX_COMMON_SUMMARY = 600
 
 
+def plural(n: int, word: str) -> str:
+    """ "1 receiver", "2 receivers" (the notifier's nouns all take an s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def format_duration(seconds: float) -> str:
     s = max(0, int(seconds))
     if s < 60:

@@ -103,7 +103,7 @@ def test_every_command_and_option_has_help_with_its_default() -> None:
     r = cli("send-test", "--help")
     assert "--severity {critical,warning,info}" in r.stdout and "(default: warning)" in r.stdout
     r = cli("deliveries", "--help")
-    assert "at most this many rows (default: 50)" in r.stdout and "--config" in r.stdout
+    assert "at most this many rows (1 to 1000) (default: 50)" in " ".join(r.stdout.split()) and "--config" in r.stdout
     r = cli("--help")
     for command in ("serve", "check-config", "migrate", "render", "send-test", "deliveries", "prune"):
         assert f"    {command}" in r.stdout

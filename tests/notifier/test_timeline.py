@@ -63,7 +63,7 @@ async def test_quiet_hours_defer_then_send_at_the_end_of_the_window(
         assert [(k, o) for k, o, _ in lines(events)] == [("decision", "deferred")]
         assert events[0]["subject"] == "tg"
         assert events[0]["text"] == (
-            "deferred until 2026-11-26 07:00 Europe/Berlin (quiet hours 'night', route routes): 1 new, "
+            "deferred until 2026-11-26 07:00 Europe/Berlin (quiet hours 'night', the root route): 1 new, "
             "for tg/telegram/0"
         )
         await clock.set(berlin(26, 7, 0))
@@ -82,7 +82,7 @@ async def test_quiet_hours_defer_then_send_at_the_end_of_the_window(
         events = await timeline(client, group)
         assert events[-1]["outcome"] == "unchanged"
         assert events[-1]["text"] == (
-            "unchanged since 2026-11-26 02:12: nothing new to tell (1 still firing; repeat_interval 4h, route routes)"
+            "unchanged since 2026-11-26 02:12: nothing new to tell (1 still firing; repeat_interval 4h, the root route)"
         )
 
 
@@ -167,5 +167,5 @@ async def test_notifier_explain_prints_the_timeline(
         out = capsys.readouterr().out.splitlines()
         assert out[0] == f"group {group['groupKey']}  ({gh(group)})"
         assert [line.split()[2:4] for line in out[1:]] == [["decision", "queued"], ["attempt", "sent"]]
-        assert out[1].endswith("tg: queued for tg/telegram/0: 1 new (route routes)")
+        assert out[1].endswith("tg: queued for tg/telegram/0: 1 new (the root route)")
     assert await asyncio.to_thread(main, ["explain", "--config", str(cfg_file), "--alertname", "Nothing"]) == 1
