@@ -259,3 +259,24 @@ def wait_http(url: str, timeout: float = 30) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not come up")
+
+
+PRODUCTION_SECRETS = {
+    "notifier_token": "t" * 32,
+    "telegram_bot_token": "123456:abc",
+    "smtp_password": "p",
+    "slack_webhook_url": "https://hooks.slack.com/services/T/B/X",
+}
+
+
+def production_example(tmp_path: Path, **secrets: str) -> Path:
+    """examples/notifier.production.yml as installed on a server, with its secret files (under tmp_path instead of
+    /etc/notifier/secrets); `secrets` overrides their contents."""
+    folder = tmp_path / "secrets"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in {**PRODUCTION_SECRETS, **secrets}.items():
+        (folder / name).write_text(value)
+    text = (ROOT / "examples" / "notifier.production.yml").read_text()
+    config = tmp_path / "notifier.yml"
+    config.write_text(text.replace("/etc/notifier/secrets/", f"{folder}/"))
+    return config

@@ -10,7 +10,7 @@ import pytest
 
 from notifier.errors import ConfigError
 from notifier.settings import load_settings, parse_duration
-from tests.helpers import ROOT
+from tests.helpers import ROOT, production_example
 
 GOOD = """
 server:
@@ -272,16 +272,7 @@ def test_check_config_cli_accepts_the_shipped_configs(tmp_path: Path) -> None:
     r = _cli("check-config", str(ROOT / "notifier.yml"))
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout
-    r = _cli(
-        "check-config",
-        str(ROOT / "examples" / "notifier.production.yml"),
-        env={
-            "NOTIFIER_TOKEN": "t",
-            "TELEGRAM_BOT_TOKEN": "1:x",
-            "SMTP_PASSWORD": "p",
-            "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
-        },
-    )
+    r = _cli("check-config", str(production_example(tmp_path)))
     assert r.returncode == 0, r.stderr
 
 
@@ -315,15 +306,9 @@ def test_an_open_port_without_auth_is_allowed_only_when_the_config_says_so(tmp_p
 
 
 def test_serve_refuses_the_production_example_with_an_empty_token(tmp_path: Path) -> None:
-    env = {
-        "NOTIFIER_TOKEN": "",
-        "TELEGRAM_BOT_TOKEN": "1:x",
-        "SMTP_PASSWORD": "p",
-        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
-    }
-    r = _cli("serve", "--config", str(ROOT / "examples" / "notifier.production.yml"), env=env)
+    r = _cli("serve", "--config", str(production_example(tmp_path, notifier_token="")))
     assert r.returncode == 2
-    assert "server.auth.bearer_token: is empty" in r.stderr
+    assert f"server.auth.bearer_token_file: {tmp_path}/secrets/notifier_token is empty" in r.stderr
 
 
 def test_serve_refuses_a_bad_config_at_start(tmp_path: Path) -> None:
