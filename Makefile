@@ -33,7 +33,7 @@ lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy --strict on notifier and exporter
+typecheck: $(STAMP) ## mypy --strict on the packages, the tests, the benchmarks and the scripts
 	$(BIN)/mypy
 
 pytest: $(STAMP) ## the test suite only

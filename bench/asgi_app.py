@@ -7,7 +7,7 @@ import os
 from litestar import Litestar
 
 from notifier.app import create_app
-from notifier.settings import load_settings
+from notifier.config import load_settings
 
 
 def make_app() -> Litestar:

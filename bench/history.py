@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from notifier.alertmanager import decode_payload  # noqa: E402
+from notifier.config import load_settings_from_mapping  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
-from notifier.settings import load_settings_from_mapping  # noqa: E402
 from tests.helpers import fixture_json  # noqa: E402
 
 

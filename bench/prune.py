@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.history import commit_one, fill, pct  # noqa: E402
 from notifier.app import tune_interpreter  # noqa: E402
+from notifier.config import load_settings_from_mapping  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
-from notifier.settings import load_settings_from_mapping  # noqa: E402
 from tests.helpers import fixture_bytes  # noqa: E402
 
 PACE = 0.002  # seconds between webhooks

@@ -39,8 +39,8 @@ from notifier.channels import slack as slack_channel  # noqa: E402
 from notifier.channels import telegram as telegram_channel  # noqa: E402
 from notifier.channels.email import EmailTarget  # noqa: E402
 from notifier.clock import SystemClock  # noqa: E402
-from notifier.delivery.worker import build_message  # noqa: E402
 from notifier.domain import ChangeRecord, Delivery  # noqa: E402
+from notifier.messages import build_message  # noqa: E402
 from notifier.templates import Renderer  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
 from tests.helpers import TOKEN, fixture_json, free_port  # noqa: E402
@@ -82,7 +82,7 @@ def render_times(repeat: int, sizes: tuple[int, ...] = SIZES) -> dict[int, dict[
                 ("log", lambda m: log_channel.render(renderer, m, clock.now())),
             ):
                 t = time.perf_counter()
-                message = build_message(row, body, True, None)
+                message = build_message(row, ChangeRecord(), body, True, None)
                 render(message)
                 took = time.perf_counter() - t
                 best[channel] = min(best.get(channel, took), took)

@@ -31,12 +31,13 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.intake import bodies, free_port, load, start_server  # noqa: E402
+from bench.intake import bodies, load, start_server  # noqa: E402
 from notifier.app import create_app  # noqa: E402
+from notifier.config import load_settings_from_mapping  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
-from notifier.settings import load_settings_from_mapping  # noqa: E402
 from notifier.store.tables import alert_groups, group_state, timeline  # noqa: E402
 from notifier.ui.auth import hash_password  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 PASSWORD = "bench-password"
 SEVERITIES = ("critical", "warning", "info")
@@ -133,7 +134,7 @@ async def pages(url: str, groups: int, events: int, requests: int) -> None:
             await conn.exec_driver_sql("ANALYZE")
     took = time.perf_counter() - started
     print(f"store filled: {groups} groups, {len(hashes) * (events // groups)} events in {took:.0f}s")
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # Litestar's ASGI types are narrower than httpx's
     async with httpx.AsyncClient(transport=transport, base_url="http://notifier", timeout=60) as client:
         r = await client.post("/ui/login", data={"user": "bench", "password": PASSWORD})
         assert r.status_code == 303, r.text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -85,9 +85,6 @@ class BotMetrics:
                     spec.name, spec.help, spec.labels, buckets=API_LATENCY_BUCKETS, registry=self.registry
                 )
 
-    def metric(self, name: str) -> Any:
-        return self._m[name]
-
     def record_trade(
         self, bot: str, symbol: str, strategy: str, *, profit: float | None, at: float | None = None
     ) -> None:
@@ -120,13 +117,6 @@ class BotMetrics:
         if not ok:
             self._m["bot_api_errors"].labels(bot, endpoint).inc()
 
-    def set_rate_limit_remaining(self, bot: str, remaining: float) -> None:
-        self._m["bot_api_rate_limit_remaining"].labels(bot).set(remaining)
-
-    def set_position(self, bot: str, symbol: str, strategy: str, *, base: float, quote: float) -> None:
-        self._m["bot_position_size_base"].labels(bot, symbol, strategy).set(base)
-        self._m["bot_position_size_quote"].labels(bot, symbol, strategy).set(quote)
-
     @contextmanager
     def time_api_call(self, bot: str, endpoint: str) -> Iterator[None]:
         """Times the block as one exchange call; an exception counts as a failed call and passes on."""
@@ -138,10 +128,12 @@ class BotMetrics:
         finally:
             self.record_api_call(bot, endpoint, time.perf_counter() - started, ok=ok)
 
-    def timed(self, bot: str, endpoint: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    def timed(
+        self, bot: str, endpoint: str
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
         """Decorator for an async exchange call."""
 
-        def wrap(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        def wrap(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
             @functools.wraps(fn)
             async def inner(*args: P.args, **kwargs: P.kwargs) -> R:
                 with self.time_api_call(bot, endpoint):

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import errno
 import logging
 import re
-import signal
-import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from notifier.channels.registry import PLUGINS, renderer_for
+from notifier.config import DEFAULT_CONFIG, default_config_path, load_settings
 from notifier.errors import ConfigError, NotifierError
-from notifier.settings import DEFAULT_CONFIG, Settings, default_config_path, load_settings
+from notifier.settings import Settings
 from notifier.templates.context import plural
 
 EXIT_CONFIG = 2
@@ -45,109 +41,11 @@ def _load(path: str | None) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from notifier.app import create_app
-    from notifier.store.sqlite import claim_sqlite_store
+    from notifier.serve import serve
 
     settings = _load(args.config)
     _setup_logging(settings.server.log_level)
-    claim = claim_sqlite_store(settings.storage.url)  # held until the process exits
-    # what can keep it from starting is tried first, and said in a line: the store, then the port
-    _store_answers(settings)
-    listening = _listen(settings.server.host, settings.server.port)
-    app = create_app(settings, own_process=True)
-    config = uvicorn.Config(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.server.shutdown_timeout),
-        server_header=False,
-    )
-    server = _GracefulServer(config)
-    try:
-        server.run(sockets=[listening])
-    finally:
-        listening.close()
-        if claim is not None:
-            claim.close()
-    return 0 if server.started else EXIT_FAILED
-
-
-def _store_answers(settings: Settings) -> None:
-    """Reach the store and bring its schema up to date, or raise StoreUnavailable saying why and where."""
-    from notifier.errors import StoreUnavailable
-    from notifier.store import Store
-    from notifier.store.urls import redact_url
-
-    async def migrate() -> None:
-        store = Store(settings.storage)
-        try:
-            await store.migrate()
-        finally:
-            await store.dispose()
-
-    try:
-        asyncio.run(migrate())
-    except StoreUnavailable as exc:
-        raise StoreUnavailable(
-            f"the store at {redact_url(settings.storage.url)} is unavailable: {exc} (check storage.url, and that "
-            "the database server runs and lets this user in)"
-        ) from None
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The server's socket, bound before anything says the notifier is ready."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-        why = "the address is in use (another notifier?)" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise NotifierError(
-            f"cannot listen on {where}: {why}; give another with server.listen (or NOTIFIER_LISTEN with the default "
-            "config)"
-        ) from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _graceful_server_class() -> type:
-    import uvicorn
-
-    class GracefulServer(uvicorn.Server):
-        """uvicorn's server, except that SIGTERM/SIGINT end in exit code 0 once the graceful shutdown is done
-        (uvicorn re-raises the signal afterwards, which makes every orderly stop look like a crash)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    return GracefulServer
-
-
-def _GracefulServer(config: Any) -> Any:  # noqa: N802 -- reads as the class it builds
-    return _graceful_server_class()(config)
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
+    return serve(settings)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -167,7 +65,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 for sev in Severity:
                     for resolved in (False, True):
                         msg = test_message(r.name, key, sev, now, resolved=resolved)
-                        PLUGINS[kind].preview(renderer, msg, now)
+                        PLUGINS[kind].show(renderer, msg, now)
         except ValueError as exc:
             raise ConfigError(str(exc), path=f"receivers[{i}]", source=path) from None
         except Exception as exc:
@@ -229,16 +127,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     for key, kind, _t in receiver.targets():
         msg = Message(delivery_id="render", receiver=receiver.name, target=key, group=group)
-        out.append({"target": key, "channel": kind, "messages": PLUGINS[kind].preview(renderer, msg, now)})
+        out.append({"target": key, "channel": kind, "messages": PLUGINS[kind].show(renderer, msg, now)})
     if args.json:
-        print(msgspec.json.encode(out).decode())
+        raw = [{**entry, "messages": [m.raw for m in entry["messages"]]} for entry in out]
+        print(msgspec.json.encode(raw).decode())
         return 0
     for entry in out:
         print(f"=== {entry['target']} ({entry['channel']})")
         for i, m in enumerate(entry["messages"], 1):
             if len(entry["messages"]) > 1:
                 print(f"--- part {i}/{len(entry['messages'])}")
-            print(PLUGINS[entry["channel"]].describe(m))
+            print(m.text)
     return 0
 
 
@@ -317,8 +216,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from notifier.clock import SystemClock
+    from notifier.configtypes import parse_duration
     from notifier.metrics import NotifierMetrics
-    from notifier.settings import MIN_RETENTION, parse_duration
+    from notifier.settings import MIN_RETENTION
     from notifier.store import Store
     from notifier.store.housekeeping import Housekeeper
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Response
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
@@ -54,7 +55,7 @@ def _shown_clean(engine: JinjaTemplateEngine) -> None:
 def tune_interpreter() -> None:
     """Settings for a process that is only the notifier (`notifier serve`, and in-process benchmarks), made once it
     has started; a notifier inside another program leaves that program's interpreter alone. Without them, webhooks
-    wait behind garbage collections and GIL hand-overs under load: the latencies of `make bench-intake` show it."""
+    wait behind garbage collections and GIL hand-overs under load."""
     # The store's writer thread needs the GIL for a moment before and after each commit's disk flush; with
     # Python's default hand-over interval, every webhook of the batch would wait a whole interval for it.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
@@ -103,7 +104,21 @@ def create_app(
             await rt.stop()
             log.info("notifier stopped")
 
+    ui = settings.ui
+    sessions = Sessions(rt.store, ui.session_lifetime, [u.name for u in ui.users]) if ui is not None else None
+    view = ui_pages.View(rt, sessions)
+
+    def the_runtime() -> Runtime:
+        return rt
+
+    def web_view() -> ui_pages.View:
+        return view
+
     app = Litestar(
+        dependencies={
+            "rt": Provide(the_runtime, sync_to_thread=False),
+            "view": Provide(web_view, sync_to_thread=False),
+        },
         route_handlers=[
             handlers.webhook,
             handlers.validate_only,
@@ -133,8 +148,4 @@ def create_app(
     )
     app.state.runtime = rt
     app.state.refusals = RefusalLog(rt.clock.now)
-    ui = settings.ui
-    app.state.ui_sessions = (
-        Sessions(rt.store, ui.session_lifetime, [u.name for u in ui.users]) if ui is not None else None
-    )
     return app

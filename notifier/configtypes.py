@@ -9,6 +9,10 @@ from pathlib import Path
 
 import msgspec
 
+# what a message shows at most, and the infrastructure labels it hides, unless a receiver says otherwise
+DEFAULT_MAX_ALERTS = 100
+DEFAULT_MAX_PARTS = 10
+DEFAULT_HIDDEN_LABELS = ("instance", "job", "cluster", "monitor", "prometheus", "replica")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -94,3 +98,14 @@ def parse_weekdays(text: str) -> set[int]:
         a = (a + 1) % 7
         days.add(a)
     return days
+
+
+class BasicAuthSettings(Strict, kw_only=True):
+    """A user name and a password (or password_file): the notifier's own auth, or Alertmanager's."""
+
+    username: str
+    password: str | None = None
+    password_file: str | None = None
+
+    def __post_init__(self) -> None:
+        self.password = secret(self.password, self.password_file, "password", required=True)

@@ -13,70 +13,26 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import msgspec
-from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from notifier import failpoints
-from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.digest_schedule import DigestSchedule
-from notifier.domain import ChangeRecord, Delivery, MessageKind
 from notifier.metrics import NotifierMetrics
 from notifier.settings import DigestSettings, ReceiverSettings, Settings
-from notifier.store import Store, new_id
+from notifier.store import Store
+from notifier.store import digests as stored
 from notifier.store.actions import acks_between
-from notifier.store.repository import insert_own_notification
-from notifier.store.tables import deliveries, digest_items, digest_runs
+from notifier.store.digests import DigestItem
 from notifier.tasks import cancel_and_wait
 from notifier.templates.context import format_duration
 
 log = logging.getLogger("notifier.digest")
-
-
-def record_items(conn: Connection, receiver: str, payload_alerts: list[dict[str, Any]], now: float) -> int:
-    """Note each alert (one item per firing episode) for the receiver's next digest; returns how many."""
-    n = 0
-    for a in payload_alerts:
-        key = (receiver, a["fingerprint"], a["startsAt"])
-        ends = None if a["endsAt"].startswith("0001-") else a["endsAt"]
-        row = conn.execute(
-            select(digest_items.c.id).where(
-                digest_items.c.receiver == key[0],
-                digest_items.c.fingerprint == key[1],
-                digest_items.c.starts_at == key[2],
-            )
-        ).first()
-        values = {
-            "status": a["status"],
-            "ends_at": ends,
-            "last_seen": now,
-            "summary": a.get("annotations", {}).get("summary", ""),
-            "labels": msgspec.json.encode(a.get("labels", {})).decode(),
-            "generator_url": a.get("generatorURL", ""),
-        }
-        if row is None:
-            conn.execute(
-                digest_items.insert().values(
-                    id=new_id(),
-                    receiver=receiver,
-                    fingerprint=a["fingerprint"],
-                    starts_at=a["startsAt"],
-                    alertname=a.get("labels", {}).get("alertname", "alert"),
-                    severity=a.get("labels", {}).get("severity", "warning"),
-                    first_seen=now,
-                    **values,
-                )
-            )
-        else:
-            conn.execute(digest_items.update().where(digest_items.c.id == row[0]).values(**values))
-        n += 1
-    return n
 
 
 def _iso_to_ts(s: str | None) -> float | None:
@@ -86,7 +42,7 @@ def _iso_to_ts(s: str | None) -> float | None:
 
 
 def build_digest(
-    items: list[dict[str, Any]],
+    items: list[DigestItem],
     start: float | None,
     end: float,
     zone: ZoneInfo,
@@ -102,22 +58,21 @@ def build_digest(
     fired_resolved: list[dict[str, Any]] = []
     still: list[dict[str, Any]] = []
     episodes: dict[str, list[dict[str, Any]]] = {}
-    for it in sorted(items, key=lambda i: (i["starts_at"], i["alertname"])):
-        counts[it["severity"]] = counts.get(it["severity"], 0) + 1
-        labels = msgspec.json.decode(it["labels"])
-        name = " · ".join(v for v in (it["alertname"], labels.get("bot", ""), labels.get("symbol", "")) if v)
-        s, e = _iso_to_ts(it["starts_at"]), _iso_to_ts(it["ends_at"])
+    for it in sorted(items, key=lambda i: (i.starts_at, i.alertname)):
+        counts[it.severity] = counts.get(it.severity, 0) + 1
+        name = " · ".join(v for v in (it.alertname, it.labels.get("bot", ""), it.labels.get("symbol", "")) if v)
+        s, e = _iso_to_ts(it.starts_at), _iso_to_ts(it.ends_at)
         row = {
             "name": name,
-            "severity": it["severity"],
-            "summary": it["summary"],
+            "severity": it.severity,
+            "summary": it.summary,
             "start": local(s),
             "end": local(e),
             "duration": format_duration((e or end) - (s or end)),
-            "url": it["generator_url"],
+            "url": it.generator_url,
         }
-        (fired_resolved if it["status"] == "resolved" else still).append(row)
-        episodes.setdefault(it["fingerprint"], []).append(row)
+        (fired_resolved if it.status == "resolved" else still).append(row)
+        episodes.setdefault(it.fingerprint, []).append(row)
     flapping = sorted(((len(v), v[0]["name"]) for v in episodes.values() if len(v) > 1), reverse=True)[:5]
     return {
         "period_start": local(start),
@@ -148,13 +103,16 @@ class DigestScheduler:
         settings: Settings,
         clock: Clock,
         metrics: NotifierMetrics,
-        wake_worker: Any,
+        wake_worker: Callable[[], None],
+        targets: dict[str, list[tuple[str, str]]],
         interval: float = 15.0,
     ) -> None:
+        """`targets`: per receiver, the (key, channel) of its targets that take digests (email)."""
         self._store = store
         self._clock = clock
         self._metrics = metrics
         self._wake = wake_worker
+        self._targets = targets
         self._interval = interval
         self._acks = settings.actions is not None  # chat actions on: the digest lists the acknowledgements
         self._receivers: list[tuple[ReceiverSettings, DigestSettings, DigestSchedule]] = [
@@ -168,9 +126,6 @@ class DigestScheduler:
     def start(self) -> None:
         if self._receivers:
             self._task = asyncio.create_task(self._run(), name="digests")
-
-    def kick(self) -> None:
-        self._kick.set()
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -208,52 +163,16 @@ class DigestScheduler:
         tick: float,
         now: float,
     ) -> int:
-        last = conn.execute(
-            select(func.max(digest_runs.c.tick_at)).where(digest_runs.c.receiver == receiver.name)
-        ).scalar()
-        if last is not None and float(last) >= tick:
+        taken, since = stored.take_tick(conn, receiver.name, tick, now)
+        if not taken:
             return 0
-        try:
-            with conn.begin_nested():
-                conn.execute(digest_runs.insert().values(receiver=receiver.name, tick_at=tick, ran_at=now))
-        except IntegrityError:
-            return 0  # another worker took this tick
-        q = select(digest_items).where(digest_items.c.receiver == receiver.name, digest_items.c.last_seen <= tick)
-        if last is not None:  # what happened since the last digest, and what is still firing from before
-            q = q.where(or_(digest_items.c.last_seen > float(last), digest_items.c.status == "firing"))
-        items = [dict(r) for r in conn.execute(q).mappings()]
+        items = stored.items_for(conn, receiver.name, since, tick)
         self._metrics.digest_items.set(len(items))
         if not items and not cfg.send_empty:
             return 0
-        since = float(last) if last is not None else None
         acks = acks_between(conn, since, tick) if self._acks else []
         content = build_digest(items, since, tick, schedule.zone, acks)
-        gk = f"digest:{receiver.name}"
-        nid = insert_own_notification(
-            conn,
-            source="digest",
-            group_key=gk,
-            status="digest",
-            count=len(items),
-            payload=msgspec.json.encode(content).decode(),
-            now=now,
-        )
-        for target, channel, _t in receiver.targets():
-            if not PLUGINS[channel].digests:
-                continue
-            digest = Delivery.new(
-                id=new_id(),
-                notification_id=nid,
-                receiver=receiver.name,
-                target=target,
-                channel=channel,
-                group_key=gk,
-                group_hash=f"digest-{tick:.0f}",
-                change=ChangeRecord(),
-                now=now,
-                kind=MessageKind.DIGEST,
-            )
-            conn.execute(deliveries.insert(), digest.row())
+        stored.queue_digest(conn, receiver.name, self._targets.get(receiver.name, []), content, tick, now)
         self._metrics.digests_sent.inc()
         log.info("digest for %s queued: %d items", receiver.name, len(items))
         return 1

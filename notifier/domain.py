@@ -188,7 +188,7 @@ class AlertTimes(msgspec.Struct, array_like=True, frozen=True):
 
     @property
     def status(self) -> str:
-        return AlertStatus.FIRING.value if self.ends is None else AlertStatus.RESOLVED.value
+        return "firing" if self.ends is None else "resolved"  # AlertStatus' values
 
 
 class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -208,6 +208,7 @@ class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     # alerts of the notification that are stale copies (an Alertmanager peer's late state): fingerprint -> the newer
     # lifecycle known, which the message shows instead
     stale: dict[str, AlertTimes] = msgspec.field(default_factory=dict)
+    note: str | None = None  # a line the message shows above its alerts (why an escalation step sent it)
 
     @classmethod
     def decode(cls, text: str | bytes | None) -> ChangeRecord:
@@ -239,9 +240,13 @@ class GroupLifecycles(msgspec.Struct, kw_only=True):
     """What the intake knows of one group's alerts across notifications (the `group_lifecycles` table), so that a
     late copy from an Alertmanager peer cannot take the group back to an older state."""
 
-    current: dict[str, str]  # fingerprint -> status, as the newest notification that counted told it
     known: dict[str, AlertTimes]  # fingerprint -> the newest lifecycle known: current alerts, and those that left
     left: dict[str, float] = msgspec.field(default_factory=dict)  # fingerprint -> when it left the notifications
+
+    def current(self) -> dict[str, str]:
+        """Fingerprint -> status, as the newest notification that counted told it (its stale copies corrected):
+        every known alert that has not left."""
+        return {fp: t.status for fp, t in self.known.items() if fp not in self.left}
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -328,11 +333,17 @@ class Delivery(msgspec.Struct, kw_only=True):
 
 class Claim(msgspec.Struct):
     """A message leased to a worker, with what sending it needs: its notification's body as received (None when
-    it is missing or cannot be read) and the provider's reference of its group's first message on its target."""
+    it is missing or cannot be read), the provider's reference of its group's first message on its target, and its
+    change record, decoded once for the attempt."""
 
     delivery: Delivery
     payload: bytes | None
     thread_ref: str | None
+    change: ChangeRecord
+
+    @classmethod
+    def of(cls, delivery: Delivery, payload: bytes | None, thread_ref: str | None) -> Claim:
+        return cls(delivery, payload, thread_ref, ChangeRecord.decode(delivery.change))
 
 
 class GroupActions(msgspec.Struct, frozen=True):
@@ -358,6 +369,7 @@ class EventKind(StrEnum):
     DECISION = "decision"  # what the notification meant for one receiver
     ATTEMPT = "attempt"  # a try at delivering a message to one target
     ACTION = "action"  # someone acted on the group from the chat
+    ESCALATION = "escalation"  # a step of the route's escalation: due, fired, or the chain's end
 
 
 class TimelineEvent(msgspec.Struct, kw_only=True):
@@ -399,6 +411,17 @@ class Message:
     buttons: tuple[ActionButton, ...] = ()  # chat actions offered (Telegram, Slack with a bot token)
     edit_ref: str | None = None  # kind EDIT: the provider's reference of the message to show again
     action_zone: str = "UTC"  # the time zone of the times in the action lines
+    note: str | None = None  # a line shown above the alerts (ChangeRecord.note)
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    """At most `count` messages per `per` seconds into the bucket `key` (shared by every target that names it): a
+    provider's limit, as a channel declares it and the rate limiter keeps it."""
+
+    key: str
+    count: int
+    per: float
 
 
 @dataclass(frozen=True, slots=True)

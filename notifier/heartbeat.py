@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import httpx
-from sqlalchemy import delete, insert
-from sqlalchemy.engine import Connection
 
 from notifier.clock import Clock
-from notifier.delivery.worker import DeliveryWorker
 from notifier.errors import StoreUnavailable
 from notifier.metrics import NotifierMetrics
 from notifier.settings import HeartbeatSettings
 from notifier.store import Store
-from notifier.store.tables import rate_slots
 from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger("notifier.heartbeat")
-_KEY = "notifier:heartbeat"
-
-
-def _write_probe(conn: Connection, now: float) -> None:
-    """A real write that leaves nothing behind: a full disk or a read-only store makes it fail."""
-    conn.execute(insert(rate_slots).values(key=_KEY, at=now))
-    conn.execute(delete(rate_slots).where(rate_slots.c.key == _KEY))
 
 
 class Heartbeat:
@@ -44,13 +34,13 @@ class Heartbeat:
         self,
         settings: HeartbeatSettings | None,
         store: Store,
-        worker: DeliveryWorker,
+        worker_running: Callable[[], bool],
         clock: Clock,
         metrics: NotifierMetrics,
     ) -> None:
         self._settings = settings
         self._store = store
-        self._worker = worker
+        self._worker_running = worker_running
         self._clock = clock
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
@@ -82,10 +72,10 @@ class Heartbeat:
         found = []
         now = self._clock.now()
         try:
-            await self._store.run_in_transaction(lambda conn: _write_probe(conn, now))
+            await self._store.prove_writable(now)
         except StoreUnavailable as exc:
             found.append(f"store: {exc}")
-        if not self._worker.running:
+        if not self._worker_running():
             found.append("worker: not running")
         return found
 

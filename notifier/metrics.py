@@ -3,9 +3,10 @@ so that every series exists (as 0) from the first scrape."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from notifier.channels.registry import PLUGINS
 from notifier.domain import AlertStatus, DeliveryOutcome, Severity, SuppressReason, WebhookOutcome
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -16,7 +17,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series d
 class NotifierMetrics:
     """Every metric the notifier exports."""
 
-    def __init__(self, registry: CollectorRegistry, receivers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        receivers: list[tuple[str, str]] | None = None,
+        channels: Iterable[str] = (),
+    ) -> None:
+        """`receivers`: (receiver, channel) of every target, and `channels` every channel the notifier has: their
+        series exist from the first scrape."""
         self.registry = registry
         self.chat_actions = Counter(
             "notifier_chat_actions_total",
@@ -100,6 +108,21 @@ class NotifierMetrics:
             registry=registry,
         )
         self.worker_up = Gauge("notifier_worker_running", "1 while the delivery worker runs.", registry=registry)
+        self.escalations = Counter(
+            "notifier_escalations_total",
+            "Escalation chains by what happened: started (the route's receivers were sent the group), escalated (a "
+            "step paged its receivers), acknowledged or silenced (the chain ended), resolved.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("started", "escalated", "acknowledged", "silenced", "resolved"):
+            self.escalations.labels(outcome)
+        self.watchdog_missing = Gauge(
+            "notifier_watchdog_missing",
+            "1 while no Watchdog came from this source for longer than watchdog.expect_every.",
+            ["source"],
+            registry=registry,
+        )
 
         # children looked up once: labels() takes a lock and builds a key, on every webhook
         self._webhooks_by = {o: self.webhooks.labels(o.value) for o in WebhookOutcome}
@@ -108,7 +131,7 @@ class NotifierMetrics:
         }
         for r in SuppressReason:
             self.suppressed_total.labels(r.value)
-        for ch in PLUGINS:  # every channel's series exist from the first scrape
+        for ch in channels:
             self.outbox_pending.labels(ch)
             self.delivery_duration.labels(ch)
             for outcome in ("fallback_sent", "dead"):

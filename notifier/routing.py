@@ -2,7 +2,8 @@
 
 A route matches when all its matchers match. Its children are tried in order; the first that matches wins unless it
 says `continue: true`, in which case later siblings are tried too. When no child matches, the route's own receivers
-take the alert. Children inherit quiet hours and repeat_interval from their parent unless they set their own.
+take the alert. Children inherit quiet hours and repeat_interval from their parent unless they set their own;
+escalation steps belong to the route that lists them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from notifier.matchers import Matcher, parse_matcher
-from notifier.settings import Duration, RouteQuietHours, RouteSettings
+from notifier.settings import Duration, EscalationStep, RouteQuietHours, RouteSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,9 @@ class RouteMatch:
     repeat_interval: Duration | None
     route_path: str
     digest: bool = False
+    # the route's escalation steps and its receivers (the ones whose first message starts the chain)
+    escalation: tuple[EscalationStep, ...] = ()
+    route_receivers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class _Node:
     repeat_interval: Duration | None
     path: str
     digest: bool = False
+    escalation: tuple[EscalationStep, ...] = ()
 
 
 class Router:
@@ -47,9 +52,10 @@ class Router:
         ri = r.repeat_interval if r.repeat_interval is not None else (parent.repeat_interval if parent else None)
         receivers = tuple(r.all_receivers()) or (parent.receivers if parent else ())
         digest = r.digest or (parent.digest if parent else False)
+        steps = tuple(r.escalation)
         node = _Node(tuple(parse_matcher(m) for m in r.matchers), receivers, (), r.continue_, qh, ri, path, digest)
         children = tuple(self._compile(c, node, f"{path}.routes[{i}]") for i, c in enumerate(r.routes))
-        return _Node(node.matchers, receivers, children, r.continue_, qh, ri, path, digest)
+        return _Node(node.matchers, receivers, children, r.continue_, qh, ri, path, digest, steps)
 
     def match(self, labels: dict[str, str]) -> list[RouteMatch]:
         """Every receiver the labels route to, each once, in route order."""
@@ -74,6 +80,15 @@ class Router:
                     break
         if not matched_child:
             out.extend(
-                RouteMatch(r, node.quiet_hours, node.repeat_interval, node.path, node.digest) for r in node.receivers
+                RouteMatch(
+                    r,
+                    node.quiet_hours,
+                    node.repeat_interval,
+                    node.path,
+                    node.digest,
+                    node.escalation,
+                    node.receivers if node.escalation else (),
+                )
+                for r in node.receivers
             )
         return True

@@ -5,31 +5,40 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from prometheus_client import CollectorRegistry
 
 from notifier import failpoints
+from notifier.actions.receipts import AcknowledgingChannel, PhoneAcknowledgements
 from notifier.actions.service import ActionService
+from notifier.actions.shown import ShownActions
 from notifier.actions.slack import SlackRequests
 from notifier.actions.telegram import TelegramUpdatesListener
 from notifier.channels import Channel
+from notifier.channels.pushover import RECEIPT_PREFIX
 from notifier.channels.registry import PLUGINS, renderer_for
 from notifier.clock import Clock, SystemClock
 from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from notifier.delivery.worker import DeliveryWorker
 from notifier.digests import DigestScheduler
+from notifier.domain import Severity
+from notifier.escalation import Escalator
 from notifier.heartbeat import Heartbeat
 from notifier.metrics import NotifierMetrics
-from notifier.pipeline.intake import IntakeJob, IntakeResult, IntakeStage
+from notifier.pipeline.intake import IntakeStage
+from notifier.pipeline.jobs import IntakeJob, IntakeResult
 from notifier.redaction import protect
 from notifier.routing import Router
-from notifier.settings import ReceiverSettings, Settings
+from notifier.schedules import Schedule
+from notifier.settings import ReceiverSettings, RouteSettings, Settings
 from notifier.silences import SilenceClient
 from notifier.store import Batch, Store
 from notifier.store.housekeeping import Housekeeper
 from notifier.store.intake import IntakeQueries
 from notifier.store.redelivery import redelivery_keys
 from notifier.templates import Renderer
+from notifier.watchdog import Watchdog
 
 log = logging.getLogger("notifier")
 ChannelFactory = Callable[[ReceiverSettings, str, str, object, Renderer, Clock], Channel]
@@ -40,6 +49,10 @@ def build_channel(
 ) -> Channel:
     """The real channel for one target."""
     return PLUGINS[kind].build(key, target, renderer, clock)
+
+
+def _has_steps(route: RouteSettings) -> bool:
+    return bool(route.escalation) or any(_has_steps(r) for r in route.routes)
 
 
 @dataclass
@@ -104,6 +117,9 @@ class Runtime:
     housekeeper: Housekeeper
     heartbeat: Heartbeat
     chat: ChatActions | None = None  # with `actions:` on
+    escalator: Escalator | None = None  # with escalation steps on a route
+    phone_acks: PhoneAcknowledgements | None = None  # with targets that take acknowledgements (Pushover)
+    watchdog: Watchdog | None = None  # with `watchdog:` on
 
     @classmethod
     def build(
@@ -122,7 +138,7 @@ class Runtime:
         registry = registry or CollectorRegistry()
         store = store or Store(settings.storage)
         targets = [(r.name, kind) for r in settings.receivers for _k, kind, _t in r.targets()]
-        metrics = NotifierMetrics(registry, targets)
+        metrics = NotifierMetrics(registry, targets, channels=list(PLUGINS))
         router = Router(settings.routes)
         renderers = {r.name: renderer_for(r) for r in settings.receivers}
         factory = channel_factory or build_channel
@@ -132,7 +148,10 @@ class Runtime:
                 channels[key] = factory(r, key, kind, target, renderers[r.name], clock)
         if limiter is None:  # one process on SQLite; on PostgreSQL the limits are shared by every replica
             limiter = MemoryRateLimiter() if store.single_process else StoreRateLimiter(store)
-        worker = DeliveryWorker(store, settings, channels, clock, metrics, limiter, owner=worker_owner)
+        decorate = ShownActions(settings, store) if settings.actions is not None else None
+        worker = DeliveryWorker(
+            store, settings, channels, clock, metrics, limiter, owner=worker_owner, decorate=decorate
+        )
         intake = IntakeStage(
             settings,
             router,
@@ -141,6 +160,11 @@ class Runtime:
             IntakeQueries(store.dialect),
             redelivery_keys(store.dialect, settings.dedup.redelivery_window),
             lease_to=worker.lease_offer,
+            silent={
+                key: frozenset(s for s in Severity if PLUGINS[kind].silent(target, s))
+                for r in settings.receivers
+                for key, kind, target in r.targets()
+            },
         )
 
         def committed(results: list[IntakeResult | Exception]) -> None:
@@ -153,10 +177,51 @@ class Runtime:
                 worker.wake()
 
         intake_batch: Batch[IntakeJob, IntakeResult] = Batch(intake.commit_batch, on_commit=committed)
-        digests = DigestScheduler(store, settings, clock, metrics, worker.wake)
+        digest_targets = {
+            r.name: [(key, kind) for key, kind, _t in r.targets() if PLUGINS[kind].capabilities.digests]
+            for r in settings.receivers
+        }
+        digests = DigestScheduler(store, settings, clock, metrics, worker.wake, digest_targets)
         housekeeper = Housekeeper(store, settings.storage.retention, clock, metrics)
-        heartbeat = Heartbeat(settings.heartbeat, store, worker, clock, metrics)
+        heartbeat = Heartbeat(settings.heartbeat, store, lambda: worker.running, clock, metrics)
         chat = ChatActions.build(settings, store, clock, metrics, worker) if settings.actions is not None else None
+        by_receiver = {r.name: [(key, kind) for key, kind, _t in r.targets()] for r in settings.receivers}
+        zone = settings.actions.timezone if settings.actions is not None else "UTC"
+        escalator = None
+        if _has_steps(settings.routes):
+            escalator = Escalator(
+                store,
+                clock,
+                metrics,
+                by_receiver,
+                {r.name: r.send_resolved for r in settings.receivers},
+                {name: Schedule.from_settings(q) for name, q in settings.quiet_hours.items()},
+                timeline=settings.storage.timeline,
+                zone=zone,
+                wake=worker.wake,
+            )
+        acknowledging = {
+            key: cast(AcknowledgingChannel, channels[key])
+            for r in settings.receivers
+            for key, kind, _t in r.targets()
+            if PLUGINS[kind].capabilities.acknowledges and hasattr(channels[key], "acknowledgement")
+        }
+        phone_acks = None
+        if acknowledging:
+            editable = [key for r in settings.receivers for key, kind, t in r.targets() if PLUGINS[kind].buttons(t)]
+            phone_acks = PhoneAcknowledgements(
+                store,
+                clock,
+                metrics,
+                acknowledging,
+                RECEIPT_PREFIX,
+                editable,
+                timeline=settings.storage.timeline,
+                wake=worker.wake,
+            )
+        watchdog = None
+        if settings.watchdog is not None:
+            watchdog = Watchdog(settings.watchdog, store, clock, metrics, by_receiver, zone=zone, wake=worker.wake)
         return cls(
             settings,
             store,
@@ -172,6 +237,9 @@ class Runtime:
             housekeeper,
             heartbeat,
             chat,
+            escalator,
+            phone_acks,
+            watchdog,
         )
 
     @property
@@ -194,8 +262,14 @@ class Runtime:
             self.heartbeat.start()
             if self.chat is not None:
                 await self.chat.start()
+            for ticker in (self.escalator, self.phone_acks, self.watchdog):
+                if ticker is not None:
+                    ticker.start()
 
     async def stop(self) -> None:
+        for ticker in (self.watchdog, self.phone_acks, self.escalator):
+            if ticker is not None:
+                await ticker.stop()
         if self.chat is not None:
             await self.chat.stop()
         await self.heartbeat.stop()

@@ -89,9 +89,6 @@ class Schedule:
                     latest = max(latest or 0.0, e.timestamp())
         return latest
 
-    def is_quiet(self, ts: float) -> bool:
-        return self.active_window(ts) is not None
-
 
 def _local_to_utc(local: datetime, zone: ZoneInfo) -> datetime:
     """Wall-clock time in `zone` to UTC. A time the clock skips (spring forward) maps to the moment the clock jumps,

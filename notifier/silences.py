@@ -101,9 +101,6 @@ class SilenceClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def ui_link(self, silence_id: str) -> str:
-        return silence_link(self._settings, silence_id)
-
     async def create(
         self, matchers: Sequence[Matcher], starts_at: float, ends_at: float, created_by: str, comment: str
     ) -> str:
@@ -135,10 +132,6 @@ class SilenceClient:
 
     async def expire(self, silence_id: str) -> None:
         await self._call("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
-
-    async def get(self, silence_id: str) -> Silence:
-        answer = await self._call("GET", f"/api/v2/silence/{quote(silence_id, safe='')}")
-        return msgspec.json.decode(answer.content, type=Silence)
 
     async def active(self) -> list[Silence]:
         """The silences in force now, the one that ends first first."""

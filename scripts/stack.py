@@ -12,7 +12,8 @@ dashboard panel has data when all three run.
 
 Chat actions (buttons and commands in Telegram) against the stack's own fake Telegram, `--chat-actions`, or a
 real bot, `--telegram-token-file FILE --telegram-chat ID --telegram-user YOUR_TELEGRAM_ID`: the notifier then sends to that
-chat, with Ack and Silence buttons that create silences in the stack's Alertmanager.
+chat, with Ack and Silence buttons that create silences in the stack's Alertmanager. A critical group nobody
+acknowledges for a minute escalates to a second chat, and the notifier watches Prometheus' Watchdog.
 
 The end-to-end test builds the same stack with faster timings (`fast=True`): a generated copy of the rules with
 `for` and range windows 60 times shorter, never an edit of the shipped files.
@@ -38,6 +39,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MON = ROOT / "monitoring"
+LOUD_CHAT = -1009999  # the fake Telegram chat of --chat-actions' escalation step
 
 
 @dataclass
@@ -119,11 +121,25 @@ class Stack:
 
         if self.chat is not None and self.notifier_config is None:
             telegram = {"bot_token": self.chat["token"], "chat_id": self.chat["chat"], "api_url": self.chat["api_url"]}
+            loud = {**telegram, "chat_id": LOUD_CHAT}
             self.notifier_config = {
                 "alertmanager": {"urls": [f"http://127.0.0.1:{p.alertmanager}"]},
                 "actions": {"allowed": {"telegram": [self.chat["user"]]}, "telegram": {"poll_timeout": "10s"}},
-                "receivers": [{"name": "console", "log": [{"format": "text"}], "telegram": [telegram]}],
-                "routes": {"receiver": "console"},
+                "receivers": [
+                    {"name": "console", "log": [{"format": "text"}], "telegram": [telegram]},
+                    {"name": "loud", "telegram": [loud]},
+                ],
+                "routes": {
+                    "receiver": "console",
+                    "routes": [
+                        {
+                            "matchers": ['severity="critical"'],
+                            "receivers": ["console"],
+                            "escalation": [{"after": "1m", "receivers": ["loud"]}],
+                        }
+                    ],
+                },
+                "watchdog": {"expect_every": "2m", "receivers": ["console"]},
             }
         notifier = {
             "server": {"listen": f"127.0.0.1:{p.notifier}", "auth": {"bearer_token_file": str(token_file)}},
@@ -184,7 +200,7 @@ class Stack:
             sys.path.insert(0, str(ROOT))
             from tests.fakes.telegram import FakeTelegram, ThreadedFake  # the tests' strict fake, run for people
 
-            fake = FakeTelegram(token=self.chat["token"], chats={self.chat["chat"]})
+            fake = FakeTelegram(token=self.chat["token"], chats={self.chat["chat"], LOUD_CHAT})
             self.fake_telegram = ThreadedFake(fake, port=self.ports.telegram)
             self.chat["api_url"] = self.fake_telegram.fake.url
         self.write_configs()
@@ -240,6 +256,7 @@ class Stack:
                 f"--web.listen-address=127.0.0.1:{p.prometheus}",
                 f"--web.external-url=http://127.0.0.1:{p.prometheus}/",
                 "--storage.tsdb.retention.time=30d",
+                "--web.enable-lifecycle",  # `curl -XPOST :9090/-/quit` stops it, to see the notifier's watchdog fire
             ],
         )
         for name, url in (

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from notifier.settings import Settings, load_settings_from_mapping
+from notifier.config import load_settings_from_mapping
+from notifier.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager-0.25"

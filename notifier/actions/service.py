@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import msgspec
 from sqlalchemy.engine import Connection
 
-from notifier.actions.buttons import buttons_for, expire_button, is_action_id
+from notifier.actions.buttons import is_action_id
+from notifier.actions.commands import COMMANDS, HELP, Actor, Answer, CommandAnswers
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
-from notifier.domain import ActionButton, ActionOutcome, ChatAction, EventKind, GroupActions, Severity, TimelineEvent
+from notifier.domain import ActionOutcome, ChatAction, EventKind, TimelineEvent
 from notifier.errors import StoreUnavailable
 from notifier.matchers import parse_group_key
 from notifier.metrics import NotifierMetrics
@@ -33,46 +32,10 @@ from notifier.silences import Matcher, SilenceClient, SilenceError, group_matche
 from notifier.store import Store, new_id
 from notifier.store import actions as sa
 from notifier.store.timeline import record
-from notifier.templates.context import clock_time, format_duration
+from notifier.templates.context import clock_time
 
 log = logging.getLogger("notifier.actions")
 PLACEHOLDER_HOLD = 60.0  # how long a press holds a group while its silence is being made
-ALERTS_LISTED = 10
-GROUPS_READ = 500  # firing groups read for /alerts, before those the asker may not act on are left out
-HELP = (
-    "/alerts: the firing alert groups you may act on, most severe and oldest first, with their buttons\n"
-    "/silences: the silences made from the chat that are in force, each with Unsilence\n"
-    "/status: the outbox, dead letters and last delivery per channel of your receivers\n"
-    "/help: this list"
-)
-COMMANDS = (
-    ("alerts", "Firing alert groups"),
-    ("silences", "Active silences"),
-    ("status", "The notifier's health"),
-    ("help", "What the commands do"),
-)
-_SEVERITY_MARK = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.INFO: "🔵"}
-
-
-class Actor(msgspec.Struct, frozen=True):
-    """Who pressed or asked: their id and name on the channel (a Telegram username, a Slack user name)."""
-
-    channel: str
-    id: str
-    name: str = ""
-
-    def shown(self) -> str:
-        if self.channel == "telegram" and self.name:
-            return f"@{self.name}"
-        return self.name or self.id
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    text: str
-    outcome: ActionOutcome
-    buttons: tuple[ActionButton, ...] = ()
-    rows: tuple[tuple[str, tuple[ActionButton, ...]], ...] = ()  # /alerts, /silences: a line and its buttons each
 
 
 class ActionService:
@@ -93,11 +56,20 @@ class ActionService:
         self._clock = clock
         self._metrics = metrics
         self._wake = wake_worker
-        self._editable = [key for r in settings.receivers for key, ch, t in r.targets() if PLUGINS[ch].acts(t)]
+        self._editable = [key for r in settings.receivers for key, ch, t in r.targets() if PLUGINS[ch].buttons(t)]
         # receiver -> who may act on the groups that route to it: its own list, else the top-level one
         self._allowed: dict[str, AllowedActors] = {
             r.name: r.actions.allowed if r.actions is not None else self._actions.allowed for r in settings.receivers
         }
+        self._answers = CommandAnswers(
+            self._actions,
+            store,
+            silences,
+            clock,
+            self.may_act_on,
+            timeline=settings.storage.timeline,
+            watchdog=settings.watchdog is not None,
+        )
 
     @staticmethod
     def _listed(actor: Actor, allowed: AllowedActors) -> bool:
@@ -312,8 +284,8 @@ class ActionService:
     # -- commands -----------------------------------------------------------------------------------------------------
 
     async def command(self, actor: Actor, text: str, bot_name: str = "") -> Answer | None:
-        """The answer to `/alerts`, `/silences`, `/status` or `/help` (also `/alerts@BotName`); None for text that
-        is no command of ours (another bot's, or a message). Each shows only what the asker may act on."""
+        """The answer to `/alerts`, `/silences`, `/status`, `/why NAME` or `/help` (also `/alerts@BotName`); None for
+        text that is no command of ours (another bot's, or a message). Each shows only what the asker may act on."""
         word = text.strip().split(maxsplit=1)[0] if text.strip() else ""
         if not word.startswith("/"):
             return None
@@ -331,81 +303,11 @@ class ActionService:
         if not receivers:
             return await self._done(actor, name, None, self._refusal(actor, "You may not ask the notifier"))
         if name == "alerts":
-            answer = await self._alerts(actor)
+            answer = await self._answers.alerts(actor)
         elif name == "silences":
-            answer = await self._own_silences(actor)
+            answer = await self._answers.own_silences(actor)
+        elif name == "why":
+            answer = await self._answers.why(actor, text.strip().partition(" ")[2].strip())
         else:
-            answer = await self._status(receivers)
+            answer = await self._answers.status(actor, receivers)
         return await self._done(actor, name, None, answer)
-
-    async def _alerts(self, actor: Actor) -> Answer:
-        now = self._clock.now()
-        async with self._store.begin(readonly=True) as conn:
-            firing = await sa.firing_groups(conn, GROUPS_READ)
-            groups = [g for g in firing if self.may_act_on(actor, g.receivers)]
-            states = await sa.read_group_actions(conn, [g.group_hash for g in groups[:ALERTS_LISTED]], now)
-        if not groups:
-            return Answer("No alert group you may act on is firing.", ActionOutcome.DONE)
-        durations = [float(d) for d in self._actions.silence_durations]
-        rows: list[tuple[str, tuple[ActionButton, ...]]] = []
-        shown: list[sa.StoredAction] = []
-        for g in groups[:ALERTS_LISTED]:
-            state = states.get(g.group_hash, GroupActions())
-            buttons, stored = buttons_for(g.group_hash, state, durations, now)
-            shown += stored
-            rows.append((self._group_line(g, state, now), buttons))
-        await self._store.run_in_transaction(lambda conn: sa.keep_actions(conn, shown, now))
-        count = f"{len(groups)}" if len(groups) <= ALERTS_LISTED else f"{ALERTS_LISTED} of {len(groups)}"
-        return Answer(f"Firing alert groups: {count}", ActionOutcome.DONE, rows=tuple(rows))
-
-    def _group_line(self, g: sa.AlertGroupRecord, state: GroupActions, now: float) -> str:
-        zone = self._actions.timezone
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(g.labels.items()) if k not in ("alertname", "severity"))
-        name = g.labels.get("alertname", "") or "alerts"
-        age = format_duration(now - (g.firing_since or g.updated_at))
-        line = f"{_SEVERITY_MARK[g.severity]} {g.severity.value}: {name}"
-        line += f" {{{labels}}}" if labels else ""
-        line += f", {g.firing} firing for {age}"
-        if state.acked_by and state.acked_at is not None:
-            line += f" · ✅ {state.acked_by} at {clock_time(state.acked_at, zone)}"
-        if state.silenced_until is not None:
-            line += f" · 🔕 until {clock_time(state.silenced_until, zone)}"
-        return line
-
-    async def _own_silences(self, actor: Actor) -> Answer:
-        """The silences this notifier made that are still in force, of groups the asker may act on."""
-        now = self._clock.now()
-        async with self._store.begin(readonly=True) as conn:
-            own = await sa.own_active_silences(conn, now)
-            groups = await sa.groups_by_hash(conn, {s.group_hash for s in own})
-        mine = [s for s in own if self.may_act_on(actor, g.receivers if (g := groups.get(s.group_hash)) else [])]
-        if not mine:
-            return Answer("No silence made from the chat is in force on a group you may act on.", ActionOutcome.DONE)
-        try:
-            active = {s.id: s for s in await self._silences.active()}
-        except SilenceError as exc:
-            return Answer(f"Could not list the silences: {redact(str(exc))}", ActionOutcome.FAILED)
-        zone = self._actions.timezone
-        rows: list[tuple[str, tuple[ActionButton, ...]]] = []
-        shown: list[sa.StoredAction] = []
-        for own_silence in [s for s in mine if s.silence_id in active][:ALERTS_LISTED]:
-            s = active[own_silence.silence_id]
-            button, stored = expire_button(own_silence.group_hash, s.id)
-            shown.append(stored)
-            until = clock_time(s.endsAt.timestamp(), zone)
-            rows.append((f"🔕 {{{', '.join(m.text() for m in s.matchers)}}} until {until} by {s.createdBy}", (button,)))
-        if not rows:
-            return Answer("No silence made from the chat is in force on a group you may act on.", ActionOutcome.DONE)
-        await self._store.run_in_transaction(lambda conn: sa.keep_actions(conn, shown, now))
-        return Answer(f"Silences made from the chat: {len(rows)}", ActionOutcome.DONE, rows=tuple(rows))
-
-    async def _status(self, receivers: list[str]) -> Answer:
-        now = self._clock.now()
-        async with self._store.begin(readonly=True) as conn:
-            waiting, dead, last = await sa.outbox_status(conn, receivers)
-        lines = [f"Outbox of {', '.join(sorted(receivers))}: {waiting} waiting, {dead} dead letters"]
-        for channel in sorted(last):
-            lines.append(f"{channel}: last delivery {format_duration(now - last[channel])} ago")
-        if not last:
-            lines.append("No delivery yet.")
-        return Answer("\n".join(lines), ActionOutcome.DONE)

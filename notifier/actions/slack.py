@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from notifier.actions.service import ActionService, Actor, Answer
+from notifier.actions.commands import Actor, Answer
+from notifier.actions.service import ActionService
 from notifier.clock import Clock
 from notifier.domain import ActionOutcome
 from notifier.store import Store

@@ -19,11 +19,12 @@ from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import Conflict, TelegramError
 from telegram.request import HTTPXRequest
 
-from notifier.actions.service import COMMANDS, ActionService, Actor, Answer
+from notifier.actions.commands import COMMANDS, Actor, Answer
+from notifier.actions.service import ActionService
 from notifier.clock import Clock
 from notifier.domain import ActionButton, ActionOutcome
 from notifier.settings import TelegramUpdates
-from notifier.store import Store
+from notifier.store import Store, leases
 from notifier.store import actions as sa
 from notifier.tasks import cancel_and_wait
 
@@ -93,7 +94,7 @@ class TelegramUpdatesListener:
         self._task = None
         if self.polling:
             with contextlib.suppress(Exception):
-                await self._store.run_in_transaction(lambda conn: sa.drop_lease(conn, self.lease_name, self._owner))
+                await self._store.run_in_transaction(lambda conn: leases.drop_lease(conn, self.lease_name, self._owner))
             self.polling = False
         for t in list(self._handling):
             await cancel_and_wait(t)
@@ -143,7 +144,7 @@ class TelegramUpdatesListener:
     async def _take_lease(self, ttl: float) -> bool:
         now = self._clock.now()
         held: bool = await self._store.run_in_transaction(
-            lambda conn: sa.take_lease(conn, self.lease_name, self._owner, now, ttl)
+            lambda conn: leases.take_lease(conn, self.lease_name, self._owner, now, ttl)
         )
         return held
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from notifier.api.handlers import JSON, error
 from notifier.runtime import Runtime
@@ -17,14 +17,8 @@ log = logging.getLogger("notifier.api")
 MAX_CHAT_BODY = 256 * 1024
 
 
-def _rt(state: State) -> Runtime:
-    rt: Runtime = state.runtime
-    return rt
-
-
 @post("/telegram/updates", status_code=200)
-async def telegram_updates(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    rt = _rt(state)
+async def telegram_updates(request: Request[Any, Any, Any], rt: NamedDependency[Runtime]) -> Response[Any]:
     listener = rt.telegram_webhook
     if listener is None:
         return error(404, "Telegram updates are not taken by webhook here (actions.telegram.mode)")
@@ -61,8 +55,7 @@ async def _slack_body(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[byt
 
 
 @post("/slack/actions", status_code=200)
-async def slack_actions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    rt = _rt(state)
+async def slack_actions(request: Request[Any, Any, Any], rt: NamedDependency[Runtime]) -> Response[Any]:
     body, refused = await _slack_body(rt, request)
     if refused is not None:
         return refused
@@ -74,8 +67,7 @@ async def slack_actions(request: Request[Any, Any, Any], state: State) -> Respon
 
 
 @post("/slack/commands", status_code=200)
-async def slack_commands(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    rt = _rt(state)
+async def slack_commands(request: Request[Any, Any, Any], rt: NamedDependency[Runtime]) -> Response[Any]:
     body, refused = await _slack_body(rt, request)
     if refused is not None:
         return refused

@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from notifier.alertmanager import PayloadError, decode_payload
@@ -32,11 +33,6 @@ def error(status: int, message: str, field: str | None = None, headers: dict[str
     return Response(content=body, status_code=status, media_type=JSON, headers=headers)
 
 
-def _rt(state: State) -> Runtime:
-    rt: Runtime = state.runtime
-    return rt
-
-
 async def _read_payload(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[Any, bytes] | Response[Any]:
     limit = rt.settings.server.max_body_bytes
     declared = request.headers.get("content-length")
@@ -59,8 +55,7 @@ def _log_refusal(state: State, request: Request[Any, Any, Any], response: Respon
 
 
 @post("/webhook/alertmanager", status_code=202, guards=[require_credentials], opt={REFUSALS_COUNTED: True})
-async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    rt = _rt(state)
+async def webhook(request: Request[Any, Any, Any], state: State, rt: NamedDependency[Runtime]) -> Response[Any]:
     started = time.perf_counter()
     outcome = WebhookOutcome.INVALID
     try:
@@ -104,9 +99,8 @@ async def webhook(request: Request[Any, Any, Any], state: State) -> Response[Any
 
 
 @post("/webhook/alertmanager/validate", status_code=200, guards=[require_credentials])
-async def validate_only(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def validate_only(request: Request[Any, Any, Any], rt: NamedDependency[Runtime]) -> Response[Any]:
     """Validates a payload exactly as the webhook does, stores nothing: for checking a sender's setup."""
-    rt = _rt(state)
     read = await _read_payload(rt, request)
     if isinstance(read, Response):
         return read
@@ -125,9 +119,8 @@ async def healthz() -> Response[Any]:
 
 
 @get("/readyz")
-async def readyz(state: State) -> Response[Any]:
+async def readyz(state: State, rt: NamedDependency[Runtime]) -> Response[Any]:
     """Ready or not, and which part is not: the reasons go to the log, never to whoever can reach the port."""
-    rt = _rt(state)
     problems: list[str] = []
     reasons: list[str] = []
     try:
@@ -150,13 +143,12 @@ async def readyz(state: State) -> Response[Any]:
 
 
 @get("/metrics")
-async def metrics(state: State) -> Response[bytes]:
-    return Response(content=generate_latest(_rt(state).registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(rt: NamedDependency[Runtime]) -> Response[bytes]:
+    return Response(content=generate_latest(rt.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @get("/api/v1/deliveries", guards=[require_credentials])
-async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    rt = _rt(state)
+async def list_deliveries(request: Request[Any, Any, Any], state: State, rt: NamedDependency[Runtime]) -> Response[Any]:
     st = request.query_params.get("state")
     if st is not None and st not in {s.value for s in DeliveryState}:
         return error(400, "state must be one of pending, sending, sent, dead", "state")
@@ -175,8 +167,7 @@ async def list_deliveries(request: Request[Any, Any, Any], state: State) -> Resp
 
 
 @post("/api/v1/deliveries/{delivery_id:str}/retry", status_code=202, guards=[require_credentials])
-async def retry_delivery(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    rt = _rt(state)
+async def retry_delivery(request: Request[Any, Any, Any], rt: NamedDependency[Runtime]) -> Response[Any]:
     delivery_id = str(request.path_params["delivery_id"])
     if not ROW_ID.fullmatch(delivery_id):
         return error(404, "no such delivery: a delivery id is 26 letters and digits")
@@ -196,9 +187,8 @@ async def retry_delivery(request: Request[Any, Any, Any], state: State) -> Respo
 
 
 @get("/api/v1/groups/{group_hash:str}/timeline", guards=[require_credentials])
-async def group_timeline(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def group_timeline(request: Request[Any, Any, Any], rt: NamedDependency[Runtime]) -> Response[Any]:
     """A group's timeline as JSON: every notification, decision, attempt and action, and why."""
-    rt = _rt(state)
     group = str(request.path_params["group_hash"])
     if not GROUP_HASH.fullmatch(group):
         return error(404, "no such group: a group's id is 64 hexadecimal digits")

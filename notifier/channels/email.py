@@ -18,11 +18,10 @@ from typing import Annotated, Any, Literal
 import aiosmtplib
 import msgspec
 
-from notifier.channels import ChannelPlugin, RateRule
+from notifier.channels import Capabilities, ChannelPlugin, RateRule, Refusal, Shown, failure
 from notifier.clock import Clock
 from notifier.configtypes import Duration, Strict, secret
 from notifier.domain import DeliveryReceipt, Message, Severity
-from notifier.errors import ContentRejected, PermanentError, RetryableError
 from notifier.templates import Renderer, Template
 from notifier.templates.safety import header_line
 
@@ -160,42 +159,50 @@ class EmailChannel:
                 timeout=t.timeout,
             )
         except aiosmtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(f"SMTP login refused ({exc.code})") from None
+            raise failure(Refusal.PERMANENT, f"SMTP login refused ({exc.code})") from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             if all(500 <= c < 600 for c in codes):
-                raise PermanentError(f"SMTP refused every recipient ({codes})") from None
-            raise RetryableError(f"SMTP refused recipients for now ({codes})") from None
-        except aiosmtplib.SMTPDataError as exc:
-            if 500 <= exc.code < 600:  # the server read the message and refused what it says
-                raise ContentRejected(f"SMTP refused the message: {exc.code} {exc.message[:120]}") from None
-            raise RetryableError(f"SMTP answered {exc.code} {exc.message[:120]}") from None
+                raise failure(Refusal.PERMANENT, f"SMTP refused every recipient ({codes})") from None
+            raise failure(Refusal.UNAVAILABLE, f"SMTP refused recipients for now ({codes})") from None
         except aiosmtplib.SMTPResponseException as exc:
+            # 5xx: refused for good; the DATA step's 5xx is about what the message says. 4xx: try again later
+            said = f"{exc.code} {exc.message[:120]}"
             if 500 <= exc.code < 600:
-                raise PermanentError(f"SMTP refused the message: {exc.code} {exc.message[:120]}") from None
-            raise RetryableError(f"SMTP answered {exc.code} {exc.message[:120]}") from None
+                content = isinstance(exc, aiosmtplib.SMTPDataError)
+                refusal = Refusal.CONTENT if content else Refusal.PERMANENT
+                raise failure(refusal, f"SMTP refused the message: {said}") from None
+            raise failure(Refusal.UNAVAILABLE, f"SMTP answered {said}") from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise RetryableError(f"SMTP server unreachable: {type(exc).__name__}: {str(exc)[:120]}") from None
+            said = f"SMTP server unreachable: {type(exc).__name__}: {str(exc)[:120]}"
+            raise failure(Refusal.UNAVAILABLE, said) from None
         return DeliveryReceipt(ref=str(m["Message-ID"]))
 
     async def edit(self, message: Message) -> DeliveryReceipt:
-        raise PermanentError("this channel cannot edit a message it sent")
+        raise failure(Refusal.PERMANENT, "this channel cannot edit a message it sent")
 
     async def aclose(self) -> None:
         return None
 
 
-def _preview(renderer: Renderer, message: Message, now: float) -> list[Any]:
+def _show(renderer: Renderer, message: Message, now: float) -> list[Shown]:
     content = render(renderer, message, now)
-    return [{"subject": content.subject, "text": content.text, "html": content.html}]
+    raw = {"subject": content.subject, "text": content.text, "html": content.html}
+    return [
+        Shown(
+            text=f"Subject: {content.subject}\n\n{content.text}",
+            subject=content.subject,
+            html=content.html,
+            raw=raw,
+        )
+    ]
 
 
-PLUGIN = ChannelPlugin(
+PLUGIN: ChannelPlugin[EmailTarget] = ChannelPlugin(
     name="email",
     target=EmailTarget,
     templates=(SUBJECT, TEXT, HTML),
     build=EmailChannel,
-    preview=_preview,
-    describe=lambda item: f"Subject: {item['subject']}\n\n{item['text']}",
-    digests=True,
+    show=_show,
+    capabilities=Capabilities(threads=True, digests=True),
 )

@@ -8,11 +8,10 @@ import json
 import sys
 from typing import Literal
 
-from notifier.channels import ChannelPlugin, RateRule
+from notifier.channels import ChannelPlugin, RateRule, Refusal, Shown, failure
 from notifier.clock import Clock
 from notifier.configtypes import Strict
 from notifier.domain import DeliveryReceipt, Message
-from notifier.errors import PermanentError
 from notifier.templates import Renderer, Template
 
 TEMPLATE = Template("log", "text", "text.j2")
@@ -45,8 +44,15 @@ class LogChannel:
         return []
 
     async def send(self, message: Message) -> DeliveryReceipt:
-        g = message.group
         text = await asyncio.to_thread(self._text, message)
+        try:
+            self._write(message, text)
+        except (OSError, ValueError) as exc:  # a closed pipe, a full disk under a redirected stream
+            raise failure(Refusal.UNAVAILABLE, f"the log stream cannot be written: {type(exc).__name__}") from None
+        return DeliveryReceipt(ref=message.delivery_id)
+
+    def _write(self, message: Message, text: str) -> None:
+        g = message.group
         out = sys.stdout if self._stream == "stdout" else sys.stderr
         as_text = self._format == "text" or (self._format == "auto" and out.isatty())
         if as_text:
@@ -67,23 +73,27 @@ class LogChannel:
             }
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
         out.flush()
-        return DeliveryReceipt(ref=message.delivery_id)
 
     def _text(self, message: Message) -> str:
         now = self._clock.now()
         return self._renderer.minimal_text(message, now) if message.minimal else render(self._renderer, message, now)
 
     async def edit(self, message: Message) -> DeliveryReceipt:
-        raise PermanentError("this channel cannot edit a message it sent")
+        raise failure(Refusal.PERMANENT, "this channel cannot edit a message it sent")
 
     async def aclose(self) -> None:
         return None
 
 
-PLUGIN = ChannelPlugin(
+def _show(renderer: Renderer, message: Message, now: float) -> list[Shown]:
+    text = render(renderer, message, now)
+    return [Shown(text=text, raw=text)]
+
+
+PLUGIN: ChannelPlugin[LogTarget] = ChannelPlugin(
     name="log",
     target=LogTarget,
     templates=(TEMPLATE,),
     build=LogChannel,
-    preview=lambda renderer, message, now: [render(renderer, message, now)],
+    show=_show,
 )

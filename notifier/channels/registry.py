@@ -4,20 +4,22 @@ here; settings, the runtime, the CLI, the metrics and the worker take it from th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from notifier.channels import ChannelPlugin, email, log, slack, telegram
+from notifier.channels import ChannelPlugin, email, log, ntfy, pushover, slack, telegram
 from notifier.templates import Renderer
 
 if TYPE_CHECKING:
     from notifier.settings import ReceiverSettings
 
-PLUGINS: dict[str, ChannelPlugin] = {
+PLUGINS: dict[str, ChannelPlugin[Any]] = {
     p.name: p
     for p in (
         telegram.PLUGIN,
         slack.PLUGIN,
         email.PLUGIN,
+        ntfy.PLUGIN,
+        pushover.PLUGIN,
         log.PLUGIN,
     )
 }

@@ -22,11 +22,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from notifier.channels import ChannelPlugin, RateRule
+from notifier.channels import Capabilities, ChannelPlugin, RateRule, Refusal, Shown, failure, refusal_of_status
 from notifier.clock import Clock
 from notifier.configtypes import Duration, Strict, secret
 from notifier.domain import DeliveryReceipt, Message, Severity
-from notifier.errors import ContentRejected, PermanentError, RetryableError
+from notifier.errors import ContentRejected, DeliveryError, PermanentError, RetryableError
 from notifier.templates import Assembly, Renderer, Template
 from notifier.templates.safety import clip, escape_mrkdwn
 
@@ -296,21 +296,23 @@ class SlackChannel:
         try:
             resp = await self._hook.send(**part.payload())
         except (TimeoutError, aiohttp.ClientError, OSError, SlackClientError) as exc:
-            raise RetryableError(f"Slack webhook unreachable: {type(exc).__name__}", parts_done=index) from None
+            said = f"Slack webhook unreachable: {type(exc).__name__}"
+            raise failure(Refusal.UNAVAILABLE, said, parts_done=index) from None
         if resp.status_code == 200:
             return
         body = (resp.body or "").strip()[:200]
-        if resp.status_code == 429:
-            raise RetryableError(
-                "Slack rate limit (429)", retry_after=_retry_after(resp.headers) or 1.0, parts_done=index
-            )
-        if resp.status_code >= 500:
-            raise RetryableError(f"Slack webhook answered {resp.status_code}", parts_done=index)
-        if body in CONTENT_ERRORS:
-            raise ContentRejected(f"Slack refused the message: {resp.status_code} {body}", parts_done=index)
-        raise PermanentError(f"Slack webhook refused the message: {resp.status_code} {body}", parts_done=index)
+        refusal = refusal_of_status(resp.status_code)
+        if refusal is Refusal.PERMANENT and body in CONTENT_ERRORS:
+            refusal = Refusal.CONTENT
+        said = {
+            Refusal.RATE_LIMITED: "Slack rate limit (429)",
+            Refusal.UNAVAILABLE: f"Slack webhook answered {resp.status_code}",
+            Refusal.CONTENT: f"Slack refused the message: {resp.status_code} {body}",
+        }.get(refusal, f"Slack webhook refused the message: {resp.status_code} {body}")
+        raise failure(refusal, said, retry_after=_retry_after(resp.headers), parts_done=index)
 
-    def _api_error(self, exc: SlackApiError, index: int) -> Exception:
+    def _api_error(self, exc: SlackApiError, index: int) -> DeliveryError:
+        """What the Web API's error means: Slack answers 200 with an error code for most refusals."""
         resp = exc.response
         status = getattr(resp, "status_code", 0)
         code = ""
@@ -319,14 +321,13 @@ class SlackChannel:
         except Exception:
             code = ""
         if status == 429 or code == "ratelimited":
-            return RetryableError(
-                "Slack rate limit (429)", retry_after=_retry_after(resp.headers) or 1.0, parts_done=index
-            )
+            wait = _retry_after(resp.headers)
+            return failure(Refusal.RATE_LIMITED, "Slack rate limit (429)", retry_after=wait, parts_done=index)
         if code in CONTENT_ERRORS:
-            return ContentRejected(f"Slack refused the message: {code}", parts_done=index)
+            return failure(Refusal.CONTENT, f"Slack refused the message: {code}", parts_done=index)
         if code in PERMANENT_ERRORS:
-            return PermanentError(f"Slack refused the message: {code}", parts_done=index)
-        return RetryableError(f"Slack API error: {code or status}", parts_done=index)
+            return failure(Refusal.PERMANENT, f"Slack refused the message: {code}", parts_done=index)
+        return failure(Refusal.UNAVAILABLE, f"Slack API error: {code or status}", parts_done=index)
 
     async def _post_api(self, part: SlackPart, index: int, thread_ts: str | None) -> tuple[str, str]:
         assert self._web is not None
@@ -374,11 +375,34 @@ def _acts(target: SlackTarget) -> bool:
     return target.bot_token is not None  # an incoming webhook hears no presses and cannot edit
 
 
-PLUGIN = ChannelPlugin(
+def _shown_lines(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """A Slack post as (block type, text) pairs, in order: what a page draws as Slack shows it."""
+    out: list[tuple[str, str]] = []
+    for att in payload.get("attachments", []) or [{"blocks": payload.get("blocks", [])}]:
+        for b in att.get("blocks", []):
+            if "text" in b:
+                out.append((b["type"], str(b["text"]["text"])))
+            for e in b.get("elements", []):
+                text = e.get("text")
+                out.append((b["type"], str(text["text"] if isinstance(text, dict) else text or "")))
+    return out or [("section", str(payload.get("text", "")))]
+
+
+def _show(renderer: Renderer, message: Message, now: float) -> list[Shown]:
+    shown = []
+    for part in render(renderer, message, now):
+        payload = part.payload()
+        lines = _shown_lines(payload)
+        shown.append(Shown(text="\n".join(text for _kind, text in lines), blocks=lines, raw=payload))
+    return shown
+
+
+PLUGIN: ChannelPlugin[SlackTarget] = ChannelPlugin(
     name="slack",
-    acts=_acts,
     target=SlackTarget,
     templates=(TEMPLATE,),
     build=SlackChannel,
-    preview=lambda renderer, message, now: [p.payload() for p in render(renderer, message, now)],
+    show=_show,
+    capabilities=Capabilities(edit=True, threads=True, splits=True),
+    buttons=_acts,
 )

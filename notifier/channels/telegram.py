@@ -38,11 +38,11 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from notifier.channels import ChannelPlugin, RateRule
+from notifier.channels import Capabilities, ChannelPlugin, RateRule, Refusal, Shown, failure
 from notifier.clock import Clock
 from notifier.configtypes import Duration, Strict, secret
 from notifier.domain import DeliveryReceipt, Message, Severity
-from notifier.errors import ContentRejected, PermanentError, RetryableError
+from notifier.errors import ContentRejected, DeliveryError, PermanentError
 from notifier.templates import Assembly, Renderer, Template
 from notifier.templates.context import alert_view, silence_url
 
@@ -232,12 +232,6 @@ class TelegramChannel:
                     reply_markup=markup,
                 )
                 return int(sent.message_id)
-            except RetryAfter as exc:
-                raise RetryableError(
-                    f"Telegram rate limit: retry after {_seconds(exc.retry_after):g}s",
-                    retry_after=_seconds(exc.retry_after),
-                    parts_done=index,
-                ) from None
             except ChatMigrated as exc:
                 if migrated:
                     raise PermanentError("Telegram chat migrated twice in a row", parts_done=index) from None
@@ -268,16 +262,10 @@ class TelegramChannel:
                         exc.message,
                     )
                     markup = None
-                elif any(word in text_l for word in CONTENT_ERRORS):
-                    raise ContentRejected(f"Telegram refused the text: {exc.message}", parts_done=index) from None
                 else:
-                    raise PermanentError(f"Telegram refused the message: {exc.message}", parts_done=index) from None
-            except (Forbidden, InvalidToken, EndPointNotFound) as exc:
-                raise PermanentError(f"Telegram refused the bot: {exc.message}", parts_done=index) from None
-            except (TimedOut, NetworkError) as exc:
-                raise RetryableError(f"Telegram unreachable: {exc.message}", parts_done=index) from None
+                    raise _failure(exc, index) from None
             except TelegramError as exc:
-                raise RetryableError(f"Telegram error: {exc.message}", parts_done=index) from None
+                raise _failure(exc, index) from None
 
     async def edit(self, message: Message) -> DeliveryReceipt:
         if not message.edit_ref or not message.edit_ref.isdigit():
@@ -292,25 +280,34 @@ class TelegramChannel:
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
                 reply_markup=self._buttons(message),
             )
-        except RetryAfter as exc:
-            raise RetryableError(
-                f"Telegram rate limit: retry after {_seconds(exc.retry_after):g}s",
-                retry_after=_seconds(exc.retry_after),
-            ) from None
         except BadRequest as exc:
             if "not modified" not in exc.message.lower():  # the message shows this already
-                raise PermanentError(f"Telegram refused the edit: {exc.message}") from None
-        except (Forbidden, InvalidToken, EndPointNotFound) as exc:
-            raise PermanentError(f"Telegram refused the bot: {exc.message}") from None
-        except (TimedOut, NetworkError) as exc:
-            raise RetryableError(f"Telegram unreachable: {exc.message}") from None
+                raise failure(Refusal.PERMANENT, f"Telegram refused the edit: {exc.message}") from None
         except TelegramError as exc:
-            raise RetryableError(f"Telegram error: {exc.message}") from None
+            raise _failure(exc, None) from None
         return DeliveryReceipt(ref=None, parts=0)
 
     async def aclose(self) -> None:
         with contextlib.suppress(TelegramError):
             await self._bot.shutdown()
+
+
+def _failure(exc: TelegramError, parts_done: int | None) -> DeliveryError:
+    """What python-telegram-bot's error means: the one place Telegram's failures are classified."""
+    if isinstance(exc, RetryAfter):
+        wait = _seconds(exc.retry_after)
+        return failure(
+            Refusal.RATE_LIMITED, f"Telegram rate limit: retry after {wait:g}s", retry_after=wait, parts_done=parts_done
+        )
+    if isinstance(exc, BadRequest):
+        content = any(word in exc.message.lower() for word in CONTENT_ERRORS)
+        refusal, what = (Refusal.CONTENT, "the text") if content else (Refusal.PERMANENT, "the message")
+        return failure(refusal, f"Telegram refused {what}: {exc.message}", parts_done=parts_done)
+    if isinstance(exc, Forbidden | InvalidToken | EndPointNotFound):
+        return failure(Refusal.PERMANENT, f"Telegram refused the bot: {exc.message}", parts_done=parts_done)
+    if isinstance(exc, TimedOut | NetworkError):
+        return failure(Refusal.UNAVAILABLE, f"Telegram unreachable: {exc.message}", parts_done=parts_done)
+    return failure(Refusal.UNAVAILABLE, f"Telegram error: {exc.message}", parts_done=parts_done)
 
 
 def _silent(target: TelegramTarget, severity: Severity) -> bool:
@@ -321,12 +318,21 @@ def _acts(_target: TelegramTarget) -> bool:
     return True
 
 
-PLUGIN = ChannelPlugin(
+def _show(renderer: Renderer, message: Message, now: float) -> list[Shown]:
+    """Each part as Telegram's HTML, and as a page that looks like it: Telegram keeps the text's line breaks."""
+    return [
+        Shown(text=part, html=f"<div style='font:15px/1.4 sans-serif;white-space:pre-wrap'>{part}</div>", raw=part)
+        for part in render(renderer, message, now)
+    ]
+
+
+PLUGIN: ChannelPlugin[TelegramTarget] = ChannelPlugin(
     name="telegram",
-    acts=_acts,
     target=TelegramTarget,
     templates=(TEMPLATE,),
     build=TelegramChannel,
-    preview=render,
+    show=_show,
+    capabilities=Capabilities(edit=True, threads=True, splits=True),
     silent=_silent,
+    buttons=_acts,
 )

@@ -10,12 +10,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from sqlalchemy import delete, insert, select, text
-from sqlalchemy.engine import Connection
-
-from notifier.channels import RateRule
+from notifier.domain import RateRule
 from notifier.store import Store
-from notifier.store.tables import rate_slots
+from notifier.store import ratelimit as slots
 
 
 class RateLimiter(Protocol):
@@ -30,8 +27,7 @@ class RateLimiter(Protocol):
 
 class StoreRateLimiter:
     """Rate limits kept in the shared database (PostgreSQL), so that N replicas together stay within a provider's
-    per-chat limits. Each bucket is locked for the decision (an advisory lock per key), then the messages of its
-    last window are counted."""
+    per-chat limits (store/ratelimit.py)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -39,33 +35,12 @@ class StoreRateLimiter:
     async def reserve(self, rules: list[RateRule], now: float) -> float:
         if not rules:
             return 0.0
-        return await self._store.run_in_transaction(lambda conn: _reserve(conn, rules, now))
+        wait: float = await self._store.run_in_transaction(lambda conn: slots.reserve(conn, rules, now))
+        return wait
 
     async def book(self, rules: list[RateRule], now: float, count: int) -> None:
         if rules and count > 0:
-            rows = [{"key": r.key, "at": now} for r in rules for _ in range(count)]
-            await self._store.run_in_transaction(lambda conn: conn.execute(insert(rate_slots), rows))
-
-
-def _reserve(conn: Connection, rules: list[RateRule], now: float) -> float:
-    for key in sorted({r.key for r in rules}):  # one order for every replica: no deadlock
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
-    wait = 0.0
-    for r in rules:
-        conn.execute(delete(rate_slots).where(rate_slots.c.key == r.key, rate_slots.c.at <= now - r.per))
-        oldest_that_counts = conn.execute(
-            select(rate_slots.c.at)
-            .where(rate_slots.c.key == r.key, rate_slots.c.at > now - r.per)
-            .order_by(rate_slots.c.at.desc())
-            .offset(r.count - 1)
-            .limit(1)
-        ).scalar()
-        if oldest_that_counts is not None:
-            wait = max(wait, float(oldest_that_counts) + r.per - now)
-    if wait > 0:
-        return wait
-    conn.execute(insert(rate_slots), [{"key": r.key, "at": now} for r in rules])
-    return 0.0
+            await self._store.run_in_transaction(lambda conn: slots.book(conn, rules, now, count))
 
 
 class MemoryRateLimiter:

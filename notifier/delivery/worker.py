@@ -11,13 +11,11 @@ import contextlib
 import dataclasses
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
-import msgspec
 from sqlalchemy.engine import Connection
 
 from notifier import failpoints
-from notifier.actions.buttons import buttons_for
-from notifier.alertmanager import WebhookAlert, WebhookPayload, corrected, to_group
 from notifier.channels import Channel, RateRule
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
@@ -25,17 +23,12 @@ from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
 from notifier.delivery.storms import collapse_storm
 from notifier.domain import (
-    ActionButton,
-    AlertGroup,
     AlertStatus,
-    Change,
-    ChangeRecord,
     Claim,
     Delivery,
     DeliveryOutcome,
     DeliveryReceipt,
     EventKind,
-    GroupActions,
     Message,
     MessageKind,
     Severity,
@@ -43,19 +36,19 @@ from notifier.domain import (
     TimelineEvent,
 )
 from notifier.errors import ContentRejected, DeliveryError, PermanentError, RetryableError, StoreUnavailable
+from notifier.messages import build_message
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import Settings
-from notifier.silences import silence_link
 from notifier.store import Store, new_id
 from notifier.store import repository as repo
-from notifier.store.actions import keep_actions, read_group_actions
 from notifier.store.timeline import record
 from notifier.tasks import cancel_and_wait
 from notifier.templates.context import format_duration
 
 log = logging.getLogger("notifier.delivery")
 GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
+Decorate = Callable[[Delivery, str, Message, float], Awaitable[Message]]
 
 
 CRITICAL_SHARE = 0.2  # of every minute-scale provider limit, kept free for critical messages
@@ -74,51 +67,6 @@ def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
     return rules + extra
 
 
-def build_message(row: Delivery, body: bytes, send_resolved: bool, thread_ref: str | None) -> Message:
-    """The message a row stands for: the newest state of its group, plus alerts that left the group while it
-    waited, minus resolved alerts when the receiver does not want them; or a digest's content."""
-    if row.kind is MessageKind.DIGEST:
-        empty = AlertGroup(
-            receiver="digest",
-            status=AlertStatus.FIRING,
-            group_key=row.group_key,
-            group_labels={},
-            common_labels={},
-            common_annotations={},
-            external_url="",
-            alerts=(),
-        )
-        return Message(
-            delivery_id=row.id,
-            receiver=row.receiver,
-            target=row.target,
-            group=empty,
-            kind=MessageKind.DIGEST,
-            digest=msgspec.json.decode(body),
-        )
-    change = ChangeRecord.decode(row.change)
-    payload = corrected(msgspec.json.decode(body, type=WebhookPayload), change.stale)
-    gone = [msgspec.convert(a, WebhookAlert) for a in change.gone]
-    if gone:
-        payload = msgspec.structs.replace(payload, alerts=[*payload.alerts, *gone])
-    group: AlertGroup = to_group(payload)
-    if not send_resolved and group.firing:
-        group = dataclasses.replace(group, alerts=group.firing)
-    ch = Change(still_firing=len(group.firing)) if change.repeat else change.counts()
-    return Message(
-        delivery_id=row.id,
-        receiver=row.receiver,
-        target=row.target,
-        group=group,
-        kind=row.kind,
-        silent=row.silent,
-        change=ch,
-        thread_ref=thread_ref,
-        part=row.parts_sent,
-        edit_ref=change.edit_ref,
-    )
-
-
 class DeliveryWorker:
     """Drains the outbox into the channels."""
 
@@ -131,7 +79,11 @@ class DeliveryWorker:
         metrics: NotifierMetrics,
         limiter: RateLimiter,
         owner: str | None = None,
+        decorate: Decorate | None = None,
     ) -> None:
+        """`decorate`, with chat actions on: what a group's message shows of them (who acknowledged or silenced it)
+        and the buttons it offers, given the delivery, the group it is about and the message."""
+        self._decorate = decorate
         self._store = store
         self._settings = settings
         self._d = settings.delivery
@@ -145,9 +97,7 @@ class DeliveryWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._send_resolved = {r.name: r.send_resolved for r in settings.receivers}
-        # targets that show chat-action buttons and can edit what they sent
         self._record = settings.storage.timeline
-        self._acting = {key for r in settings.receivers for key, ch, t in r.targets() if PLUGINS[ch].acts(t)}
 
     @property
     def running(self) -> bool:
@@ -299,9 +249,10 @@ class DeliveryWorker:
             return
         # decoding a large group's body takes a while: not on the event loop, which answers webhooks meanwhile
         message = await asyncio.to_thread(
-            build_message, d, claim.payload, self._send_resolved.get(d.receiver, True), claim.thread_ref
+            build_message, d, claim.change, claim.payload, self._send_resolved.get(d.receiver, True), claim.thread_ref
         )
-        message = await self._with_actions(d, message, now)
+        if self._decorate is not None and message.kind in (MessageKind.ALERT, MessageKind.EDIT):
+            message = await self._decorate(d, self._group_of(claim), message, now)
         if self._untold_and_over(claim, message):
             # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
             self._metrics.suppressed(SuppressReason.QUIET_HOURS_RESOLVED)
@@ -313,7 +264,7 @@ class DeliveryWorker:
             self._metrics.deliveries.labels(channel_name, d.receiver, DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, d.parts_sent
             held = self._line(
-                d, now, "rate_limited", f"held back by {target}'s rate limit; next try in {format_duration(wait)}"
+                claim, now, "rate_limited", f"held back by {target}'s rate limit; next try in {format_duration(wait)}"
             )
 
             def hold(conn: Connection) -> None:
@@ -353,16 +304,22 @@ class DeliveryWorker:
         await self._limiter.book(rules, self._clock.now(), receipt.parts - message.part - 1)
         await self._finish_sent(claim, message, receipt)
 
-    def _line(self, d: Delivery, now: float, outcome: str, text: str) -> list[TimelineEvent]:
+    @staticmethod
+    def _group_of(claim: Claim) -> str:
+        """The alert group a message is about: its own, or for an EDIT the group whose message it edits."""
+        d = claim.delivery
+        return (claim.change.edit_group if d.kind is MessageKind.EDIT else None) or d.group_hash
+
+    def _line(self, claim: Claim, now: float, outcome: str, text: str) -> list[TimelineEvent]:
         """The attempt's line of its group's timeline (none when the timeline is off)."""
         if not self._record:
             return []
-        group = ChangeRecord.decode(d.change).edit_group if d.kind is MessageKind.EDIT else None
+        d = claim.delivery
         return [
             TimelineEvent(
                 id=new_id(),
                 at=now,
-                group_hash=group or d.group_hash,
+                group_hash=self._group_of(claim),
                 group_key=d.group_key,
                 kind=EventKind.ATTEMPT,
                 subject=d.target,
@@ -372,28 +329,6 @@ class DeliveryWorker:
                 delivery_id=d.id,
             )
         ]
-
-    async def _with_actions(self, d: Delivery, message: Message, now: float) -> Message:
-        """With chat actions on, a group's message shows who acknowledged or silenced it; on a target that can
-        act, a firing group's message offers the buttons. The actions behind them are stored before the message is
-        sent: a button can be pressed the moment it arrives."""
-        actions = self._settings.actions
-        if actions is None or message.kind not in (MessageKind.ALERT, MessageKind.EDIT):
-            return message
-        group = ChangeRecord.decode(d.change).edit_group if message.kind is MessageKind.EDIT else d.group_hash
-        if group is None:
-            return message
-        async with self._store.begin(readonly=True) as conn:
-            state = (await read_group_actions(conn, [group], now)).get(group, GroupActions())
-        if state.silence_id and self._settings.alertmanager is not None:
-            state = msgspec.structs.replace(
-                state, silence_url=silence_link(self._settings.alertmanager, state.silence_id)
-            )
-        buttons: tuple[ActionButton, ...] = ()
-        if d.target in self._acting and message.group.firing:
-            buttons, stored = buttons_for(group, state, [float(x) for x in actions.silence_durations], now)
-            await self._store.run_in_transaction(lambda conn: keep_actions(conn, stored, now))
-        return dataclasses.replace(message, actions=state, buttons=buttons, action_zone=actions.timezone)
 
     async def _send(self, channel: Channel, message: Message) -> DeliveryReceipt:
         """Send; if the provider refuses the rendered message for its content, send the minimal safe form once
@@ -419,7 +354,7 @@ class DeliveryWorker:
     def _untold_and_over(claim: Claim, message: Message) -> bool:
         if message.kind is not MessageKind.ALERT:
             return False
-        change = ChangeRecord.decode(claim.delivery.change)
+        change = claim.change
         if not change.skip_if_resolved or message.group.firing:
             return False
         return not any(status == AlertStatus.FIRING.value for status in (change.base or {}).values())
@@ -443,7 +378,7 @@ class DeliveryWorker:
             parts = f" in {receipt.parts} parts" if receipt.parts > 1 else ""
             ref = f" (provider's reference {receipt.ref})" if receipt.ref else ""
             text = f"sent to {d.target}{parts}{ref}"
-        lines = self._line(d, now, "sent" if receipt.parts or message.kind is MessageKind.EDIT else "skipped", text)
+        lines = self._line(claim, now, "sent" if receipt.parts or message.kind is MessageKind.EDIT else "skipped", text)
 
         def write(conn: Connection) -> None:
             repo.mark_sent(conn, d.id, owner, now, receipt.ref, receipt.parts)
@@ -470,7 +405,10 @@ class DeliveryWorker:
         delay = retry_delay(attempts, self._d, retry_after)
         owner, error = self.owner, redact(str(exc))
         lines = self._line(
-            d, now, "retry", f"attempt {attempts} to {d.target} failed: {error}; next try in {format_duration(delay)}"
+            claim,
+            now,
+            "retry",
+            f"attempt {attempts} to {d.target} failed: {error}; next try in {format_duration(delay)}",
         )
 
         def write(conn: Connection) -> None:
@@ -486,7 +424,7 @@ class DeliveryWorker:
         now = self._clock.now()
         error = redact(error)
         owner = self.owner
-        lines = self._line(d, now, "dead", f"dead letter on {d.target}: {error}")
+        lines = self._line(claim, now, "dead", f"dead letter on {d.target}: {error}")
 
         def write(conn: Connection) -> None:
             repo.mark_dead(conn, d.id, owner, now, error, parts)

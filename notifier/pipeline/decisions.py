@@ -49,7 +49,7 @@ def is_stale(incoming: AlertTimes, known: AlertTimes) -> bool:
 def _newest(known: AlertTimes | None, incoming: AlertTimes) -> AlertTimes:
     """The lifecycle to keep once `incoming` is not stale: the later start of two firing states, the later end of
     one resolution told twice."""
-    if known is None or known.status != incoming.status:
+    if known is None or (known.ends is None) != (incoming.ends is None):
         return incoming
     if known.ends is None or incoming.ends is None:
         return known if known.starts >= incoming.starts else incoming
@@ -68,12 +68,18 @@ class Ordered:
     changes_state: bool  # whether it tells the group in another state than the newest notification that counted
 
 
-def order_states(prior: GroupLifecycles | None, incoming: Mapping[str, AlertTimes], now: float) -> Ordered:
-    """Per alert, the newer of the state this notification tells and the state known: an Alertmanager peer can send
-    a group's older state after a newer one (it flushed before the other peer's resolution reached it), and such a
-    copy must not take the group back. Alerts that left the notifications are remembered for LIFECYCLE_MEMORY."""
-    known = dict(prior.known) if prior is not None else {}
-    states: dict[str, str] = {}
+def order_states(
+    prior: GroupLifecycles | None, incoming: Mapping[str, AlertTimes], now: float, told: Mapping[str, str]
+) -> Ordered:
+    """Per alert, the newer of the state this notification tells (`told`, as `incoming` times it) and the state
+    known: an Alertmanager peer can send a group's older state after a newer one (it flushed before the other
+    peer's resolution reached it), and such a copy must not take the group back. Alerts that left the notifications
+    are remembered for LIFECYCLE_MEMORY."""
+    if prior is None:  # a group seen for the first time: nothing to order against
+        states = dict(told)
+        return Ordered(states, {}, GroupLifecycles(known=dict(incoming)), True)
+    known = dict(prior.known)
+    states = {}
     stale: dict[str, AlertTimes] = {}
     for fp, times in incoming.items():
         was = known.get(fp)
@@ -82,17 +88,15 @@ def order_states(prior: GroupLifecycles | None, incoming: Mapping[str, AlertTime
             states[fp] = was.status
         else:
             known[fp] = _newest(was, times)
-            states[fp] = times.status
-    left: dict[str, float] = {}
-    if prior is not None:
-        forget = now - LIFECYCLE_MEMORY
-        left = {fp: at for fp, at in prior.left.items() if fp not in incoming and at > forget}
-        for fp in prior.current:
-            if fp not in incoming:
-                left.setdefault(fp, now)
+            states[fp] = told[fp]
+    forget = now - LIFECYCLE_MEMORY
+    before = prior.current()
+    left = {fp: at for fp, at in prior.left.items() if fp not in incoming and at > forget}
+    for fp in before:
+        if fp not in incoming:
+            left.setdefault(fp, now)
     kept = {fp: t for fp, t in known.items() if fp in incoming or fp in left}
-    changes = prior is None or states != prior.current
-    return Ordered(states, stale, GroupLifecycles(current=states, known=kept, left=left), changes)
+    return Ordered(states, stale, GroupLifecycles(known=kept, left=left), states != before)
 
 
 @dataclass(frozen=True, slots=True)

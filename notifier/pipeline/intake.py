@@ -10,22 +10,17 @@ Writes per batch, not per webhook, are what let durable intake keep pace with va
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from sqlalchemy.engine import Connection
 
 from notifier.alertmanager import WebhookPayload, correct_alerts, summarize
-from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
-from notifier.digests import record_items
 from notifier.domain import (
-    AlertStatus,
-    AlertTimes,
     Claim,
     Delivery,
     DeliveryState,
@@ -34,7 +29,6 @@ from notifier.domain import (
     SuppressReason,
     TimelineEvent,
 )
-from notifier.matchers import MatchOp, parse_group_key
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.decisions import (
     Ordered,
@@ -47,62 +41,22 @@ from notifier.pipeline.decisions import (
     quiet_hours_now,
 )
 from notifier.pipeline.explain import UTC_ZONE, decision_event, duplicate_text, stale_text
+from notifier.pipeline.groups import alert_names, as_ordered, group_record
+from notifier.pipeline.jobs import IntakeJob, IntakeResult, group_hash
+from notifier.pipeline.watchdog import sightings
 from notifier.routing import RouteMatch, Router
 from notifier.schedules import Schedule
 from notifier.settings import Settings
 from notifier.store import actions as store_actions
 from notifier.store import new_id
 from notifier.store.actions import AlertGroupRecord
+from notifier.store.digests import DigestItem
+from notifier.store.escalations import Arm, Step
 from notifier.store.intake import IntakeQueries, Snapshot, StoredNotification, Writes
 from notifier.store.payloads import pack
 from notifier.store.redelivery import RedeliveryKeys
 
 log = logging.getLogger("notifier.intake")
-
-
-def group_hash(am_receiver: str, group_key: str) -> str:
-    return hashlib.sha256(f"{am_receiver}\x00{group_key}".encode()).hexdigest()
-
-
-@dataclass(slots=True)
-class IntakeResult:
-    """What one webhook led to; the 202 body is made from it."""
-
-    notification_id: str
-    duplicate: bool
-    alerts: int
-    queued: int = 0
-    suppressed: dict[str, int] = field(default_factory=dict)
-    receivers: list[str] = field(default_factory=list)
-    leased: list[Claim] = field(default_factory=list)  # messages handed straight to this process's worker
-    key: str = ""  # the redelivery key this webhook holds once committed, until key_expires_at
-    key_expires_at: float = 0.0
-    news: bool = False  # an alert of the group fired anew for some receiver
-
-
-@dataclass(slots=True)
-class IntakeJob:
-    """One validated webhook, ready to be committed. It keeps the raw body and what the decisions need, not the
-    decoded payload: that can go as soon as the job is made (a 100-alert group is some 500 objects)."""
-
-    group_key: str
-    am_receiver: str
-    status: str
-    alert_count: int
-    raw: bytes
-    states: dict[str, str]  # fingerprint -> status
-    times: dict[str, AlertTimes]  # fingerprint -> its lifecycle: what orders this notification against others
-    counts: dict[tuple[Severity, str], int]  # alerts per (severity, status), for the metrics
-    severity: Severity
-    key: str
-    group_hash: str
-    matches: list[RouteMatch]
-    # The body as the notifications row keeps it (see store.payloads.pack). Packed here, right after the decode,
-    # while the body is still in the CPU's caches: by the commit, the requests served meanwhile have pushed it out.
-    # A redelivery is packed for nothing.
-    stored: tuple[str, bytes | None]
-    alerts_raw: list[dict[str, Any]] | None = None  # the payload's alerts as sent, decoded when a digest needs them
-    group: AlertGroupRecord | None = None  # with chat actions on: the group as /alerts lists it and silences match it
 
 
 class IntakeStage:
@@ -117,9 +71,13 @@ class IntakeStage:
         queries: IntakeQueries,
         keys: RedeliveryKeys,
         lease_to: Callable[[], tuple[str, int]] | None = None,
+        silent: Mapping[str, frozenset[Severity]] | None = None,
     ) -> None:
         """`lease_to` names the local worker and how many messages it can take now: a message that is due at once
-        is then leased to it in the intake transaction and handed over in memory, saving a claim round trip."""
+        is then leased to it in the intake transaction and handed over in memory, saving a claim round trip.
+        `silent`: per target, the severities its channel delivers without a sound (Telegram's
+        silent_severities)."""
+        self._silent = silent or {}
         self._lease_to = lease_to
         self._settings = settings
         self._router = router
@@ -134,28 +92,16 @@ class IntakeStage:
         self._record = settings.storage.timeline
         # alert_groups: what /alerts and the web view list, and what a silence from the chat matches
         self._groups_on = self._actions_on or settings.ui is not None
+        self._watchdog = settings.watchdog.alertname if settings.watchdog is not None else ""
 
     def prepare(self, payload: WebhookPayload, raw: bytes) -> IntakeJob:
         # no per-alert objects here: what the decisions need is each alert's state and the group's severity
         summary = summarize(payload)
         gh = group_hash(payload.receiver, payload.groupKey)
-        matches = self._router.match({**payload.commonLabels, **payload.groupLabels})
-        group = None
-        if self._groups_on:
-            firing = [a.startsAt.timestamp() for a in payload.alerts if a.status == AlertStatus.FIRING.value]
-            labels = _shown_labels(payload)
-            group = AlertGroupRecord(
-                group_hash=gh,
-                am_receiver=payload.receiver,
-                group_key=payload.groupKey,
-                labels=labels,
-                title=labels.get("alertname", ""),
-                severity=summary.severity,
-                firing=len(firing),
-                firing_since=min(firing) if firing else None,
-                updated_at=0.0,
-                receivers=sorted({m.receiver for m in matches}),
-            )
+        seen = sightings(payload, self._watchdog, self._clock.now()) if self._watchdog else None
+        # the Watchdog is proof of life, never an alert: stored, and routed nowhere
+        matches = self._router.match({**payload.commonLabels, **payload.groupLabels}) if seen is None else []
+        group = group_record(payload, gh, summary.severity, matches) if self._groups_on and seen is None else None
         return IntakeJob(
             payload.groupKey,
             payload.receiver,
@@ -171,6 +117,7 @@ class IntakeStage:
             matches,
             pack(raw),
             group=group,
+            watchdog=seen or [],
         )
 
     def commit_batch(self, conn: Connection, jobs: list[IntakeJob]) -> list[IntakeResult | Exception]:
@@ -183,17 +130,17 @@ class IntakeStage:
         snapshot = self._queries.load(conn, receivers, targets, hashes)
         acked = store_actions.acked(conn, hashes) if self._actions_on else set()
         writes = Writes(now=now)
-        digest_items: list[tuple[str, list[dict[str, Any]]]] = []
         lease = _Lease(*self._lease_to()) if self._lease_to else _Lease("", 0)
         results: list[IntakeResult | Exception] = []
         held: dict[str, str] = {}
         for job in jobs:
-            ordered = order_states(snapshot.lifecycles.get(job.group_hash), job.times, now)
+            ordered = order_states(snapshot.lifecycles.get(job.group_hash), job.times, now, job.states)
             holder = holders.get(job.key)
             # A copy of a notification already stored changes nothing, unless the group moved on since and this copy
             # would take it somewhere else: then it is decided like any notification (and its key keeps its holder).
             if holder is not None and not ordered.changes_state:
                 results.append(IntakeResult(holder, True, job.alert_count))
+                writes.watchdog.extend(job.watchdog)  # Alertmanager's repeat of the Watchdog: alive all the same
                 if self._record:
                     window = self._settings.dedup.redelivery_window
                     writes.events.append(
@@ -201,7 +148,7 @@ class IntakeStage:
                     )
                 continue
             try:
-                result = self._decide(job, ordered, snapshot, writes, digest_items, lease, now, job.group_hash in acked)
+                result = self._decide(job, ordered, snapshot, writes, lease, now, job.group_hash in acked)
             except Exception as exc:
                 log.exception("intake of %s failed", job.group_key)
                 results.append(exc)
@@ -213,8 +160,6 @@ class IntakeStage:
             results.append(result)
         self._keys.hold(conn, held, now, now + self._settings.dedup.redelivery_window)
         self._queries.write(conn, writes)
-        for receiver, alerts in digest_items:
-            record_items(conn, receiver, alerts, now)
         if self._groups_on:
             self._record_groups(conn, jobs, results, now)
         return results
@@ -255,7 +200,6 @@ class IntakeStage:
         ordered: Ordered,
         snapshot: Snapshot,
         writes: Writes,
-        digest_items: list[tuple[str, list[dict[str, Any]]]],
         lease: _Lease,
         now: float,
         acked: bool = False,
@@ -267,15 +211,16 @@ class IntakeStage:
         result = IntakeResult(nid, False, job.alert_count, key=job.key, key_expires_at=now + window)
         group_updates: dict[tuple[str, str], Any] = {}
         messages: dict[tuple[str, str], Delivery] = {}
-        digests: list[tuple[str, list[dict[str, Any]]]] = []
+        digests: list[DigestItem] = []
         events: list[TimelineEvent] = []  # a line per receiver: what this notification meant for it, and why
         states = ordered.states  # the group as this notification tells it, its stale copies corrected
         if ordered.stale:
             self._metrics.stale_alerts.inc(len(ordered.stale))
             if self._record:
-                names = _alert_names(job.raw, ordered.stale)
+                names = alert_names(job.raw, ordered.stale)
                 text = stale_text(names, ordered.stale)
                 events.append(self._event(job, now, EventKind.WEBHOOK, "", "stale", text, nid))
+        fired_on: set[str] = set()  # routes with escalation steps on which an alert fired anew
         for match in job.matches:
             receiver = self._receivers[match.receiver]
             result.receivers.append(receiver.name)
@@ -292,6 +237,8 @@ class IntakeStage:
             )
             if decision.change.new:
                 result.news = True
+                if match.escalation:
+                    fired_on.add(match.route_path)
             prior = snapshot.groups.get((receiver.name, job.group_hash))
             if decision.state is not None:
                 group_updates[(receiver.name, job.group_hash)] = decision.state
@@ -305,12 +252,12 @@ class IntakeStage:
             if decision.verdict is Verdict.DIGEST:
                 if job.alerts_raw is None:
                     job.alerts_raw = correct_alerts(msgspec.json.decode(job.raw)["alerts"], ordered.stale)
-                digests.append((receiver.name, job.alerts_raw))
+                digests += [DigestItem.of(receiver.name, a, now) for a in job.alerts_raw]
                 self._explain(events, job, now, nid, why)
                 continue
             if decision.deferred:
                 self._metrics.deferred()
-            for target, channel, settings in self._targets[receiver.name]:
+            for target, channel, _settings in self._targets[receiver.name]:
                 message = Delivery.new(
                     id=new_id(),
                     notification_id=nid,
@@ -321,7 +268,7 @@ class IntakeStage:
                     group_hash=job.group_hash,
                     change=decision.change_record(ordered.stale),
                     now=now,
-                    silent=decision.silent or PLUGINS[channel].silent(settings, job.severity),
+                    silent=decision.silent or job.severity in self._silent.get(target, frozenset()),
                     not_before=decision.not_before,
                 )
                 waiting = snapshot.pending.get((target, job.group_hash))
@@ -333,9 +280,10 @@ class IntakeStage:
                 messages[(target, job.group_hash)] = message
             self._explain(events, job, now, nid, why)
         # decided: make its effects visible to the next webhook of the batch, and queue the writes
-        snapshot.lifecycles[job.group_hash] = writes.lifecycles[job.group_hash] = ordered.lifecycles
+        if snapshot.lifecycles.get(job.group_hash) != ordered.lifecycles:  # a repeat of the same state writes none
+            snapshot.lifecycles[job.group_hash] = writes.lifecycles[job.group_hash] = ordered.lifecycles
         if ordered.stale and job.group is not None:
-            job.group = _group_as_ordered(job.group, job.times, ordered)
+            job.group = as_ordered(job.group, job.times, ordered)
         for key, state in group_updates.items():
             snapshot.groups[key] = state
             writes.groups[key] = (job.group_key, state)
@@ -349,8 +297,10 @@ class IntakeStage:
                 snapshot.pending[key] = message
                 writes.deliveries[key] = message
             result.queued += 1
-        digest_items.extend(digests)
+        writes.digest_items.extend(digests)
         writes.events.extend(events)
+        writes.escalations.extend(self._chains(job, nid, states, fired_on))
+        writes.watchdog.extend(job.watchdog)
         snapshot.payloads[nid] = job.raw
         text, packed = job.stored
         writes.notifications.append(
@@ -367,6 +317,28 @@ class IntakeStage:
             )
         )
         return result
+
+    @staticmethod
+    def _chains(job: IntakeJob, nid: str, states: Mapping[str, str], fired_on: set[str]) -> list[Arm]:
+        """What this notification tells the escalation chains of its routes that have steps."""
+        routes = {m.route_path: m for m in job.matches if m.escalation}
+        if not routes:
+            return []
+        resolved = not any(s == "firing" for s in states.values())
+        return [
+            Arm(
+                group_hash=job.group_hash,
+                route_path=path,
+                group_key=job.group_key,
+                notification_id=nid,
+                steps=tuple(Step(float(s.after), tuple(s.receivers), s.quiet_hours == "respect") for s in m.escalation),
+                route_receivers=m.route_receivers,
+                quiet_schedule=m.quiet_hours.schedule if m.quiet_hours is not None else None,
+                fired=path in fired_on,
+                resolved=resolved,
+            )
+            for path, m in routes.items()
+        ]
 
     def _explain(self, events: list[TimelineEvent], job: IntakeJob, now: float, nid: str, why: _Why) -> None:
         """The decision's line of the group's timeline, when the timeline is kept."""
@@ -416,7 +388,7 @@ class IntakeStage:
             lease_owner=lease.owner,
             lease_until=now + self._settings.delivery.lease,
         )
-        result.leased.append(Claim(leased, job.raw, snapshot.threads.get(key)))
+        result.leased.append(Claim.of(leased, job.raw, snapshot.threads.get(key)))
         return leased
 
     def _suppress(self, reason: SuppressReason, result: IntakeResult) -> None:
@@ -441,36 +413,3 @@ class _Lease:
 
     owner: str
     capacity: int
-
-
-def _alert_names(raw: bytes, stale: dict[str, AlertTimes]) -> dict[str, str]:
-    """fingerprint -> a short name of the alert (alertname and its first distinguishing label), for the stale ones."""
-    out: dict[str, str] = {}
-    for a in msgspec.json.decode(raw).get("alerts", []):
-        fp = a.get("fingerprint", "")
-        if fp in stale:
-            labels = a.get("labels", {})
-            extra = next((f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity")), "")
-            out[fp] = " ".join(x for x in (labels.get("alertname", fp), extra) if x)
-    return out
-
-
-def _group_as_ordered(group: AlertGroupRecord, times: dict[str, AlertTimes], ordered: Ordered) -> AlertGroupRecord:
-    """The group's record with its stale copies corrected: what /alerts and the web view list."""
-    firing = [
-        (ordered.stale[fp] if fp in ordered.stale else times[fp]).starts
-        for fp, status in ordered.states.items()
-        if status == AlertStatus.FIRING.value
-    ]
-    return msgspec.structs.replace(group, firing=len(firing), firing_since=min(firing) if firing else None)
-
-
-def _shown_labels(payload: WebhookPayload) -> dict[str, str]:
-    """What tells a group apart in /alerts and the web view: the equality matchers of the route that made it (its
-    team, say) and its group labels; the common labels for a group with neither."""
-    try:
-        key = parse_group_key(payload.groupKey)
-    except ValueError:
-        return dict(payload.groupLabels) or dict(payload.commonLabels)
-    route = {m.name: m.value for m in key.route if m.op is MatchOp.EQ}
-    return {**route, **payload.groupLabels} or dict(payload.commonLabels)

@@ -1,5 +1,5 @@
 """The store's side of chat actions: alert groups as /alerts lists them, the actions behind buttons, who
-acknowledged or silenced a group, the log of every action, the messages an action edits, and leases."""
+acknowledged or silenced a group, the log of every action, and the messages an action edits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,7 +31,6 @@ from notifier.store.tables import (
     group_acks,
     group_lifecycles,
     group_silences,
-    leases,
     own_silences,
     seen_requests,
 )
@@ -170,7 +169,7 @@ def group_fingerprints(conn: Connection, group_hash: str) -> set[str]:
     if blob is None:
         return set()
     known = msgspec.msgpack.decode(blob, type=GroupLifecycles)
-    return set(known.current) | set(known.known)
+    return set(known.known)
 
 
 # -- the silences this notifier made ----------------------------------------------------------------------------------
@@ -359,25 +358,6 @@ def queue_edits(conn: Connection, group_hash: str, targets: Collection[str], now
     return len(newest)
 
 
-# -- leases -----------------------------------------------------------------------------------------------------------
-
-
-def take_lease(conn: Connection, name: str, owner: str, now: float, ttl: float) -> bool:
-    """Hold `name` until now + ttl: renew our own lease, or take one that ran out. False while another holds it."""
-    ins = dialect_insert(conn.dialect.name, leases).values(name=name, owner=owner, until=now + ttl)
-    conn.execute(ins.on_conflict_do_nothing(index_elements=[leases.c.name]))
-    taken = conn.execute(
-        update(leases)
-        .where(leases.c.name == name, (leases.c.owner == owner) | (leases.c.until < now))
-        .values(owner=owner, until=now + ttl)
-    )
-    return bool(taken.rowcount)
-
-
-def drop_lease(conn: Connection, name: str, owner: str) -> None:
-    conn.execute(delete(leases).where(and_(leases.c.name == name, leases.c.owner == owner)))
-
-
 def acks_between(conn: Connection, start: float | None, end: float) -> list[tuple[dict[str, str], str, float]]:
     """Acknowledgements made from the chat in (start, end]: the group's labels (empty if it is gone), who, when."""
     q = (
@@ -400,12 +380,15 @@ def acks_between(conn: Connection, start: float | None, end: float) -> list[tupl
 # -- reads for the commands -------------------------------------------------------------------------------------------
 
 
-async def firing_groups(conn: AsyncConnection, limit: int) -> list[AlertGroupRecord]:
-    """Firing groups, the most severe first, then the oldest."""
+async def firing_groups(
+    conn: AsyncConnection, limit: int, resolved_since: float | None = None
+) -> list[AlertGroupRecord]:
+    """Firing groups (and those resolved since `resolved_since`), the most severe first, then the oldest."""
     rank = case((alert_groups.c.severity == "critical", 0), (alert_groups.c.severity == "warning", 1), else_=2)
+    shown = alert_groups.c.firing > 0
     q = (
         select(alert_groups)
-        .where(alert_groups.c.firing > 0)
+        .where(shown if resolved_since is None else or_(shown, alert_groups.c.updated_at >= resolved_since))
         .order_by(
             rank, func.coalesce(alert_groups.c.firing_since, alert_groups.c.updated_at), alert_groups.c.group_hash
         )

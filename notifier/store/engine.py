@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import text
+from sqlalchemy import delete, insert, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -21,12 +21,14 @@ from notifier.settings import StorageSettings
 from notifier.store import sqlite
 from notifier.store.failures import describe_db_error, is_connection_problem
 from notifier.store.groupcommit import Batch, GroupCommit, Outcomes, run_each
+from notifier.store.tables import rate_slots
 from notifier.store.urls import async_url, sqlite_file
 
 T = TypeVar("T")
 J = TypeVar("J")
 R = TypeVar("R")
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_PROBE = "notifier:heartbeat"  # the rate-limit bucket the write probe writes to and deletes at once
 _MIGRATION_LOCK = 0x6E6F7469  # PostgreSQL advisory lock id, so replicas starting together migrate one at a time
 
 
@@ -104,6 +106,16 @@ class Store:
             if is_connection_problem(exc):
                 raise StoreUnavailable(describe_db_error(exc)) from exc
             raise
+
+    async def prove_writable(self, now: float) -> None:
+        """A real write that leaves nothing behind: a full disk or a read-only store makes it raise
+        StoreUnavailable (the heartbeat's proof that the notifier can take alerts)."""
+
+        def probe(conn: Connection) -> None:
+            conn.execute(insert(rate_slots).values(key=_PROBE, at=now))
+            conn.execute(delete(rate_slots).where(rate_slots.c.key == _PROBE))
+
+        await self.run_in_transaction(probe)
 
     async def ping(self) -> None:
         async with self.begin(readonly=True) as conn:

@@ -13,10 +13,13 @@ from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.engine import Connection
 
 from notifier.domain import Delivery, DeliveryState, GroupLifecycles, GroupState, TimelineEvent
+from notifier.store.digests import DigestItem, record_items
+from notifier.store.escalations import Arm, follow
 from notifier.store.payloads import unpack
 from notifier.store.repository import dialect_insert
 from notifier.store.tables import deliveries, group_lifecycles, group_state, notifications, threads
 from notifier.store.timeline import record
+from notifier.store.watchdogs import Sighting, seen
 
 
 class StoredNotification(msgspec.Struct, kw_only=True):
@@ -60,6 +63,9 @@ class Writes:
     deliveries: dict[tuple[str, ...], Delivery] = field(default_factory=dict)  # the last write of a row counts
     events: list[TimelineEvent] = field(default_factory=list)  # the timeline's lines of these decisions
     lifecycles: dict[str, GroupLifecycles] = field(default_factory=dict)  # group hash -> its lifecycles now
+    digest_items: list[DigestItem] = field(default_factory=list)  # alerts for their receivers' next digests
+    escalations: list[Arm] = field(default_factory=list)  # what the batch tells the groups' escalation chains
+    watchdog: list[Sighting] = field(default_factory=list)  # Watchdog sources the batch proves alive
 
 
 class IntakeQueries:
@@ -184,3 +190,6 @@ class IntakeQueries:
         if writes.deliveries:
             conn.execute(self._upsert_deliveries, [d.row() for d in writes.deliveries.values()])
         record(conn, writes.events)
+        record_items(conn, writes.digest_items)
+        follow(conn, writes.escalations, writes.now)
+        seen(conn, writes.watchdog)

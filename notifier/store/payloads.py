@@ -3,8 +3,8 @@
 A body over one database page would take a chain of overflow pages, each written to the log and again to the
 database file. A large group's alerts repeat the same labels and annotations, so it packs to a small fraction of its
 size: the intake writes far fewer pages and the database grows that much more slowly. The level is the fastest one
-(-1), because packing runs on the event loop for every large webhook (`bench/intake.py` measures the choice). Small
-bodies stay readable in `payload` with any SQLite or PostgreSQL client.
+(-1), because packing runs on the event loop for every large webhook. Small bodies stay readable in `payload` with
+any SQLite or PostgreSQL client.
 
 Rows written by versions before 0005 hold zlib streams in `payload_packed`, and they stay readable: a Zstandard frame
 is told from a zlib stream by its magic number.

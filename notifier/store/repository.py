@@ -8,7 +8,7 @@ through the async engine. Reads are async and take no write lock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from notifier.alertmanager import correct_alerts
 from notifier.changes import fold_changes
 from notifier.domain import ChangeRecord, Claim, Delivery, DeliveryState
+from notifier.redaction import redact
 from notifier.store.ids import new_id
 from notifier.store.payloads import pack, unpack
 from notifier.store.tables import deliveries, notifications, threads
@@ -33,17 +34,6 @@ def dialect_insert(dialect: str, table: Any) -> Any:
 
 
 # -- reads (async) ------------------------------------------------------------------------------------------------
-
-
-async def get_notification(conn: AsyncConnection, notification_id: str) -> dict[str, Any] | None:
-    """The notification's row, with `payload` the body as received (unpacked) and no `payload_packed`."""
-    row = (await conn.execute(select(notifications).where(notifications.c.id == notification_id))).mappings().first()
-    if row is None:
-        return None
-    out = dict(row)
-    body = unpack(out["payload"], out.pop("payload_packed"))
-    out["payload"] = None if body is None else body.decode("utf-8")
-    return out
 
 
 def read_bodies(conn: Connection, ids: Collection[str]) -> dict[str, bytes | None]:
@@ -102,6 +92,20 @@ async def count_pending_by_channel(conn: AsyncConnection) -> dict[str, int]:
         .group_by(deliveries.c.channel)
     )
     return {str(c): int(n) for c, n in (await conn.execute(q)).all()}
+
+
+async def last_errors(conn: AsyncConnection) -> dict[str, tuple[str, float]]:
+    """Each channel's latest delivery error, redacted: (text, when)."""
+    q = (
+        select(deliveries.c.channel, deliveries.c.last_error, deliveries.c.updated_at)
+        .where(deliveries.c.last_error.is_not(None))
+        .order_by(deliveries.c.updated_at.desc())
+        .limit(500)
+    )
+    out: dict[str, tuple[str, float]] = {}
+    for channel, error, at in await conn.execute(q):
+        out.setdefault(str(channel), (redact(str(error)), float(at)))
+    return out
 
 
 async def oldest_pending_created(conn: AsyncConnection) -> float | None:
@@ -183,7 +187,7 @@ def claim_due(conn: Connection, owner: str, now: float, lease: float, limit: int
         ).all()
     }
     return [
-        Claim(
+        Claim.of(
             msgspec.structs.replace(
                 r, state=DeliveryState.SENDING, lease_owner=owner, lease_until=until, updated_at=now
             ),
@@ -411,3 +415,35 @@ def insert_own_notification(
         )
     )
     return nid
+
+
+def queue_newest(conn: Connection, messages: Sequence[Delivery]) -> None:
+    """Queue messages the notifier makes itself (an escalation step, a resolve for the receivers it paged, the
+    watchdog's). Where a message of the same group already waits for a target, that one is brought up to the newest
+    state instead (a group has one waiting message per target)."""
+    if not messages:
+        return
+    waiting = {
+        (str(t), str(g))
+        for t, g in conn.execute(
+            select(deliveries.c.target, deliveries.c.group_hash).where(
+                deliveries.c.target.in_([m.target for m in messages]),
+                deliveries.c.group_hash.in_({m.group_hash for m in messages}),
+                deliveries.c.state == DeliveryState.PENDING.value,
+            )
+        )
+    }
+    fresh = [m.row() for m in messages if (m.target, m.group_hash) not in waiting]
+    if fresh:
+        conn.execute(deliveries.insert(), fresh)
+    for m in messages:
+        if (m.target, m.group_hash) in waiting:
+            conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.target == m.target,
+                    deliveries.c.group_hash == m.group_hash,
+                    deliveries.c.state == DeliveryState.PENDING.value,
+                )
+                .values(notification_id=m.notification_id, change=m.change, updated_at=m.updated_at)
+            )

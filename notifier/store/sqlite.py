@@ -97,6 +97,7 @@ class SQLiteWriter:
         self.engine = self.engine.execution_options(**{_BEGUN: True})
         self._thread = WriterThread()
         self._conn: Connection | None = None
+        self._active: Connection | None = None  # the connection a write transaction is on now
         self._checkpoint: asyncio.Task[None] | None = None  # the next transaction waits for it: see run
         # a database in memory has no log to copy
         self.checkpointer = Checkpointer(database) if database is not None else None
@@ -118,10 +119,11 @@ class SQLiteWriter:
             with contextlib.suppress(Exception):  # _checkpoint_between reports its own failures
                 await self._checkpoint
             self._checkpoint = None
+        conn: Connection | None = None
         try:
             if self._conn is None:  # one connection for every write transaction, kept between them
                 self._conn = self.engine.connect()
-            conn = self._conn
+            conn = self._active = self._conn
             raw: Any = conn.connection.driver_connection
             if not _try_begin(raw):
                 await self._thread.run(lambda: _begin_waiting(raw))
@@ -133,6 +135,12 @@ class SQLiteWriter:
         except (OperationalError, DBAPIError, OSError, sqlite3.Error) as exc:
             self.release()  # not trusted again: the next transaction opens a new one
             raise StoreUnavailable(describe_db_error(exc)) from exc
+        finally:
+            self._active = None
+            if conn is not None and conn is not self._conn:  # released while this transaction ran on it
+                self._close_later(conn)
+        if conn is not self._conn:
+            return out
         checkpointer = self.checkpointer
         if checkpointer is not None:  # a database in memory has no log
             if checkpointer.log_pages >= LOG_PAGES:
@@ -163,13 +171,18 @@ class SQLiteWriter:
             if self._checkpoint is not None:
                 self._checkpoint.cancel()  # one already handed to the writer thread still runs before the close
                 self._checkpoint = None
+            # Closing a connection while a statement runs on it crashes the process: one a transaction is on
+            # (waiting for the writer thread) is closed by that transaction when it ends (see run).
+            if conn is not self._active:
+                self._close_later(conn)
 
-            def close() -> None:
-                with contextlib.suppress(SQLAlchemyError, sqlite3.Error):
-                    conn.invalidate()  # the driver's connection is closed, not put back in the pool
-                    conn.close()
+    def _close_later(self, conn: Connection) -> None:
+        def close() -> None:
+            with contextlib.suppress(SQLAlchemyError, sqlite3.Error):
+                conn.invalidate()  # the driver's connection is closed, not put back in the pool
+                conn.close()
 
-            self._thread.submit(close)
+        self._thread.submit(close)
 
     async def close(self) -> None:
         if self.checkpointer is not None:
@@ -185,9 +198,9 @@ _Call = tuple[Callable[[], Any], asyncio.AbstractEventLoop | None, asyncio.Futur
 
 class WriterThread:
     """The one thread where the store's SQLite calls that may block run: a commit with its disk flush, a
-    checkpoint, a BEGIN that waits for another process's write lock, the close of the write connection. It holds
-    the GIL only to take a call and to hand its outcome to the loop (a thread pool's futures and callbacks took it
-    several times per call, each time making the loop, busy with requests, wait for it)."""
+    checkpoint, a BEGIN that waits for another process's write lock, the close of the write connection. It takes
+    the GIL only to take a call and to hand its outcome to the loop, once each: the loop, busy with requests, waits
+    for it no more than that."""
 
     def __init__(self, name: str = "sqlite-writer") -> None:
         self._name = name

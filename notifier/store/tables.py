@@ -277,3 +277,36 @@ ui_sessions = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
 )
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("group_hash", String(64), primary_key=True),
+    Column("route_path", Text, primary_key=True),  # the route whose steps these are
+    Column("group_key", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # armed, running, done, ended, resolved, closed
+    Column("armed_at", Double, nullable=False),
+    Column("started_at", Double),  # when the route's receivers were first sent the group; the steps count from it
+    Column("step", Integer, nullable=False),  # the next step's index
+    Column("due_at", Double),  # when the next step fires
+    Column("steps", Text, nullable=False),  # JSON: the route's steps when the chain was armed
+    Column("route_receivers", Text, nullable=False),  # JSON
+    Column("quiet_schedule", Text),  # the route's quiet-hours schedule, for steps that respect it
+    Column("paged", Text, nullable=False),  # JSON: receivers the steps sent the group to
+    Column("notification_id", String(26), nullable=False),  # the group's newest notification
+    Column("ended", Text),  # why the chain ended, as a sentence
+    Column("updated_at", Double, nullable=False),
+    Index("ix_escalations_state", "state"),
+)
+
+watchdogs = Table(
+    "watchdogs",
+    metadata,
+    Column("source", String(64), primary_key=True),  # a hash of the Watchdog's labels
+    Column("name", Text, nullable=False),  # how messages name the source (its prometheus/replica/instance label)
+    Column("labels", Text, nullable=False),  # JSON
+    Column("last_seen", Double, nullable=False),
+    Column("state", String(16), nullable=False),  # ok, missing
+    Column("missing_since", Double),
+    Column("changed_at", Double, nullable=False),
+)

@@ -25,15 +25,13 @@ from jinja2 import Template as JinjaTemplate
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from notifier.configtypes import DEFAULT_HIDDEN_LABELS, DEFAULT_MAX_ALERTS, DEFAULT_MAX_PARTS
 from notifier.domain import Message
 from notifier.templates.context import AlertView, group_context, group_url
 from notifier.templates.safety import clip, escape_mrkdwn, one_line
 
 __all__ = ["Assembly", "Renderer", "Template", "escape_mrkdwn"]
 
-DEFAULT_MAX_ALERTS = 100
-DEFAULT_MAX_PARTS = 10
-DEFAULT_HIDDEN_LABELS = ("instance", "job", "cluster", "monitor", "prometheus", "replica")
 STORM_MAX_PARTS = 2  # a storm summary must not spend the provider's limit on itself: the rest is "+N more"
 MarkupKind = Literal["html", "mrkdwn", "text"]
 P = TypeVar("P")

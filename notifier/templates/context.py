@@ -261,5 +261,6 @@ def group_context(
         "parts": 1,
         "more": len(g.alerts) - len(views),
         "receiver": message.receiver,
-        "action_lines": action_lines(message.actions, message.action_zone, now),
+        "action_lines": ([(clean(message.note), None)] if message.note else [])
+        + action_lines(message.actions, message.action_zone, now),
     }

@@ -3,32 +3,31 @@ read the store, except Retry, which does what `POST /api/v1/deliveries/{id}/retr
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from litestar import MediaType, Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from notifier.channels.registry import PLUGINS, renderer_for
-from notifier.delivery.worker import build_message
-from notifier.domain import Delivery, DeliveryState, EventKind, GroupActions, MessageKind, TimelineEvent
+from notifier.domain import ChangeRecord, Delivery, DeliveryState, EventKind, GroupActions, MessageKind, TimelineEvent
 from notifier.errors import StoreUnavailable
+from notifier.messages import build_message
 from notifier.redaction import redact
 from notifier.runtime import Runtime
 from notifier.store import actions as sa
-from notifier.store import new_id
+from notifier.store import escalations, new_id, watchdogs
 from notifier.store import repository as repo
 from notifier.store import timeline as tl
 from notifier.store.ids import GROUP_HASH, ROW_ID
-from notifier.store.tables import deliveries, group_state
 from notifier.templates.context import format_duration
 from notifier.ui.auth import COOKIE, Session, Sessions
 
@@ -37,47 +36,60 @@ HTML = MediaType.HTML
 SEARCH_WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 
 
-def _rt(state: State) -> Runtime:
-    rt: Runtime = state.runtime
-    return rt
+@dataclass(frozen=True, slots=True)
+class View:
+    """What every page is given (Litestar's dependency `view`): the runtime, the logins (None while the view is
+    off), and the time zone its times are shown in."""
 
+    rt: Runtime
+    sessions: Sessions | None
 
-def _sessions(state: State) -> Sessions | None:
-    sessions: Sessions | None = state.ui_sessions
-    return sessions
+    @property
+    def zone(self) -> str:
+        ui = self.rt.settings.ui
+        return ui.timezone if ui is not None else "UTC"
 
+    async def session(self, request: Request[Any, Any, Any]) -> Session | None:
+        if self.sessions is None:
+            return None
+        return await self.sessions.session(request.cookies.get(COOKIE), self.rt.clock.now())
 
-async def _session(request: Request[Any, Any, Any], state: State) -> Session | None:
-    sessions = _sessions(state)
-    if sessions is None:
-        return None
-    return await sessions.session(request.cookies.get(COOKIE), _rt(state).clock.now())
+    async def viewer(self, request: Request[Any, Any, Any]) -> Session | Response[Any]:
+        """Who is looking: the session, or the answer for someone who may not (the view is off, or the browser
+        goes to the login)."""
+        if self.sessions is None:
+            return _off()
+        session = await self.session(request)
+        return session if session is not None else Redirect("/ui/login")
 
+    def page(self, template: str, session: Session, **context: Any) -> Template:
+        return Template(
+            template_name=template,
+            context={"user": session.user, "csrf": session.csrf, "zone": self.zone, **context},
+            media_type=HTML,
+        )
 
-async def _viewer(request: Request[Any, Any, Any], state: State) -> Session | Response[Any]:
-    """Who is looking: the session, or the answer for someone who may not (the view is off, or the browser goes to
-    the login)."""
-    if _sessions(state) is None:
-        return _off()
-    session = await _session(request, state)
-    return session if session is not None else Redirect("/ui/login")
+    async def form_ok(
+        self, request: Request[Any, Any, Any], form: dict[str, Any]
+    ) -> tuple[Session | None, Response[Any] | None]:
+        """The session when the POST comes from a logged-in page of ours: a session, the form's CSRF token for it,
+        and our origin; else the answer."""
+        if self.sessions is None:
+            return None, _off()
+        if not _same_origin(request):
+            return None, _refused(403, "This form did not come from the notifier's page.")
+        session = await self.session(request)
+        if session is None:
+            return None, _refused(401, "Log in first: /ui/login")
+        if not Sessions.csrf_ok(session, form.get("csrf")):
+            return None, _refused(
+                403, "This form is stale or did not come from the notifier's page: reload it and try again."
+            )
+        return session, None
 
 
 def _off() -> Response[Any]:
     return _refused(404, "The web view is off: give `ui: {users: [...]}` in the config.")
-
-
-def _page(template: str, session: Session, state: State, **context: Any) -> Template:
-    return Template(
-        template_name=template,
-        context={"user": session.user, "csrf": session.csrf, "zone": _zone(state), **context},
-        media_type=HTML,
-    )
-
-
-def _zone(state: State) -> str:
-    ui = _rt(state).settings.ui
-    return ui.timezone if ui is not None else "UTC"
 
 
 def _when(t: float | None, zone: str) -> str:
@@ -98,39 +110,21 @@ def _same_origin(request: Request[Any, Any, Any]) -> bool:
     return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
-async def _form_ok(
-    request: Request[Any, Any, Any], state: State, form: dict[str, Any]
-) -> tuple[Session | None, Response[Any] | None]:
-    """The session when the POST comes from a logged-in page of ours: a session, the form's CSRF token for it, and
-    our origin; else the answer."""
-    if _sessions(state) is None:
-        return None, _off()
-    if not _same_origin(request):
-        return None, _refused(403, "This form did not come from the notifier's page.")
-    session = await _session(request, state)
-    if session is None:
-        return None, _refused(401, "Log in first: /ui/login")
-    if not Sessions.csrf_ok(session, form.get("csrf")):
-        return None, _refused(
-            403, "This form is stale or did not come from the notifier's page: reload it and try again."
-        )
-    return session, None
-
-
 # -- login ------------------------------------------------------------------------------------------------------------
 
 
 @get("/ui/login", media_type=HTML)
-async def login_page(state: State) -> Template | Response[Any]:
-    if _sessions(state) is None:
+async def login_page(view: NamedDependency[View]) -> Template | Response[Any]:
+    if view.sessions is None:
         return _off()
     return Template(template_name="login.html.j2", context={"error": ""}, media_type=HTML)
 
 
 @post("/ui/login", media_type=HTML, status_code=200)
-async def login(request: Request[Any, Any, Any], state: State) -> Template | Redirect | Response[Any]:
-    sessions = _sessions(state)
-    ui = _rt(state).settings.ui
+async def login(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Redirect | Response[Any]:
+    rt = view.rt
+    sessions = view.sessions
+    ui = rt.settings.ui
     if sessions is None or ui is None:
         return _off()
     if not _same_origin(request):
@@ -138,7 +132,7 @@ async def login(request: Request[Any, Any, Any], state: State) -> Template | Red
     form = dict(await request.form())
     name, password = str(form.get("user", ""))[:128], str(form.get("password", ""))[:1024]
     address = request.client.host if request.client else ""
-    now = _rt(state).clock.now()
+    now = rt.clock.now()
     wait = sessions.throttle.wait(name, address, now)
     if wait > 0:
         log.warning("web view: login as %r from %s refused: too many failed logins", name[:64], address)
@@ -171,12 +165,12 @@ async def login(request: Request[Any, Any, Any], state: State) -> Template | Red
 
 
 @post("/ui/logout", status_code=303)
-async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def logout(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
     form = dict(await request.form())
-    _session, refused = await _form_ok(request, state, form)
+    _session, refused = await view.form_ok(request, form)
     if refused is not None:
         return refused
-    sessions = _sessions(state)
+    sessions = view.sessions
     assert sessions is not None
     await sessions.end(request.cookies.get(COOKIE, ""))
     response: Response[Any] = Redirect("/ui/login", status_code=303)
@@ -188,27 +182,23 @@ async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]
 
 
 @get("/ui", media_type=HTML)
-async def overview(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    session = await _viewer(request, state)
+async def overview(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
+    rt = view.rt
+    session = await view.viewer(request)
     if not isinstance(session, Session):
         return session
-    rt = _rt(state)
     now = rt.clock.now()
-    zone = _zone(state)
+    zone = view.zone
     try:
         async with rt.store.begin(readonly=True) as conn:
             groups = await sa.firing_groups(conn, 200)
             hashes = [g.group_hash for g in groups]
             actions = await sa.read_group_actions(conn, hashes, now) if hashes else {}
-            receivers: dict[str, list[str]] = {}
-            if hashes:
-                q = select(group_state.c.group_hash, group_state.c.receiver).where(group_state.c.group_hash.in_(hashes))
-                for h, r in await conn.execute(q):
-                    receivers.setdefault(str(h), []).append(str(r))
             waiting = await repo.list_deliveries(conn, DeliveryState.PENDING.value, 100)
             waiting += await repo.list_deliveries(conn, DeliveryState.SENDING.value, 100)
             _waiting, dead, last_sent = await sa.outbox_status(conn)
-            errors = await _last_errors(conn)
+            errors = await repo.last_errors(conn)
+            sources = await watchdogs.sources(conn) if rt.settings.watchdog is not None else []
     except StoreUnavailable:
         return _refused(503, "The store is unavailable; the page comes back when it answers.")
     rows = [
@@ -219,7 +209,7 @@ async def overview(request: Request[Any, Any, Any], state: State) -> Template | 
             "severity": g.severity.value,
             "firing": g.firing,
             "age": format_duration(now - (g.firing_since or g.updated_at)),
-            "receivers": ", ".join(sorted(receivers.get(g.group_hash, []))),
+            "receivers": ", ".join(g.receivers),
             "acked": (actions.get(g.group_hash) or GroupActions()).acked_by,
             "silenced": (actions.get(g.group_hash) or GroupActions()).silenced_until,
         }
@@ -249,7 +239,13 @@ async def overview(request: Request[Any, Any, Any], state: State) -> Template | 
         }
         for d in sorted(waiting, key=lambda d: d.next_attempt_at)
     ]
-    return _page("overview.html.j2", session, state, groups=rows, waiting=waits, dead=dead, health=health)
+    watchdog = [
+        {"name": w.name, "missing": w.state is watchdogs.SourceState.MISSING, "seen": _when(w.last_seen, zone)}
+        for w in sources
+    ]
+    return view.page(
+        "overview.html.j2", session, groups=rows, waiting=waits, dead=dead, health=health, watchdog=watchdog
+    )
 
 
 def _alertname(group_key: str) -> str:
@@ -267,36 +263,23 @@ def _why_waiting(d: Delivery, now: float) -> str:
     return "due now"
 
 
-async def _last_errors(conn: Any) -> dict[str, tuple[str, float]]:
-    """Each channel's latest delivery error: (text, when)."""
-    q = (
-        select(deliveries.c.channel, deliveries.c.last_error, deliveries.c.updated_at)
-        .where(deliveries.c.last_error.is_not(None))
-        .order_by(deliveries.c.updated_at.desc())
-        .limit(500)
-    )
-    out: dict[str, tuple[str, float]] = {}
-    for channel, error, at in await conn.execute(q):
-        out.setdefault(str(channel), (redact(str(error)), float(at)))
-    return out
-
-
 # -- a group's timeline -----------------------------------------------------------------------------------------------
 
 
 @get("/ui/groups/{group_hash:str}", media_type=HTML)
-async def group_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    session = await _viewer(request, state)
+async def group_page(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
+    rt = view.rt
+    session = await view.viewer(request)
     if not isinstance(session, Session):
         return session
-    rt = _rt(state)
     group = str(request.path_params["group_hash"])
     if not GROUP_HASH.fullmatch(group):
         return _refused(404, "No such alert group: a group's id is 64 hexadecimal digits.")
-    zone = _zone(state)
+    zone = view.zone
     try:
         async with rt.store.begin(readonly=True) as conn:
             events = await tl.group_events(conn, group)
+            chains = (await escalations.chains_of(conn, [group])).get(group, [])
             ids = sorted({e.delivery_id for e in events if e.delivery_id and e.outcome in ("sent", "dead")})
             sent, payloads = await conn.run_sync(lambda c: _sent_with_bodies(c, ids))
     except StoreUnavailable:
@@ -315,16 +298,27 @@ async def group_page(request: Request[Any, Any, Any], state: State) -> Template 
         for e in events
     ]
     messages = [_as_sent(rt, d, payloads.get(d.notification_id)) for d in sent if d.kind is MessageKind.ALERT]
-    return _page(
+    return view.page(
         "group.html.j2",
         session,
-        state,
         group=group,
         group_key=events[-1].group_key,
         name=_alertname(events[-1].group_key),
         events=rows,
+        chains=[_chain(c, zone) for c in chains],
         messages=[m for m in messages if m is not None],
     )
+
+
+def _chain(c: escalations.Chain, zone: str) -> dict[str, str]:
+    """An escalation chain as the group's page shows it."""
+    if c.state is escalations.ChainState.RUNNING and c.due_at is not None:
+        now = f"step {c.step + 1} ({', '.join(c.steps[c.step].receivers)}) due at {_when(c.due_at, zone)}"
+    elif c.state is escalations.ChainState.ARMED:
+        now = "waits for the group's first message to the route's receivers to be sent"
+    else:
+        now = c.ended or c.state.value
+    return {"route": c.route_path, "state": c.state.value, "now": now, "paged": ", ".join(c.paged) or "nobody yet"}
 
 
 def _sent_with_bodies(conn: Connection, ids: list[str]) -> tuple[list[Delivery], dict[str, bytes | None]]:
@@ -334,55 +328,28 @@ def _sent_with_bodies(conn: Connection, ids: list[str]) -> tuple[list[Delivery],
 
 def _as_sent(rt: Runtime, d: Delivery, body: bytes | None) -> dict[str, Any] | None:
     """A message as its channel showed it, rendered again from what the outbox kept (the body and the change it
-    told), at the time it was sent."""
+    told), at the time it was sent: its parts as the channel's plug-in shows them."""
     if body is None:
         return None
     try:
         receiver = rt.settings.receiver(d.receiver)
-        message = build_message(d, body, receiver.send_resolved, None)
-        items = PLUGINS[d.channel].preview(renderer_for(receiver), message, d.sent_at or d.updated_at)
+        message = build_message(d, ChangeRecord.decode(d.change), body, receiver.send_resolved, None)
+        parts = PLUGINS[d.channel].show(renderer_for(receiver), message, d.sent_at or d.updated_at)
     except Exception as exc:  # a message from an older config: say so rather than fail the page
         return {"target": d.target, "channel": d.channel, "id": d.id, "error": f"cannot be shown again: {exc}"}
-    out: dict[str, Any] = {"target": d.target, "channel": d.channel, "id": d.id, "state": d.state.value, "error": ""}
-    if d.channel == "telegram":
-        out["html"] = [str(i) for i in items]
-    elif d.channel == "slack":
-        out["slack"] = [_slack_lines(i) for i in items]
-    elif d.channel == "email":
-        first = items[0] if items else {}
-        out["email"] = {
-            "subject": str(first.get("subject", "")),
-            "text": str(first.get("text", "")),
-            "html": str(first.get("html", "")),
-        }
-    else:
-        out["text"] = "\n".join(i if isinstance(i, str) else json.dumps(i, ensure_ascii=False) for i in items)
-    return out
-
-
-def _slack_lines(payload: Any) -> list[tuple[str, str]]:
-    """A Slack post as (block type, text) pairs, in order: what the page draws as Slack shows it."""
-    out: list[tuple[str, str]] = []
-    for att in payload.get("attachments", []) or [{"blocks": payload.get("blocks", [])}]:
-        for b in att.get("blocks", []):
-            if "text" in b:
-                out.append((b["type"], str(b["text"]["text"])))
-            for e in b.get("elements", []):
-                text = e.get("text")
-                out.append((b["type"], str(text["text"] if isinstance(text, dict) else text or "")))
-    return out or [("section", str(payload.get("text", "")))]
+    return {"target": d.target, "channel": d.channel, "id": d.id, "state": d.state.value, "error": "", "parts": parts}
 
 
 # -- dead letters and search ------------------------------------------------------------------------------------------
 
 
 @get("/ui/dead", media_type=HTML)
-async def dead_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    session = await _viewer(request, state)
+async def dead_page(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
+    rt = view.rt
+    session = await view.viewer(request)
     if not isinstance(session, Session):
         return session
-    rt = _rt(state)
-    zone = _zone(state)
+    zone = view.zone
     async with rt.store.begin(readonly=True) as conn:
         dead = await repo.list_deliveries(conn, DeliveryState.DEAD.value, 500)
     rows = [
@@ -398,16 +365,16 @@ async def dead_page(request: Request[Any, Any, Any], state: State) -> Template |
         for d in dead
     ]
     done = request.query_params.get("done", "")
-    return _page("dead.html.j2", session, state, dead=rows, done=done if done.isdigit() else "")
+    return view.page("dead.html.j2", session, dead=rows, done=done if done.isdigit() else "")
 
 
 @post("/ui/dead/retry", status_code=303)
-async def retry_dead(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def retry_dead(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
+    rt = view.rt
     form = dict(await request.form())
-    session, refused = await _form_ok(request, state, form)
+    session, refused = await view.form_ok(request, form)
     if refused is not None or session is None:
         return refused or _off()
-    rt = _rt(state)
     now = rt.clock.now()
     wanted = str(form.get("id", ""))
     if wanted != "all" and not ROW_ID.fullmatch(wanted):
@@ -458,19 +425,19 @@ async def _retry(rt: Runtime, delivery_id: str, now: float, who: str) -> bool:
 
 
 @get("/ui/search", media_type=HTML)
-async def search_page(request: Request[Any, Any, Any], state: State) -> Template | Response[Any]:
-    session = await _viewer(request, state)
+async def search_page(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
+    rt = view.rt
+    session = await view.viewer(request)
     if not isinstance(session, Session):
         return session
-    rt = _rt(state)
     text = request.query_params.get("q", "").strip()[:200]
     window = request.query_params.get("since", "24h")
     since = rt.clock.now() - SEARCH_WINDOWS.get(window, 86400.0)
     async with rt.store.begin(readonly=True) as conn:
         found = await tl.groups_like(conn, text, since, limit=100)
-    zone = _zone(state)
+    zone = view.zone
     rows = [{"hash": h, "key": k, "name": _alertname(k), "last": _when(at, zone), "events": n} for h, k, at, n in found]
-    return _page("search.html.j2", session, state, q=text, since=window, windows=list(SEARCH_WINDOWS), groups=rows)
+    return view.page("search.html.j2", session, q=text, since=window, windows=list(SEARCH_WINDOWS), groups=rows)
 
 
 PAGES = [login_page, login, logout, overview, group_page, dead_page, retry_dead, search_page]

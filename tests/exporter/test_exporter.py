@@ -69,7 +69,7 @@ def seed(url: str) -> None:
                         updated_at=NOW,
                     )
                 )
-            t = [  # bot, side, amount, price, profit, minutes ago
+            t: list[tuple[int, str, float, int, int | None, int]] = [  # bot, side, amount, price, profit, minutes ago
                 (1, "buy", 0.1, 60000, None, 50),
                 (1, "sell", 0.05, 61000, 50, 40),
                 (1, "sell", 0.05, 59000, -50, 30),
@@ -78,7 +78,7 @@ def seed(url: str) -> None:
                 (2, "buy", 1.0, 3000, None, 100),
                 (2, "buy", 1.0, 2900, None, 90),
             ]
-            for i, (bid, side, amount, price, profit, ago) in enumerate(t):
+            for i, (bid, side, amount, price, gain, ago) in enumerate(t):
                 await c.execute(
                     insert(trades).values(
                         bot_id=bid,
@@ -90,7 +90,7 @@ def seed(url: str) -> None:
                         amount=amount,
                         fee=0,
                         fee_currency="USDT",
-                        profit=profit,
+                        profit=gain,
                         executed_at=NOW - timedelta(minutes=ago),
                         created_at=NOW,
                     )
@@ -154,7 +154,7 @@ async def scrape(exp: Exporter) -> dict[str, dict[tuple[tuple[str, str], ...], f
     resp = await exp.metrics(None)  # type: ignore[arg-type]
     assert resp.body is not None
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for fam in text_string_to_metric_families(resp.body.decode()):  # type: ignore[union-attr]
+    for fam in text_string_to_metric_families(resp.body.decode()):
         for s in fam.samples:
             out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
     return out

@@ -21,6 +21,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def mail_text(message: EmailMessage, kind: str = "plain") -> str:
+    """The text of a message's plain or HTML part."""
+    part = message.get_body((kind,))
+    assert part is not None, f"no {kind} part"
+    content: str = part.get_content()
+    return content
+
+
 @dataclass
 class Received:
     mail_from: str

@@ -269,6 +269,7 @@ class FakeTelegram:
             out.append(
                 {
                     "message_id": m.message_id,
+                    "chat_id": m.chat_id,
                     "text": check_html(m.text) if m.parse_mode == "HTML" else m.text,
                     "buttons": [b["text"] for row in rows for b in row if "callback_data" in b],
                 }
@@ -294,7 +295,7 @@ class FakeTelegram:
 
     async def _fake_say(self, request: web.Request) -> web.Response:
         body = await request.json()
-        chat = next((c for c in self.chats if isinstance(c, int)), -1001234567890)
+        chat = int(body.get("chat_id", -1001234567890))
         self.say(str(body.get("text", "/help")), chat_id=chat, username=str(body.get("user", "alice")).lstrip("@"))
         return web.json_response({"said": body.get("text")})
 
@@ -381,9 +382,8 @@ class FakeTelegram:
         while not self.updates and loop.time() < deadline and not mine.done():
             self._new_update.clear()
             waiter = asyncio.ensure_future(self._new_update.wait())
-            await asyncio.wait(
-                {waiter, mine}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
-            )
+            either: set[asyncio.Future[Any]] = {waiter, mine}
+            await asyncio.wait(either, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
         if mine.done() and self._waiting_poll is not mine:
             self.conflicts += 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import ROOT, binary, run, wait_http  # noqa: F401 -- used by the monitoring tests
+from tests.helpers import ROOT
 
 MON = ROOT / "monitoring"
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from notifier.settings import load_settings
+from notifier.config import load_settings
 from tests.helpers import ROOT
 
 COMPOSE = ROOT / "docker-compose.monitoring.yml"

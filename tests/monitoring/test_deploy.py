@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notifier.settings import load_settings
+from notifier.config import load_settings
 from tests.helpers import ROOT, need, production_example
 
 UNIT = ROOT / "examples" / "notifier.service"

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.monitoring.conftest import MON, binary, local_alertmanager_config, run
+from tests.helpers import binary, run
+from tests.monitoring.conftest import MON, local_alertmanager_config
 
 CONTRACT_ALERTS = {
     "BotDown": "critical",
@@ -99,7 +100,7 @@ def test_amtool_checks_the_config_and_routes_each_severity() -> None:
         (["severity=critical", "alertname=CriticalDrawdown", "bot=grid-btc"], "notifier-critical"),
         (["severity=warning", "alertname=LargeDrawdown"], "notifier-warning"),
         (["severity=info", "alertname=NoRecentTrades"], "notifier-info"),
-        (["alertname=Watchdog", "severity=none"], "deadmans-switch"),
+        (["alertname=Watchdog", "severity=none"], "notifier-watchdog"),
         (["alertname=Unlabelled"], "notifier-warning"),
     ):
         r = run(amtool, "config", "routes", "test", f"--config.file={cfg}", f"--verify.receivers={receiver}", *labels)

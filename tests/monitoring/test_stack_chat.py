@@ -59,5 +59,16 @@ def test_silence_pressed_in_the_stacks_fake_telegram_reaches_its_alertmanager(tm
             ) and any(a.startswith("Silenced until") for a in messages["answers"])
 
         wait(shown, 30, "the message showing the silence")
+
+        # why was it (not) told? the group's decisions, from the timeline
+        said = httpx.post(f"{fake}/_fake/say", json={"text": "/why CriticalDrawdown"}, timeout=5)
+        assert said.status_code == 200
+
+        def why() -> str:
+            messages = httpx.get(f"{fake}/_fake/messages", timeout=5).json()["messages"]
+            return next((m["text"] for m in messages if "sent to console/telegram/0" in m["text"]), "")
+
+        wait(lambda: bool(why()), 30, "the answer to /why")
+        assert "CriticalDrawdown" in why() and "queued for console/telegram/0" in why()
     finally:
         s.stop()

@@ -18,8 +18,8 @@ import pytest
 from exporter.catalogue import CONTRACT
 from scripts.stack import Ports, Stack
 from tests.fakes.telegram import FakeTelegram, ThreadedFake
-from tests.helpers import PG_ADMIN_URL, free_port, need
-from tests.monitoring.conftest import MON, binary
+from tests.helpers import PG_ADMIN_URL, binary, free_port, need
+from tests.monitoring.conftest import MON
 
 TOKEN = "123456:e2e-token"
 
@@ -166,10 +166,11 @@ def test_dashboards_use_only_metrics_that_exist() -> None:
     contract = {s.exposed for s in CONTRACT} | {f"{s.name}_bucket" for s in CONTRACT if s.kind == "histogram"}
     from prometheus_client import CollectorRegistry
 
+    from notifier.channels.registry import PLUGINS
     from notifier.metrics import NotifierMetrics
 
     reg = CollectorRegistry()
-    NotifierMetrics(reg, [("oncall", "telegram")])
+    NotifierMetrics(reg, [("oncall", "telegram")], channels=list(PLUGINS))
     notifier = {s.name for fam in reg.collect() for s in fam.samples} | {f.name for f in reg.collect()}
     exporter_own = {"bot_exporter_source_up", "bot_exporter_scrape_duration_seconds_bucket"}
     external = {  # metrics of node-exporter, postgres-exporter, redis-exporter and Prometheus itself

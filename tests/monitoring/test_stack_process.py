@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ROOT, free_port
-from tests.monitoring.conftest import binary
+from tests.helpers import ROOT, binary, free_port
 
 STACK = [sys.executable, str(ROOT / "scripts" / "stack.py"), "--scenario", "normal", "--redis-url", ""]
 

@@ -8,10 +8,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.app import create_app
 from notifier.runtime import Runtime
 from notifier.settings import Settings
+from notifier.store.payloads import unpack
 from notifier.store.tables import deliveries, notifications
 from tests.helpers import TOKEN
 
@@ -24,7 +26,7 @@ async def running(settings: Settings, **build: Any) -> AsyncIterator[tuple[httpx
     app = create_app(settings, runtime=rt)
     await rt.start()  # what the app's lifespan does; the subprocess tests run the lifespan itself
     try:
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # Litestar's ASGI types are narrower than httpx's
         async with httpx.AsyncClient(transport=transport, base_url="http://notifier", timeout=30) as client:
             yield client, rt
     finally:
@@ -54,3 +56,14 @@ async def count(rt: Runtime, table: Any = notifications, **where: Any) -> int:
 async def delivery_rows(rt: Runtime) -> list[dict[str, Any]]:
     async with rt.store.begin() as conn:
         return [dict(r) for r in (await conn.execute(select(deliveries).order_by(deliveries.c.created_at))).mappings()]
+
+
+async def stored_notification(conn: AsyncConnection, notification_id: str) -> dict[str, Any] | None:
+    """A notification's row as the store keeps it, with `payload` the body as received (unpacked)."""
+    row = (await conn.execute(select(notifications).where(notifications.c.id == notification_id))).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    body = unpack(out["payload"], out.pop("payload_packed"))
+    out["payload"] = None if body is None else body.decode("utf-8")
+    return out

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from notifier.clock import FrozenClock
+from notifier.config import load_settings_from_mapping
 from notifier.digest_schedule import DigestSchedule
 from notifier.digests import DigestScheduler
 from notifier.errors import ConfigError
-from notifier.settings import load_settings_from_mapping
-from tests.fakes.smtp import SMTPServer
+from tests.fakes.smtp import SMTPServer, mail_text
 from tests.helpers import TOKEN, am_group, berlin, settings_from, wait_for
 from tests.notifier.harness import post, running
 
@@ -109,7 +109,7 @@ async def test_a_known_days_digest_has_exactly_this_content(sqlite_url: str, smt
         await wait_for(lambda: len(smtp.messages) == 1)
         mail = smtp.messages[0].message
         assert str(mail["Subject"]) == "[DIGEST] 4 alerts · 1 critical · 3 warning (2026-11-27 08:00 Europe/Berlin)"
-        assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == (
+        assert mail_text(mail, "plain").replace("\r\n", "\n") == (
             "TRADERAGENT alert digest\n"
             "2026-11-26 08:00 – 2026-11-27 08:00 (Europe/Berlin)\n"
             "\n"
@@ -126,7 +126,7 @@ async def test_a_known_days_digest_has_exactly_this_content(sqlite_url: str, smt
             "Flapped most:\n"
             "  - HighErrorRate · grid-btc: 2 times\n"
         )
-        html = mail.get_body(("html",)).get_content()
+        html = mail_text(mail, "html")
         assert '<a href="http://prom/b1">CriticalDrawdown · dca-eth</a>' in html
         metrics = (await client.get("/metrics")).text
         assert "notifier_digests_sent_total 1.0" in metrics and "notifier_digest_items 4.0" in metrics
@@ -137,7 +137,7 @@ async def test_a_known_days_digest_has_exactly_this_content(sqlite_url: str, smt
         await clock.set(berlin(28, 8))
         assert await rt.digests.run_due() == 1
         await wait_for(lambda: len(smtp.messages) == 2)
-        text = smtp.messages[1].message.get_body(("plain",)).get_content()
+        text = mail_text(smtp.messages[1].message, "plain")
         assert "1 alert: 1 critical" in text and "2026-11-27 08:00 – 2026-11-28 08:00" in text
         # and a day with nothing at all sends nothing
         await clock.set(berlin(29, 8))
@@ -159,7 +159,7 @@ async def test_three_missed_ticks_make_one_digest(sqlite_url: str, smtp: SMTPSer
         assert await rt.digests.run_due() == 0
         rt.worker.wake()
         await wait_for(lambda: len(smtp.messages) == 1)
-        text = smtp.messages[0].message.get_body(("plain",)).get_content()
+        text = mail_text(smtp.messages[0].message, "plain")
         assert "2026-11-26 11:00 – 2026-11-26 14:00" in text
 
 
@@ -170,7 +170,8 @@ async def test_exactly_one_digest_per_tick_with_several_schedulers(sqlite_url: s
         await rt.digests.stop()
         await post(client, webhook("LargeDrawdown", "warning", "a1", berlin(26, 10)))
         await clock.set(berlin(26, 11))
-        others = [DigestScheduler(rt.store, s, clock, rt.metrics, rt.worker.wake) for _ in range(3)]
+        targets = {"mail": [("mail/email/0", "email")]}
+        others = [DigestScheduler(rt.store, s, clock, rt.metrics, rt.worker.wake, targets) for _ in range(3)]
         results = await asyncio.gather(rt.digests.run_due(), *(o.run_due() for o in others))
         assert sum(results) == 1
         rt.worker.wake()

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import event
 
-from notifier.settings import ConfigError
+from notifier.errors import ConfigError
 from tests.helpers import console_settings, free_port, wait_for
 from tests.notifier.harness import running
 
@@ -64,20 +64,22 @@ async def test_pings_while_healthy_and_stops_when_the_store_refuses_writes(
             await wait_for(lambda: server.pings == 1, timeout=10)  # the first call goes out at start
 
             # the store turns read-only (as a full or broken disk would): no more calls, so the service alarms
-            engine = rt.store.sqlite_writer.engine
+            writer = rt.store.sqlite_writer
+            assert writer is not None
+            engine = writer.engine
             assert engine is not None
 
             def read_only(dbapi_conn: Any, _rec: Any) -> None:
                 dbapi_conn.execute("PRAGMA query_only=1")
 
             event.listen(engine, "connect", read_only)
-            rt.store.sqlite_writer.release()
+            writer.release()
             assert await rt.heartbeat.beat() == "withheld"
             assert server.pings == 1
             assert "heartbeat withheld" in caplog.text and "store:" in caplog.text
 
             event.remove(engine, "connect", read_only)
-            rt.store.sqlite_writer.release()
+            writer.release()
             assert await rt.heartbeat.beat() == "sent"
             assert server.pings == 2
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.fakes.slack import FakeSlack
-from tests.fakes.smtp import SMTPServer
+from tests.fakes.smtp import SMTPServer, mail_text
 from tests.fakes.telegram import FakeTelegram, ThreadedFake, check_html
 from tests.helpers import (
     ROOT,
@@ -156,7 +156,7 @@ async def test_hostile_labels_reach_every_channel_and_nowhere_else(
         mail = smtp.messages[0].message
         subject = str(mail["Subject"])
         assert "Drawdown" in subject and "\u202e" not in subject and "\n" not in subject
-        assert "javascript:" not in mail.get_body(("html",)).get_content()
+        assert "javascript:" not in mail_text(mail, "html")
 
 
 async def test_a_message_refused_for_its_content_arrives_in_the_minimal_form(

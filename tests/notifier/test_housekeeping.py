@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from notifier.clock import FrozenClock
-from notifier.settings import ConfigError
+from notifier.errors import ConfigError
 from notifier.store.tables import deliveries, group_state, intake_keys, notifications, rate_slots, threads
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import TOKEN, am_group, berlin, settings_from, wait_for

@@ -18,9 +18,10 @@ from aiohttp import web
 from sqlalchemy import select
 
 from notifier.channels.registry import PLUGINS
+from notifier.config import load_settings
 from notifier.configtypes import Secret
 from notifier.redaction import Redactor, protect, redact
-from notifier.settings import Settings, load_settings
+from notifier.settings import Settings
 from notifier.store.tables import action_log
 from tests.fakes.slack import FakeSlack, signed
 from tests.helpers import TOKEN, make_group, settings_from, wait_for
@@ -48,13 +49,15 @@ receivers:
       - {webhook_url: "https://hooks.slack.com/services/T0/B0/SL-hook-0010"}
       - {bot_token: xoxb-SL-bot-0011, channel: "#x"}
     email: [{host: smtp, username: u, password: EM-password-0012, from: a@x.io, to: [b@x.io]}]
+    ntfy: [{topic: NT-topic-0015, token: tk_NT-token-0016}]
+    pushover: [{token: PO-app-token-0017, user: PO-user-key-0018}]
 routes: {receiver: r}
 """
 OTHER_AUTH = """
 server: {listen: 127.0.0.1:9095, auth: {basic_auth: {username: u, password: SRV-basic-0013}}}
 alertmanager: {urls: ["http://am:9093"], basic_auth: {username: u, password: AM-basic-0014}}
 actions: {allowed: {telegram: [7001]}}
-receivers: [{name: r, log: [{}]}]
+receivers: [{name: r, log: [{}], ntfy: [{topic: NT-topic-0019, username: u, password: NT-password-0020}]}]
 routes: {receiver: r}
 """
 

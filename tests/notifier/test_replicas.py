@@ -15,10 +15,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.fakes.smtp import SMTPServer
+from tests.fakes.smtp import SMTPServer, mail_text
 from tests.fakes.telegram import FakeTelegram, ThreadedFake
-from tests.helpers import TOKEN, ServerProcess, free_port, make_group
-from tests.monitoring.conftest import binary, wait_http
+from tests.helpers import TOKEN, ServerProcess, binary, free_port, make_group, wait_http
 
 CHAT = -1001234567890
 BOT = "123456:replica-token"
@@ -236,7 +235,7 @@ def test_one_digest_per_tick_with_three_replicas(tmp_path: Path, pg_url: str, tg
             wait(lambda: len(smtp.messages) >= 1, next_tick - now + 40, "the digest")
             time.sleep(20)  # the other replicas' schedulers have run for this tick too
             assert len(smtp.messages) == 1
-            assert "DigestMe" in smtp.messages[0].message.get_body(("plain",)).get_content()
+            assert "DigestMe" in mail_text(smtp.messages[0].message, "plain")
         finally:
             for n in nodes:
                 n.stop()

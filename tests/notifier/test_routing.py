@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from notifier.config import load_settings_from_mapping
 from notifier.matchers import parse_matcher
 from notifier.routing import Router
-from notifier.settings import load_settings_from_mapping
 
 
 def router(routes: dict[str, object]) -> Router:
@@ -82,6 +82,11 @@ def test_children_inherit_quiet_hours_and_repeat_interval() -> None:
         env={},
     )
     m1 = Router(s.routes).match({"x": "1"})[0]
-    assert m1.repeat_interval == 3600 and m1.quiet_hours is not None and m1.quiet_hours.mode == "silent"
+    assert (
+        m1.repeat_interval is not None
+        and float(m1.repeat_interval) == 3600
+        and m1.quiet_hours is not None
+        and m1.quiet_hours.mode == "silent"
+    )
     m2 = Router(s.routes).match({"x": "2"})[0]
-    assert m2.repeat_interval == 0
+    assert m2.repeat_interval is not None and float(m2.repeat_interval) == 0

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from notifier.config import load_settings
+from notifier.configtypes import parse_duration
 from notifier.errors import ConfigError
-from notifier.settings import load_settings, parse_duration
 from tests.helpers import ROOT, production_example
 
 GOOD = """
@@ -55,7 +56,7 @@ def test_good_config_loads_with_substitution_and_secret_files(tmp_path: Path) ->
     tg = s.receiver("oncall").channels["telegram"][0]
     assert tg.bot_token == "123:abc"  # read from the file, newline stripped
     assert s.receiver("oncall").channels["email"][0].password == "p$w"  # $$ is a literal $
-    assert s.dedup.redelivery_window == 600 and s.delivery.max_age == 86400
+    assert float(s.dedup.redelivery_window) == 600 and float(s.delivery.max_age) == 86400
     # secrets never show in a repr, so a settings dump cannot leak them into a log
     dump = repr(s)
     for secret in ("TOK-XYZZY", "123:abc", "p$w", "hooks.slack.com"):

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from notifier.clock import FrozenClock
 from notifier.store.tables import action_log, deliveries, group_acks
 from tests.fakes.slack import FakeSlack, signed
-from tests.fakes.smtp import SMTPServer
+from tests.fakes.smtp import SMTPServer, mail_text
 from tests.fakes.telegram import FakeTelegram, Sent, check_html
 from tests.helpers import TOKEN, binary, free_port, iso_z, make_group, run, settings_from, wait_for
 from tests.notifier.harness import post, running
@@ -269,7 +269,7 @@ async def test_telegram_webhook_mode_checks_the_secret_token(
     async with running(settings) as (client, rt):
         await wait_for(lambda: tg.webhook is not None and bool(tg.commands))
         assert tg.webhook is not None and tg.webhook["secret_token"] == "s3cr3t_T0k_0123456789"
-        assert [c["command"] for c in tg.commands[0]["commands"]] == ["alerts", "silences", "status", "help"]
+        assert [c["command"] for c in tg.commands[0]["commands"]] == ["alerts", "silences", "status", "why", "help"]
         assert (await post(client, json.dumps(make_group(1, name="Hooked")))).status_code == 202
         await wait_for(lambda: len(tg.sent) == 1)
         data = callback_buttons(tg.sent[0])["Ack"]
@@ -415,7 +415,7 @@ async def test_email_cannot_be_edited_so_the_groups_next_email_tells_the_acknowl
         partly = make_group(2, name="DiskFull", resolved={1})
         assert (await post(client, json.dumps(partly))).status_code == 202
         await wait_for(lambda: len(smtp.messages) == 2)
-        text = smtp.messages[1].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        text = mail_text(smtp.messages[1].message, "plain")
         assert "✅ acknowledged by @alice at " in text
 
 
@@ -438,8 +438,8 @@ async def test_the_digest_lists_the_acknowledgements_of_its_period(
 
         def digest_with_acks() -> str:
             for m in smtp.messages:
-                body = m.message.get_body(("plain",))
-                text = body.get_content() if body is not None else ""
+                part = m.message.get_body(("plain",))
+                text = part.get_content() if part is not None else ""
                 if "Acknowledged from the chat" in text:
                     return str(text)
             return ""

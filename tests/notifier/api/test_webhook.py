@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from notifier.store import repository as repo
 from notifier.store.tables import deliveries, notifications
 from tests.helpers import (
     console_settings,
@@ -22,7 +21,7 @@ from tests.helpers import (
     settings_from,
     wait_for,
 )
-from tests.notifier.harness import AUTH, count, post, running
+from tests.notifier.harness import AUTH, count, post, running, stored_notification
 
 
 @pytest.mark.parametrize("name", fixture_names())
@@ -35,7 +34,7 @@ async def test_captured_payload_is_stored_and_reads_back_field_for_field(store_u
         assert body["alerts"] == len(expected["alerts"])
         assert body["duplicate"] is False
         async with rt.store.begin() as conn:
-            row = await repo.get_notification(conn, body["notification_id"])
+            row = await stored_notification(conn, body["notification_id"])
         assert row is not None
         assert json.loads(row["payload"]) == expected
         assert row["group_key"] == expected["groupKey"]
@@ -59,7 +58,7 @@ async def test_a_large_group_is_stored_compressed_and_still_delivered_whole(
                     select(notifications.c.payload, notifications.c.payload_packed).where(notifications.c.id == nid)
                 )
             ).one()
-            row = await repo.get_notification(conn, nid)
+            row = await stored_notification(conn, nid)
         assert text == ""
         assert packed is not None and len(packed) * 5 < len(raw)
         assert row is not None and "payload_packed" not in row

@@ -1,7 +1,9 @@
-"""Every channel keeps the same promises, checked against its fake provider (real HTTP or SMTP on loopback, through
-the real SDK): a rate limit gives the provider's retry-after; 5xx and timeouts are retryable, a refusal (4xx, 5xx
-SMTP) is permanent; no secret is in any exception's text; `parts_done` is right when a split message fails midway;
-every part is within the provider's limits."""
+"""Every channel of the registry keeps the same promises, checked against its fake provider (real HTTP or SMTP on
+loopback, through the real SDK; for the log, the stream it writes to): a rate limit gives the provider's
+retry-after; 5xx, timeouts and a stream that cannot be written are retryable, a refusal (4xx, 5xx SMTP) is
+permanent; no secret is in any exception's text; `parts_done` is right when a split message fails midway; every part
+is within the provider's limits; a channel that cannot edit says so as a permanent failure. The list of channels is
+the registry's: a channel without a fake here fails `test_every_channel_of_the_registry_has_a_fake`."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from notifier.clock import SystemClock
 from notifier.domain import Message
 from notifier.errors import DeliveryError, PermanentError, RetryableError
 from notifier.templates import Renderer
+from tests.fakes.push import FakeNtfy, FakePushover
 from tests.fakes.slack import FakeSlack
-from tests.fakes.smtp import SMTPServer
+from tests.fakes.smtp import SMTPServer, mail_text
 from tests.fakes.telegram import FakeTelegram, check_html, utf16
 from tests.helpers import make_group
 
@@ -31,15 +34,15 @@ RENDERER = Renderer(max_alerts=1000)  # large groups are split into parts, which
 
 @dataclass
 class Provider:
-    """One channel's target on its fake, and how to script the fake."""
+    """One channel's target on its fake, and how to script the fake (None: the provider has no such answer)."""
 
     name: str
     channel: Channel
     secrets: list[str]
     rate_limit: Callable[[int], None] | None  # answer the next request with a rate limit of n seconds
     server_error: Callable[[], None]
-    refuse: Callable[[], None]  # a refusal no retry can fix
-    slow: Callable[[float], None]  # answer later than the target's timeout
+    refuse: Callable[[], None] | None  # a refusal no retry can fix
+    slow: Callable[[float], None] | None  # answer later than the target's timeout
     pass_next: Callable[[int], None] | None  # answer n requests normally before the scripted failure
     delivered: Callable[[], list[str]]  # what arrived, as text
 
@@ -114,20 +117,108 @@ def _email(smtp: SMTPServer, password: str) -> Provider:
         lambda: smtp.handler.fail_with.append("550 5.7.1 relaying denied"),
         lambda s: setattr(smtp.handler, "delay", s),
         None,  # one email is one part
-        lambda: [m.message.get_body(("plain",)).get_content() for m in smtp.handler.messages],
+        lambda: [mail_text(m.message, "plain") for m in smtp.handler.messages],
     )
 
 
-ALL = ["telegram", "slack-webhook", "slack-api", "email"]
-SPLIT = ["telegram", "slack-webhook", "slack-api"]  # an email is one message, whatever its size
-RATE_LIMITED = SPLIT  # SMTP has no rate-limit answer with a wait: a 4xx there is a retry with back-off
+def _ntfy(fake: FakeNtfy) -> Provider:
+    target = PLUGINS["ntfy"].target(server=fake.url, topic="trading-oncall", token=fake.token, timeout=1)
+    return Provider(
+        "ntfy",
+        PLUGINS["ntfy"].build("r/ntfy/0", target, RENDERER, SystemClock()),
+        [fake.token, "trading-oncall"],
+        lambda s: fake.fail_next(1, 429, retry_after=s),
+        lambda: fake.fail_next(1, 502),
+        lambda: fake.fail_next(1, 403, error="forbidden"),
+        lambda s: setattr(fake, "delay", s),
+        None,  # a push is one part
+        lambda: [m.text for m in fake.published],
+    )
+
+
+def _pushover(fake: FakePushover) -> Provider:
+    target = PLUGINS["pushover"].target(token=fake.token, user=fake.user, api_url=fake.url, timeout=1)
+    return Provider(
+        "pushover",
+        PLUGINS["pushover"].build("r/pushover/0", target, RENDERER, SystemClock()),
+        [fake.token, fake.user],
+        None,  # its 429 is the monthly quota: the wait is until the quota renews, not a retry-after
+        lambda: fake.fail_next(1, 503),
+        lambda: fake.fail_next(1, 400, error="user identifier is invalid"),
+        lambda s: setattr(fake, "delay", s),
+        None,  # a push is one part
+        lambda: [m.text for m in fake.pushed],
+    )
+
+
+class Stream:
+    """What the log channel writes to, standing in for stdout: it keeps what it gets, or fails once when told."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            self.broken = False
+            raise BrokenPipeError("the reader went away")
+        self.written.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _log(stream: Stream) -> Provider:
+    target = PLUGINS["log"].target(format="json")
+    return Provider(
+        "log",
+        PLUGINS["log"].build("r/log/0", target, RENDERER, SystemClock()),
+        [],
+        None,  # a stream has no rate limit
+        lambda: setattr(stream, "broken", True),
+        None,  # nothing a stream says is final
+        None,  # nor slow
+        None,  # one line is one part
+        lambda: [json.loads(line)["text"] for line in stream.written],
+    )
+
+
+# channel of the registry -> the ways its targets reach a provider, each with its fake
+FAKES: dict[str, list[str]] = {
+    "telegram": ["telegram"],
+    "slack": ["slack-webhook", "slack-api"],
+    "email": ["email"],
+    "ntfy": ["ntfy"],
+    "pushover": ["pushover"],
+    "log": ["log"],
+}
+ALL = [variant for name in PLUGINS for variant in FAKES.get(name, [])]
+SPLIT = [v for name, p in PLUGINS.items() if p.capabilities.splits for v in FAKES.get(name, [])]
+NO_EDIT = [v for name, p in PLUGINS.items() if not p.capabilities.edit for v in FAKES.get(name, [])]
+
+
+def test_every_channel_of_the_registry_has_a_fake() -> None:
+    assert set(FAKES) == set(PLUGINS), "a channel needs its fake here, so that it keeps the promises above"
 
 
 @pytest.fixture
-async def providers(fake_telegram: FakeTelegram, fake_slack: FakeSlack) -> AsyncIterator[Callable[[str], Provider]]:
+async def providers(
+    fake_telegram: FakeTelegram, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[[str], Provider]]:
+    ntfy = await FakeNtfy().start()
+    pushover = await FakePushover().start()
     password = "sm7p-pa55w0rd"
     smtp = SMTPServer(user="alerts", password=password).start()
+    stream = Stream()
     made: list[Provider] = []
+
+    def log_provider() -> Provider:
+        monkeypatch.setattr("sys.stdout", stream)  # in the test itself: pytest's capture swaps stdout per phase
+        return _log(stream)
 
     def make(name: str) -> Provider:
         p = {
@@ -135,6 +226,9 @@ async def providers(fake_telegram: FakeTelegram, fake_slack: FakeSlack) -> Async
             "slack-webhook": lambda: _slack_hook(fake_slack),
             "slack-api": lambda: _slack_api(fake_slack),
             "email": lambda: _email(smtp, password),
+            "ntfy": lambda: _ntfy(ntfy),
+            "pushover": lambda: _pushover(pushover),
+            "log": log_provider,
         }[name]()
         made.append(p)
         return p
@@ -143,6 +237,8 @@ async def providers(fake_telegram: FakeTelegram, fake_slack: FakeSlack) -> Async
     for p in made:
         await p.channel.aclose()
     smtp.stop()
+    await ntfy.stop()
+    await pushover.stop()
 
 
 async def _fails(p: Provider, m: Message) -> DeliveryError:
@@ -153,10 +249,11 @@ async def _fails(p: Provider, m: Message) -> DeliveryError:
     return info.value
 
 
-@pytest.mark.parametrize("name", RATE_LIMITED)
+@pytest.mark.parametrize("name", ALL)
 async def test_a_rate_limit_gives_the_providers_retry_after(providers: Callable[[str], Provider], name: str) -> None:
     provider = providers(name)
-    assert provider.rate_limit is not None
+    if provider.rate_limit is None:
+        return  # SMTP and a stream have no rate-limit answer with a wait (SMTP's 4xx is a retry with back-off)
     provider.rate_limit(7)
     exc = await _fails(provider, message())
     assert isinstance(exc, RetryableError) and exc.retry_after == 7
@@ -169,9 +266,10 @@ async def test_a_server_error_is_retryable_and_a_refusal_permanent(
     provider = providers(name)
     provider.server_error()
     assert isinstance(await _fails(provider, message()), RetryableError)
-    provider.refuse()
-    exc = await _fails(provider, message())
-    assert isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
+    if provider.refuse is not None:
+        provider.refuse()
+        exc = await _fails(provider, message())
+        assert isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
     await provider.channel.send(message())  # the next one goes through
     assert len(provider.delivered()) == 1
 
@@ -179,6 +277,8 @@ async def test_a_server_error_is_retryable_and_a_refusal_permanent(
 @pytest.mark.parametrize("name", ALL)
 async def test_a_timeout_is_retryable(providers: Callable[[str], Provider], name: str) -> None:
     provider = providers(name)
+    if provider.slow is None:
+        return  # a stream answers at once
     provider.slow(2.5)  # the targets wait 1 s
     assert isinstance(await _fails(provider, message()), RetryableError)
 
@@ -208,7 +308,17 @@ async def test_every_part_is_within_the_providers_limits(providers: Callable[[st
     assert texts
     if provider.name == "telegram":
         assert all(utf16(t) <= 4096 for t in texts)  # the fake refuses what Telegram refuses; these arrived
+    if provider.name in ("ntfy", "pushover"):  # one push, cut where the service's limit is, and saying so
+        assert len(texts) == 1 and "cut: open Alertmanager" in texts[0]
+
+
+@pytest.mark.parametrize("name", NO_EDIT)
+async def test_a_channel_that_cannot_edit_says_so_for_good(providers: Callable[[str], Provider], name: str) -> None:
+    provider = providers(name)
+    edit = Message(**{**_fields(message()), "edit_ref": "1"})
+    with pytest.raises(PermanentError):
+        await provider.channel.edit(edit)
 
 
 def _fields(m: Message) -> dict[str, Any]:
-    return {f: getattr(m, f) for f in m.__slots__}  # type: ignore[attr-defined]
+    return {f: getattr(m, f) for f in m.__slots__}

@@ -15,13 +15,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from notifier.channels import ChannelPlugin, RateRule
+from notifier.channels import ChannelPlugin, RateRule, Refusal, Shown, failure, refusal_of_status
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
+from notifier.config import load_settings_from_mapping
 from notifier.configtypes import Strict, secret
 from notifier.domain import DeliveryReceipt, Message
-from notifier.errors import ConfigError, PermanentError, RetryableError
-from notifier.settings import load_settings_from_mapping
+from notifier.errors import ConfigError
 from notifier.templates import Renderer, Template
 from tests.helpers import TOKEN, fixture_bytes, wait_for
 from tests.notifier.harness import delivery_rows, post, running
@@ -57,22 +57,28 @@ class DiscordChannel:
 
     async def send(self, message: Message) -> DeliveryReceipt:
         (text,) = render(self._renderer, message, self._clock.now())
-        async with aiohttp.ClientSession() as session, session.post(self._url, json={"content": text}) as resp:
-            if resp.status == 429:
-                raise RetryableError("Discord rate limit", retry_after=float((await resp.json())["retry_after"]))
-            if resp.status >= 500:
-                raise RetryableError(f"Discord answered {resp.status}")
-            if resp.status >= 400:
-                raise PermanentError(f"Discord refused the message: {resp.status}")
-        return DeliveryReceipt(ref=None)
+        try:
+            async with aiohttp.ClientSession() as session, session.post(self._url, json={"content": text}) as resp:
+                if resp.status < 400:
+                    return DeliveryReceipt(ref=None)
+                refusal = refusal_of_status(resp.status)  # the classification every channel shares
+                wait = float((await resp.json())["retry_after"]) if refusal is Refusal.RATE_LIMITED else None
+                raise failure(refusal, f"Discord answered {resp.status}", retry_after=wait)
+        except aiohttp.ClientError as exc:
+            raise failure(Refusal.UNAVAILABLE, f"Discord unreachable: {type(exc).__name__}") from None
+
+    async def edit(self, message: Message) -> DeliveryReceipt:
+        raise failure(Refusal.PERMANENT, "this channel cannot edit a message it sent")
 
     async def aclose(self) -> None:
         return None
 
 
-PLUGIN = ChannelPlugin(
-    name="discord", target=DiscordTarget, templates=(TEMPLATE,), build=DiscordChannel, preview=render
-)
+def show(renderer: Renderer, message: Message, now: float) -> list[Shown]:
+    return [Shown(text=text, raw=text) for text in render(renderer, message, now)]
+
+
+PLUGIN = ChannelPlugin(name="discord", target=DiscordTarget, templates=(TEMPLATE,), build=DiscordChannel, show=show)
 # ---- and its line in notifier/channels/registry.py -----------------------------------------------------------------
 
 

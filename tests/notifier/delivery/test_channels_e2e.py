@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.slack import FakeSlack
-from tests.fakes.smtp import SMTPServer
+from tests.fakes.smtp import SMTPServer, mail_text
 from tests.fakes.telegram import FakeTelegram, check_html, utf16
 from tests.helpers import fixture_bytes, fixture_names, make_group, settings_from, wait_for
 from tests.notifier.delivery.conftest import all_channels
@@ -51,8 +51,8 @@ async def test_each_captured_payload_reaches_every_channel(
         subject = str(mail.message["Subject"])
         assert subject.startswith("[RESOLVED]" if not firing else "[")
         assert expected["commonLabels"]["alertname"] in subject
-        html = mail.message.get_body(("html",)).get_content()
-        text = mail.message.get_body(("plain",)).get_content()
+        html = mail_text(mail.message, "html")
+        text = mail_text(mail.message, "plain")
         for alert in expected["alerts"]:
             assert alert["annotations"]["summary"] in text
         assert "<html" in html
@@ -102,7 +102,7 @@ async def test_hostile_labels_arrive_escaped_and_are_accepted(
         for p in fake_slack.posted:
             assert "&lt;script&gt;&amp;" in p.all_text
             assert "<script>" not in p.all_text
-        html = smtp.messages[0].message.get_body(("html",)).get_content()
+        html = mail_text(smtp.messages[0].message, "html")
         assert "<script>" not in html and "&lt;script&gt;" in html
         await wait_for(lambda: _all_sent(rt))
 

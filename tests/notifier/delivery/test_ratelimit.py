@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter, RateRule, StoreRateLimiter
+from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
+from notifier.domain import RateRule
 from notifier.settings import StorageSettings
 from notifier.store import Store
 

@@ -62,8 +62,8 @@ async def test_a_storm_becomes_one_summary_and_critical_groups_go_alone(
         shown = "\n".join(texts)
         for i in range(30):
             assert f"bot-{i:02d}" in shown, i  # every group represented
-        crit = [t for t in texts if "CriticalDrawdown" in t and "AlertStorm" not in t]
-        assert len(crit) == 2  # on their own
+        alone = [t for t in texts if "CriticalDrawdown" in t and "AlertStorm" not in t]
+        assert len(alone) == 2  # on their own
         metrics = (await client.get("/metrics")).text
         folded = next(
             float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("notifier_storm_groups_total")

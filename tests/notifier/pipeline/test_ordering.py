@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from notifier.domain import AlertTimes
-from notifier.pipeline.decisions import LIFECYCLE_MEMORY, is_stale, order_states
+from notifier.domain import AlertTimes, GroupLifecycles
+from notifier.pipeline.decisions import LIFECYCLE_MEMORY, Ordered, is_stale, order_states
 
 FIRING, RESOLVED = "firing", "resolved"
 NOW = 1_000_000.0
 S, E, S2 = 1000.0, 2000.0, 3000.0  # an alert started at S, resolved at E, fired again at S2
+
+
+def order(prior: GroupLifecycles | None, incoming: dict[str, AlertTimes], now: float) -> Ordered:
+    """order_states with the states the notification tells read from its times, as summarize gives them."""
+    return order_states(prior, incoming, now, {fp: t.status for fp, t in incoming.items()})
 
 
 def test_a_firing_copy_that_started_before_a_known_resolution_is_stale() -> None:
@@ -29,12 +34,12 @@ def test_two_firing_states_are_never_stale() -> None:
 
 
 def test_the_late_firing_copy_leaves_the_group_resolved_and_says_which_alert() -> None:
-    first = order_states(None, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW)
+    first = order(None, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW)
     assert first.states == {"a": FIRING, "b": FIRING} and first.changes_state and not first.stale
-    resolved = order_states(first.lifecycles, {"a": AlertTimes(S, E), "b": AlertTimes(S, E)}, NOW + 1)
+    resolved = order(first.lifecycles, {"a": AlertTimes(S, E), "b": AlertTimes(S, E)}, NOW + 1)
     assert resolved.states == {"a": RESOLVED, "b": RESOLVED} and resolved.changes_state
     # peer 1's copy of an in-between state: a resolved a little earlier, b still firing
-    late = order_states(resolved.lifecycles, {"a": AlertTimes(S, E - 8), "b": AlertTimes(S)}, NOW + 2)
+    late = order(resolved.lifecycles, {"a": AlertTimes(S, E - 8), "b": AlertTimes(S)}, NOW + 2)
     assert late.states == {"a": RESOLVED, "b": RESOLVED}
     assert late.stale == {"b": AlertTimes(S, E)}
     assert not late.changes_state
@@ -43,28 +48,28 @@ def test_the_late_firing_copy_leaves_the_group_resolved_and_says_which_alert() -
 
 
 def test_a_real_new_firing_counts() -> None:
-    resolved = order_states(None, {"a": AlertTimes(S, E)}, NOW)
-    again = order_states(resolved.lifecycles, {"a": AlertTimes(S2)}, NOW + 1)
+    resolved = order(None, {"a": AlertTimes(S, E)}, NOW)
+    again = order(resolved.lifecycles, {"a": AlertTimes(S2)}, NOW + 1)
     assert again.states == {"a": FIRING} and again.changes_state and not again.stale
 
 
 def test_an_alert_that_left_the_notifications_is_remembered_then_forgotten() -> None:
-    both = order_states(None, {"a": AlertTimes(S, E), "b": AlertTimes(S)}, NOW)
-    only_b = order_states(both.lifecycles, {"b": AlertTimes(S)}, NOW + 10)
+    both = order(None, {"a": AlertTimes(S, E), "b": AlertTimes(S)}, NOW)
+    only_b = order(both.lifecycles, {"b": AlertTimes(S)}, NOW + 10)
     assert only_b.lifecycles.left == {"a": NOW + 10}
     # within the memory a stale copy of a is still recognised
-    late = order_states(only_b.lifecycles, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW + 20)
+    late = order(only_b.lifecycles, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW + 20)
     assert late.stale == {"a": AlertTimes(S, E)}
     # after it, a is unknown: nothing to hold against it, and it is not kept
-    later = order_states(only_b.lifecycles, {"b": AlertTimes(S)}, NOW + 10 + LIFECYCLE_MEMORY + 1)
+    later = order(only_b.lifecycles, {"b": AlertTimes(S)}, NOW + 10 + LIFECYCLE_MEMORY + 1)
     assert "a" not in later.lifecycles.known and not later.lifecycles.left
 
 
 def test_a_state_that_differs_from_the_newest_counts_as_a_change() -> None:
-    ab = order_states(None, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW)
-    a_only = order_states(ab.lifecycles, {"a": AlertTimes(S)}, NOW + 1)
+    ab = order(None, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW)
+    a_only = order(ab.lifecycles, {"a": AlertTimes(S)}, NOW + 1)
     assert a_only.changes_state
-    back = order_states(a_only.lifecycles, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW + 2)
+    back = order(a_only.lifecycles, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW + 2)
     assert back.changes_state and back.states == {"a": FIRING, "b": FIRING}
-    same = order_states(back.lifecycles, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW + 3)
+    same = order(back.lifecycles, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW + 3)
     assert not same.changes_state

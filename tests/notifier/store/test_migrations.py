@@ -12,9 +12,9 @@ from alembic.config import Config
 
 from notifier.settings import StorageSettings
 from notifier.store import Store
-from notifier.store import repository as repo
 from notifier.store.payloads import pack
 from tests.helpers import fixture_bytes
+from tests.notifier.harness import stored_notification
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "notifier" / "store" / "migrations"
 
@@ -44,7 +44,7 @@ async def test_an_upgrade_from_0005_keeps_packed_bodies(store_url: str) -> None:
             await conn.run_sync(to_0005)
         await store.migrate()  # what `notifier serve` does at start
         async with store.begin(readonly=True) as conn:
-            row = await repo.get_notification(conn, "OLD")
+            row = await stored_notification(conn, "OLD")
         assert row is not None and row["payload"] == body.decode()
     finally:
         await store.dispose()

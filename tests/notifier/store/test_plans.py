@@ -66,29 +66,32 @@ async def test_intake_lookups_use_indexes_on_a_fresh_unanalysed_database(pg_url:
     queries = IntakeQueries("postgresql")
     keys = TableKeys()
     hashes = ["0" * 64, "1" * 64]
-    params = {
+    keys_in = ["a" * 32, "b" * 32]
+    params: dict[str, Any] = {
         "receivers": ["ops"],
         "targets": ["ops/telegram"],
         "hashes": hashes,
-        "keys": ["a" * 32, "b" * 32],
+        "keys": keys_in,
         "ids": ["N1", "N2"],
         "now": 1.0,
     }
-    statements = {
+    expired = keys._expired.whereclause
+    assert expired is not None
+    statements: dict[str, Any] = {
         "group states": queries._groups,
         "waiting messages": queries._waiting,
         "threads": queries._threads,
         "payloads": queries._payloads,
         "live keys": keys._live,
         # a DELETE's rows are found as a SELECT with its WHERE finds them
-        "expired keys": select(intake_keys.c.key).where(keys._expired.whereclause),
+        "expired keys": select(intake_keys.c.key).where(expired),
     }
     try:
         async with store.begin() as conn:
             # while the tables are empty, as on a new installation: the statements run, and are planned, often
             for _ in range(8):
                 await conn.run_sync(lambda c: queries.load(c, ["ops"], ["ops/telegram"], hashes))
-                await conn.run_sync(lambda c: keys.live(c, params["keys"], 1.0))
+                await conn.run_sync(lambda c: keys.live(c, keys_in, 1.0))
             await conn.run_sync(_fill, 20_000)
             analysed = (
                 await conn.execute(
@@ -103,7 +106,7 @@ async def test_intake_lookups_use_indexes_on_a_fresh_unanalysed_database(pg_url:
             # the statements as the intake runs them, prepared by the driver: none kept a generic plan
             for _ in range(8):
                 await conn.run_sync(lambda c: queries.load(c, ["ops"], ["ops/telegram"], hashes))
-                await conn.run_sync(lambda c: keys.live(c, params["keys"], 1.0))
+                await conn.run_sync(lambda c: keys.live(c, keys_in, 1.0))
             generic = await conn.execute(
                 text(
                     "SELECT statement, generic_plans FROM pg_prepared_statements "
@@ -112,10 +115,11 @@ async def test_intake_lookups_use_indexes_on_a_fresh_unanalysed_database(pg_url:
             )
             assert generic.all() == []
             for name, stmt in statements.items():
-                names = stmt.compile(dialect=postgresql.dialect()).binds.keys()
+                names = stmt.compile(dialect=postgresql.dialect()).binds.keys()  # type: ignore[no-untyped-call]
                 bound = stmt.params({k: v for k, v in params.items() if k in names})
-                sql = bound.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+                sql = bound.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})  # type: ignore[no-untyped-call]
                 plan = (await conn.execute(text(f"EXPLAIN (FORMAT JSON) {sql}"))).scalar()
+                assert plan is not None
                 root = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
                 scans = {(n["Node Type"], n.get("Relation Name")) for n in _nodes(root) if "Relation Name" in n}
                 assert scans, name

@@ -4,6 +4,7 @@ process holding SQLite's write lock, and row ids."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -121,13 +122,40 @@ async def test_sqlite_write_waits_for_another_process_lock_while_the_loop_keeps_
         await store.dispose()
 
 
+async def test_the_write_connection_let_go_while_a_transaction_waits_on_it_is_closed_only_after_it(
+    sqlite_url: str,
+) -> None:
+    """A full disk or a shutdown lets go of the write connection while a transaction may still wait in the writer
+    thread: that transaction ends on it before it is closed (closed under it, the write would fail or the process
+    crash), and the next transaction opens a new one."""
+    store = Store(StorageSettings(url=sqlite_url))
+    await store.migrate()
+    assert store.sqlite_writer is not None
+    other = sqlite3.connect(str(make_url(sqlite_url).database), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(
+            store.run_in_transaction(lambda conn: conn.execute(intake_keys.insert(), _key_rows(["waited"])))
+        )
+        await asyncio.sleep(0.2)
+        assert not write.done()
+        store.sqlite_writer.release()
+        other.execute("COMMIT")
+        await asyncio.wait_for(write, timeout=10)
+        await store.run_in_transaction(lambda conn: conn.execute(intake_keys.insert(), _key_rows(["next"])))
+        assert await _stored_keys(store) == {"waited", "next"}
+    finally:
+        other.close()
+        await store.dispose()
+
+
 async def _write_through_log(store: Store, db: str) -> int:
     """600 transactions of 10 rows of about a page each (some 24 MB through the log); the log's largest size."""
     padding = "x" * 3000
     largest_log = 0
     for n in range(600):
         rows = [{"key": f"k{n}-{i}-{padding}", "notification_id": "n", "expires_at": 1e12} for i in range(10)]
-        await store.run_in_transaction(lambda conn, rows=rows: conn.execute(intake_keys.insert(), rows))
+        await store.run_in_transaction(functools.partial(_insert_keys, rows=rows))
         largest_log = max(largest_log, os.stat(db + "-wal").st_size)
     return largest_log
 
@@ -173,7 +201,7 @@ async def test_the_log_is_copied_in_the_background_while_no_transaction_waits(sq
     try:
         for n in range(8):  # a background checkpoint every 4 commits
             rows = [{"key": f"k{n}", "notification_id": "n", "expires_at": 1e12}]
-            await store.run_in_transaction(lambda conn, rows=rows: conn.execute(intake_keys.insert(), rows))
+            await store.run_in_transaction(functools.partial(_insert_keys, rows=rows))
 
         def in_database_file() -> int:
             # immutable: the file alone, without the log (a read may race the copy: then try again)
@@ -219,3 +247,7 @@ def test_ids_are_ulids_that_sort_by_creation_time() -> None:
     assert len(set(first)) == 1000
     assert all(len(i) == 26 and set(i) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for i in first)
     assert all(i < later for i in first)
+
+
+def _insert_keys(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(intake_keys.insert(), rows)

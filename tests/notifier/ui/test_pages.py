@@ -115,7 +115,7 @@ async def test_the_pages_tell_what_fires_what_waits_and_why_and_retry_sends_a_de
         await wait_for(sent_recorded)
         for words in ("decision</b> queued", "attempt</b> dead", "attempt</b> sent", "action</b> retry"):
             assert words in timeline, words
-        assert "The messages as sent" in timeline and 'title="Telegram message"' in timeline
+        assert "The messages as sent" in timeline and 'title="telegram message"' in timeline
         assert tg.token not in timeline
 
         found = (await client.get("/ui/search", params={"q": "BotDown", "since": "1h"})).text

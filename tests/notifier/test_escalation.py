@@ -1,0 +1,400 @@
+"""Escalation through the real path, on both stores: the webhook, the store, the worker, python-telegram-bot against
+the strict fake Bot API, and the ntfy and Pushover channels against their strict fakes. The clock is frozen, and the
+escalation ticker's pass is run by the test after each step of the clock, so that nothing depends on timing.
+
+A critical group nobody acknowledges reaches step 1's receiver after `after` and step 2's after its own; a resolve
+tells both; an Ack before the step stops it, and a new alert in the acknowledged group starts the chain again;
+acknowledging the Pushover emergency on the phone acknowledges the group and ends the chain; a group deferred by
+quiet hours starts no chain until it is sent; two replicas on PostgreSQL fire each step once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import and_, func, or_, select
+
+from notifier.clock import FrozenClock
+from notifier.config import load_settings_from_mapping
+from notifier.errors import ConfigError
+from notifier.runtime import Runtime
+from notifier.store.tables import deliveries, escalations, group_acks, timeline
+from notifier.ui.auth import hash_password
+from tests.fakes.push import FakeNtfy, FakePushover
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import TOKEN, make_group, settings_from, wait_for
+from tests.notifier.harness import post, running
+
+CRITICAL = 'severity="critical"'
+
+
+@pytest.fixture
+async def ntfy() -> AsyncIterator[FakeNtfy]:
+    fake = await FakeNtfy().start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def pushover() -> AsyncIterator[FakePushover]:
+    fake = await FakePushover().start()
+    yield fake
+    await fake.stop()
+
+
+def config(
+    tg: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover, steps: list[dict[str, Any]], **route: Any
+) -> dict[str, Any]:
+    return {
+        "server": {"auth": {"bearer_token": TOKEN}},
+        "delivery": {"poll_interval": "50ms", "backoff_initial": "100ms", "backoff_max": "1s"},
+        "alertmanager": {"urls": ["http://127.0.0.1:9"], "external_url": "http://am.example"},
+        "actions": {"allowed": {"telegram": [7001]}, "telegram": {"poll_timeout": "1s", "lease": "10s"}},
+        "receivers": [
+            {"name": "oncall", "telegram": [{"bot_token": tg.token, "chat_id": 42, "api_url": tg.url}]},
+            {"name": "loud", "ntfy": [{"server": ntfy.url, "topic": "trading-oncall", "token": ntfy.token}]},
+            {"name": "backup", "pushover": [{"token": pushover.token, "user": pushover.user, "api_url": pushover.url}]},
+        ],
+        "routes": {
+            "receiver": "oncall",
+            "routes": [{"matchers": [CRITICAL], "receivers": ["oncall"], "escalation": steps, **route}],
+        },
+    }
+
+
+TWO_STEPS = [{"after": "30s", "receivers": ["loud"]}, {"after": "90s", "receivers": ["backup"]}]
+
+
+def critical(n: int = 1) -> str:
+    return json.dumps(make_group(n, severity="critical", name="CriticalDrawdown", group_key='{}:{bot="bot-7"}'))
+
+
+def resolved(n: int = 1) -> str:
+    return json.dumps(
+        make_group(n, status="resolved", severity="critical", name="CriticalDrawdown", group_key='{}:{bot="bot-7"}')
+    )
+
+
+async def lines(rt: Runtime, kind: str = "escalation") -> list[str]:
+    async with rt.store.begin() as conn:
+        q = select(timeline.c.text).where(timeline.c.kind == kind).order_by(timeline.c.id)
+        return [str(t) for t in (await conn.execute(q)).scalars()]
+
+
+async def delivered(rt: Runtime, now: float) -> bool:
+    """Whether the worker is done with every message due at `now` (sent, or waiting for a later try)."""
+    async with rt.store.begin() as conn:
+        q = select(func.count()).where(
+            or_(
+                deliveries.c.state == "sending",
+                and_(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now),
+            )
+        )
+        return not await conn.scalar(q)
+
+
+async def step(rt: Runtime, clock: FrozenClock, seconds: float) -> None:
+    """Time passes; once the worker has done what was due, the escalation ticker makes its pass."""
+    await clock.advance(seconds)
+    await wait_for(lambda: delivered(rt, clock.now()))
+    assert rt.escalator is not None
+    await rt.escalator.run_once()
+
+
+def counted(rt: Runtime, outcome: str) -> float:
+    value = rt.registry.get_sample_value("notifier_escalations_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_an_unacknowledged_critical_group_escalates_step_by_step_and_its_resolve_tells_everyone(
+    store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    settings = settings_from(config(tg, ntfy, pushover, TWO_STEPS), store_url)
+    async with running(settings, clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        assert (await lines(rt))[-1].startswith("escalation step 1 due at ")
+        await step(rt, clock, 29)
+        await asyncio.sleep(0.3)
+        assert ntfy.published == [] and pushover.pushed == []  # not yet
+
+        await step(rt, clock, 2)
+        await wait_for(lambda: len(ntfy.published) == 1)
+        push = ntfy.published[0]
+        assert push.priority == 5 and "CRITICAL" in push.title and "CriticalDrawdown" in push.title
+        assert "⏫ not acknowledged for 31s; escalated from oncall" in push.message
+        assert push.actions and push.actions[0]["label"] == "Silence"
+        assert pushover.pushed == []
+
+        await step(rt, clock, 60)
+        await wait_for(lambda: len(pushover.pushed) == 1)
+        emergency = pushover.pushed[0]
+        assert emergency.priority == 2 and emergency.receipt is not None  # repeats on the phone until acknowledged
+        assert "escalated from oncall" in emergency.message
+        await step(rt, clock, 600)
+        await asyncio.sleep(0.3)
+        assert len(ntfy.published) == 1 and len(pushover.pushed) == 1  # every step fires once
+
+        assert (await post(client, resolved())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 2)
+        await step(rt, clock, 1)
+        await wait_for(lambda: len(ntfy.published) == 2 and len(pushover.pushed) == 2)
+        assert "RESOLVED" in ntfy.published[1].title and ntfy.published[1].priority == 2
+        assert "RESOLVED" in pushover.pushed[1].title and pushover.pushed[1].priority == -1
+        assert pushover.receipts[emergency.receipt].cancelled  # the phone stops repeating the emergency
+        said = await lines(rt)
+        assert any(t.startswith("escalated to loud (step 1 of 2): not acknowledged for 31s") for t in said)
+        assert any(t.startswith("escalated to backup (step 2 of 2)") for t in said)
+        assert said[-1] == "escalation chain ended: resolved; told loud, backup it resolved"
+        assert (counted(rt, "started"), counted(rt, "escalated"), counted(rt, "resolved")) == (1, 2, 1)
+
+
+async def test_an_ack_before_the_step_stops_it_and_a_new_alert_starts_the_chain_again(
+    store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    settings = settings_from(config(tg, ntfy, pushover, TWO_STEPS), store_url)
+    async with running(settings, clock=clock) as (client, rt):
+        assert (await post(client, critical(1))).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
+        buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
+        tg.press(tg.sent[0], buttons["Ack"])
+        await wait_for(lambda: len(tg.callback_answers) == 1)
+        await step(rt, clock, 31)
+        await step(rt, clock, 120)
+        await asyncio.sleep(0.3)
+        assert ntfy.published == [] and pushover.pushed == []
+        assert (await lines(rt))[-1] == "escalation chain ended: acknowledged by @alice"
+        assert counted(rt, "acknowledged") == 1
+
+        # a new alert fires in the acknowledged group: no longer acknowledged, the chain starts again
+        await clock.advance(2)
+        assert (await post(client, critical(2))).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 2)
+        await step(rt, clock, 0)
+        await step(rt, clock, 31)
+        await wait_for(lambda: len(ntfy.published) == 1)
+        assert "not acknowledged for 31s" in ntfy.published[0].message
+
+
+async def test_acknowledging_the_pushover_emergency_on_the_phone_acknowledges_the_group_and_ends_the_chain(
+    store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    steps = [{"after": "30s", "receivers": ["backup"]}, {"after": "90s", "receivers": ["loud"]}]
+    async with running(settings_from(config(tg, ntfy, pushover, steps), store_url), clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        await step(rt, clock, 31)
+        await wait_for(lambda: len(pushover.pushed) == 1)
+        receipt = pushover.pushed[0].receipt
+        assert receipt is not None
+        assert rt.phone_acks is not None
+        assert await rt.phone_acks.run_once() == 0  # not acknowledged yet
+        pushover.acknowledge(receipt, by="u" * 30, device="pixel")
+        await clock.advance(11)  # the receipt is read again no sooner than every 10 s
+        assert await rt.phone_acks.run_once() == 1
+        async with rt.store.begin() as conn:
+            actor = (await conn.execute(select(group_acks.c.actor))).scalar()
+        assert actor == "Pushover uuuuuuuu… (pixel)"
+        await step(rt, clock, 1)
+        await step(rt, clock, 120)
+        await asyncio.sleep(0.3)
+        assert ntfy.published == []  # the chain ended: step 2 never fires
+        assert (await lines(rt))[-1] == "escalation chain ended: acknowledged by Pushover uuuuuuuu… (pixel)"
+        assert any("Acknowledged by Pushover" in t for t in await lines(rt, "action"))
+        await wait_for(lambda: "acknowledged by Pushover" in tg.sent[0].text)  # the chat's copy shows it
+        assert await rt.phone_acks.run_once() == 0  # an acknowledged group's receipt is not read again
+
+
+async def test_a_group_deferred_by_quiet_hours_starts_no_chain_until_it_is_sent(
+    sqlite_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    start = time.time()
+    clock = FrozenClock(start)
+    data = config(tg, ntfy, pushover, TWO_STEPS, quiet_hours={"schedule": "now", "bypass_severities": []})
+    hh = time.strftime("%H:%M", time.gmtime(start - 60))
+    end = time.strftime("%H:%M", time.gmtime(start + 600))
+    data["quiet_hours"] = {"now": {"location": "UTC", "times": [{"start": hh, "end": end}]}}
+    async with running(settings_from(data, sqlite_url), clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await step(rt, clock, 0)
+        await step(rt, clock, 300)  # deferred: nothing sent, so nothing to escalate
+        await asyncio.sleep(0.3)
+        assert tg.sent == [] and ntfy.published == []
+        assert await lines(rt) == []
+        await step(rt, clock, 400)  # the window ended: the group is sent, and the chain starts from then
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        await step(rt, clock, 31)
+        await wait_for(lambda: len(ntfy.published) == 1)
+
+
+async def test_two_replicas_on_postgresql_fire_each_step_once(
+    pg_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    settings = settings_from(config(tg, ntfy, pushover, TWO_STEPS), pg_url)
+    async with running(settings, clock=clock) as (client, one):
+        other = Runtime.build(settings, clock=clock, worker_owner="replica-2")
+        await other.start()
+        try:
+            assert (await post(client, critical())).status_code == 202
+            await wait_for(lambda: len(tg.sent) == 1)
+            replicas = [one, other]
+            for seconds in (0, 31, 0, 60, 0, 1):
+                await clock.advance(seconds)
+                await wait_for(lambda: delivered(one, clock.now()))
+                await asyncio.gather(*(r.escalator.run_once() for r in replicas if r.escalator is not None))
+            await wait_for(lambda: len(ntfy.published) == 1 and len(pushover.pushed) == 1)
+            await asyncio.sleep(0.5)
+            assert len(ntfy.published) == 1 and len(pushover.pushed) == 1
+            said = await lines(one)
+            assert sum(t.startswith("escalated to loud") for t in said) == 1
+            assert sum(t.startswith("escalated to backup") for t in said) == 1
+        finally:
+            await other.stop()
+
+
+def test_the_config_refuses_a_step_to_an_unknown_receiver_too_short_a_wait_or_steps_out_of_order() -> None:
+    base = {"receivers": [{"name": "a", "log": [{}]}, {"name": "b", "log": [{}]}]}
+
+    def load(steps: list[dict[str, Any]], **route: Any) -> None:
+        routes = {
+            "receiver": "a",
+            "routes": [{"matchers": [CRITICAL], "receivers": ["a"], "escalation": steps, **route}],
+        }
+        load_settings_from_mapping({**base, "routes": routes}, env={})
+
+    with pytest.raises(ConfigError) as info:
+        load([{"after": "5m", "receivers": ["loud"]}])
+    assert info.value.path == "routes.routes[0].escalation[0].receivers" and "unknown receiver 'loud'" in str(
+        info.value
+    )
+    with pytest.raises(ConfigError) as info:
+        load([{"after": "5s", "receivers": ["b"]}])
+    assert "from 10s to 7d" in str(info.value) and "escalation[0].after" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load([{"after": "10m", "receivers": ["b"]}, {"after": "5m", "receivers": ["b"]}])
+    assert "escalation[1].after" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load([{"after": "5m", "receivers": ["b"], "quiet_hours": "respect"}])
+    assert info.value.path == "routes.routes[0].escalation[0].quiet_hours"
+    load([{"after": "10s", "receivers": ["b"]}, {"after": "7d", "receivers": ["a", "b"]}])
+
+
+async def test_why_and_status_answer_from_the_timeline_only_for_who_may_act(
+    sqlite_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    data = config(tg, ntfy, pushover, TWO_STEPS)
+    data["receivers"].append(
+        {
+            "name": "other-team",
+            "telegram": [{"bot_token": tg.token, "chat_id": -1001234567890, "api_url": tg.url}],
+            "actions": {"allowed": {"telegram": [7002]}},
+        }
+    )
+    data["routes"]["routes"].insert(0, {"matchers": ['team="other"'], "receivers": ["other-team"]})
+    data["watchdog"] = {"receivers": ["oncall"]}
+    async with running(settings_from(data, sqlite_url), clock=clock) as (client, rt):
+        watchdog = make_group(1, severity="none", name="Watchdog", group_key='{}:{alertname="Watchdog"}')
+        watchdog["alerts"][0]["labels"] = {"alertname": "Watchdog", "prometheus": "prometheus-1"}
+        assert (await post(client, json.dumps(watchdog))).status_code == 202
+        assert (await post(client, critical())).status_code == 202
+        other = make_group(1, severity="critical", name="CriticalDrawdown", extra_labels={"team": "other"})
+        other["groupKey"] = '{}:{alertname="CriticalDrawdown", team="other"}'
+        other["commonLabels"]["team"] = "other"
+        assert (await post(client, json.dumps(other))).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 2)
+        await step(rt, clock, 0)
+        await step(rt, clock, 31)
+        await wait_for(lambda: len(ntfy.published) == 1)
+
+        tg.say("/why CriticalDrawdown", chat_id=42, user_id=7001, username="alice")
+        await wait_for(lambda: len(tg.sent) == 3, timeout=15)
+        why = tg.sent[2].text
+        assert 'bot="bot-7"' in why and 'team="other"' not in why  # only the group alice may act on
+        assert "queued: new alerts" in why or "queued" in why
+        assert "escalated to loud (step 1 of 2): not acknowledged for 31s" in why
+
+        tg.say("/why CriticalDrawdown", chat_id=-1001234567890, user_id=7002, username="bob")
+        await wait_for(lambda: len(tg.sent) == 4, timeout=15)
+        bobs = tg.sent[3].text
+        assert 'team="other"' in bobs and 'bot="bot-7"' not in bobs
+
+        tg.say("/why CriticalDrawdown", chat_id=42, user_id=7999, username="mallory")
+        await wait_for(lambda: len(tg.sent) == 5, timeout=15)
+        assert tg.sent[4].text == "You may not ask the notifier (your Telegram user id is 7999)."
+
+        tg.say("/status", chat_id=42, user_id=7001, username="alice")
+        await wait_for(lambda: len(tg.sent) == 6, timeout=15)
+        status = tg.sent[5].text
+        assert "⏫ escalating" in status and 'bot="bot-7"' in status and "step 2 (backup) at" in status
+        assert 'team="other"' not in status
+        assert "🐕 Watchdog from prometheus-1: last seen" in status
+
+
+async def test_the_web_view_shows_the_chain_of_a_group(
+    sqlite_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    data = config(tg, ntfy, pushover, TWO_STEPS)
+    data["ui"] = {"users": [{"name": "oncall", "password_hash": hash_password("correct horse battery")}]}
+    async with running(settings_from(data, sqlite_url), clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        await step(rt, clock, 31)
+        await wait_for(lambda: len(ntfy.published) == 1)
+        async with rt.store.begin() as conn:
+            group = (await conn.execute(select(escalations.c.group_hash))).scalar()
+        login = await client.post("/ui/login", data={"user": "oncall", "password": "correct horse battery"})
+        assert login.status_code == 303
+        page = (await client.get(f"/ui/groups/{group}")).text
+        assert "<h2>Escalation</h2>" in page and "running" in page
+        assert "step 2 (backup) due at" in page and '<td data-label="Paged">loud</td>' in page
+        assert "escalated to loud (step 1 of 2)" in page  # and the timeline says it
+
+
+async def test_a_step_that_respects_quiet_hours_waits_for_their_end_and_one_that_ignores_them_does_not(
+    sqlite_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    tg = fake_telegram
+    start = time.time()
+    clock = FrozenClock(start)
+    steps = [
+        {"after": "30s", "receivers": ["loud"], "quiet_hours": "respect"},
+        {"after": "60s", "receivers": ["backup"]},
+    ]
+    quiet = {"schedule": "now", "mode": "silent", "bypass_severities": []}  # sent at once, without a sound
+    data = config(tg, ntfy, pushover, steps, quiet_hours=quiet)
+    hh, end = time.strftime("%H:%M", time.gmtime(start - 60)), time.strftime("%H:%M", time.gmtime(start + 600))
+    data["quiet_hours"] = {"now": {"location": "UTC", "times": [{"start": hh, "end": end}]}}
+    async with running(settings_from(data, sqlite_url), clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        await step(rt, clock, 31)
+        await step(rt, clock, 30)
+        await wait_for(lambda: len(pushover.pushed) == 1)  # the step that ignores quiet hours pages at once
+        assert ntfy.published == []  # the one that respects them waits for their end
+        assert any(f"held by quiet hours until {end}" in t for t in await lines(rt))
+        await step(rt, clock, 600)
+        await wait_for(lambda: len(ntfy.published) == 1)
