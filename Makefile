@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= notifier.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui check-config stack dashboards screenshots clean
+.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui soak check-config stack dashboards screenshots clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's|[$$](CONFIG)|$(CONFIG)|g' \
@@ -54,6 +54,9 @@ bench-history: $(STAMP) ## intake transaction of a lone webhook: 200k old messag
 
 bench-prune: $(STAMP) ## a webhook's commit while housekeeping deletes 50k old rows per table vs without
 	$(BIN)/python bench/prune.py
+
+soak: $(STAMP) ## chaos soak (5 min): 2 Alertmanager peers, 3 replicas on PostgreSQL, faults; the exact ledger
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 bench-delivery: $(STAMP) ## webhook -> Telegram latency at 50/s vs python-telegram-bot straight to the fake
 	$(BIN)/python bench/delivery_latency.py

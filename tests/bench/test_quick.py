@@ -24,6 +24,7 @@ BENCHMARKS = {
     "prune": ("ratio (during / alone)", ()),
     "render": ("per-alert cost", ()),
     "replicas": ("pg x2", ("postgres",)),
+    "soak": ("soak:", ("postgres", "alertmanager")),
     "storm": ("alerts_lost", ("alertmanager",)),
     "ui": ("intake with the timeline on / off", ()),
 }

@@ -18,8 +18,8 @@ from exporter.catalogue import CONTRACT, BotMetrics
 from exporter.schema import bot_logs, bots, dca_history, exchange_credentials, grid_levels, metadata, orders, trades
 from exporter.server import Exporter
 from exporter.sources import DatabaseSource, EventState
+from tests.fakes.tcp import TcpProxy
 from tests.helpers import free_port, need, wait_for
-from tests.notifier.api.test_store_down import TcpProxy
 
 NOW = datetime.utcnow().replace(microsecond=0)
 

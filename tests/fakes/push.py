@@ -78,6 +78,7 @@ class Published:
     tags: list[str]
     click: str | None
     actions: list[dict[str, Any]]
+    at: float = field(default_factory=time.time)  # when the server took it
 
     @property
     def text(self) -> str:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -34,6 +35,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    at: float = field(default_factory=time.time)  # when the server took it
 
 
 @dataclass

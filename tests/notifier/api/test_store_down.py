@@ -3,50 +3,15 @@ says so; when the store is back, intake works again."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import os
 from typing import Any
 
 from sqlalchemy import event
 
+from tests.fakes.tcp import TcpProxy
 from tests.helpers import console_settings, fixture_bytes
 from tests.notifier.harness import count, post, running
-
-
-class TcpProxy:
-    """A loopback TCP proxy that a test can cut, to take a real PostgreSQL away from the notifier."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.server: asyncio.Server | None = None
-        self.conns: list[asyncio.StreamWriter] = []
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await r.read(65536):
-                w.write(data)
-                await w.drain()
-        w.close()
-
-    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
-        self.conns += [w, uw]
-        await asyncio.gather(self._pipe(r, uw), self._pipe(ur, w))
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-        for c in self.conns:
-            c.close()
-        self.conns.clear()
 
 
 async def test_postgres_down_gives_503_and_recovers(pg_url: str) -> None:
