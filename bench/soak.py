@@ -554,12 +554,16 @@ def ledger(changes: list[Change], messages: list[Told], faults: Happened) -> dic
                 if not any(seen_resolved_at - 60 <= s <= m.at for s in starts.get(alert, [])):
                     went_back.append(f"{alert} shown firing at {m.at:.0f} after resolved at {seen_resolved_at:.0f}")
                 seen_resolved_at = None
+    changed_at: dict[str, list[float]] = {}
+    for c in changes:
+        changed_at.setdefault(c.alert.split("a")[0], []).append(c.at)
     duplicates: list[str] = []
     unexplained: list[str] = []
     last_by_group: dict[str, Told] = {}
     for m in sorted(messages, key=lambda m: m.at):
         prev = last_by_group.get(m.group)
-        if prev is not None and prev.text == m.text:
+        # the same text again with no change of its alerts in between (after a fold it may be told again)
+        if prev is not None and prev.text == m.text and not any(prev.at < t <= m.at for t in changed_at[m.group]):
             cause = faults.duplicate_cause(prev.at, m.at)
             line = f"group {m.group} at t+{m.at - faults.start:.0f}s (first at t+{prev.at - faults.start:.0f}s)"
             duplicates.append(f"{line}: {cause or 'unexplained'}")
