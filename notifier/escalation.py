@@ -28,7 +28,6 @@ from sqlalchemy.engine import Connection
 from notifier import failpoints
 from notifier.clock import Clock
 from notifier.domain import ChangeRecord, Delivery, EventKind, TimelineEvent
-from notifier.errors import StoreUnavailable
 from notifier.metrics import NotifierMetrics
 from notifier.schedules import Schedule
 from notifier.store import Store, new_id
@@ -37,7 +36,7 @@ from notifier.store import escalations as chains
 from notifier.store.escalations import Chain, ChainState
 from notifier.store.repository import queue_newest
 from notifier.store.timeline import record
-from notifier.tasks import cancel_and_wait
+from notifier.tasks import cancel_and_wait, repeat
 from notifier.templates.context import clock_time, format_duration
 
 log = logging.getLogger("notifier.escalation")
@@ -92,14 +91,7 @@ class Escalator:
         self._task = None
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except StoreUnavailable as exc:
-                log.warning("escalation pass skipped: %s", exc)
-            except Exception:  # a pass that fails is tried again: the chains stay in the store as they were
-                log.exception("escalation pass failed")
-            await asyncio.sleep(TICK)
+        await repeat(self.run_once, TICK, "escalation pass", log)
 
     async def run_once(self) -> Pass:
         done: Pass = await self._store.run_in_transaction(self.act)

@@ -18,13 +18,12 @@ from sqlalchemy.engine import Connection
 
 from notifier.clock import Clock
 from notifier.domain import ChangeRecord, Delivery
-from notifier.errors import StoreUnavailable
 from notifier.metrics import NotifierMetrics
 from notifier.settings import WatchdogSettings
 from notifier.store import Store, new_id, watchdogs
 from notifier.store.repository import insert_own_notification, queue_newest
 from notifier.store.watchdogs import Source, SourceState
-from notifier.tasks import cancel_and_wait
+from notifier.tasks import cancel_and_wait, repeat
 from notifier.templates.context import clock_time, format_duration
 
 log = logging.getLogger("notifier.watchdog")
@@ -67,14 +66,7 @@ class Watchdog:
         self._task = None
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except StoreUnavailable as exc:
-                log.warning("watchdog check skipped: %s", exc)
-            except Exception:
-                log.exception("watchdog check failed")
-            await asyncio.sleep(TICK)
+        await repeat(self.run_once, TICK, "watchdog check", log)
 
     async def run_once(self) -> int:
         """Check every source; returns how many changed state."""

@@ -16,13 +16,13 @@ from sqlalchemy.engine import Connection
 from notifier.channels import Acknowledged
 from notifier.clock import Clock
 from notifier.domain import EventKind, TimelineEvent
-from notifier.errors import DeliveryError, StoreUnavailable
+from notifier.errors import DeliveryError
 from notifier.metrics import NotifierMetrics
 from notifier.store import Store, new_id
 from notifier.store import actions as store_actions
 from notifier.store.escalations import OpenReceipt, open_receipts
 from notifier.store.timeline import record
-from notifier.tasks import cancel_and_wait
+from notifier.tasks import cancel_and_wait, repeat
 
 log = logging.getLogger("notifier.actions")
 POLL_EVERY = 10.0  # seconds between two reads of one receipt (Pushover asks for no less than 5)
@@ -73,14 +73,7 @@ class PhoneAcknowledgements:
         self._task = None
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except StoreUnavailable as exc:
-                log.warning("reading acknowledgements skipped: %s", exc)
-            except Exception:
-                log.exception("reading acknowledgements failed")
-            await asyncio.sleep(min(self._poll_every, 5.0))
+        await repeat(self.run_once, min(self._poll_every, 5.0), "reading acknowledgements", log)
 
     async def run_once(self) -> int:
         """Read the receipts that are due; returns how many groups were acknowledged."""
