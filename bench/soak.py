@@ -758,7 +758,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 stop()
             except Exception as exc:  # reported; the rest are still stopped
                 print(f"stopping: {exc!r}", file=sys.stderr)
-        asyncio.run(drop_database(db))
+        if args.keep is None:
+            asyncio.run(drop_database(db))
+        else:
+            print(f"kept for a post-mortem: the logs in {workdir}, the database {db}")
 
 
 def main() -> None:
@@ -771,12 +774,17 @@ def main() -> None:
     ap.add_argument("--drain", type=float, default=300.0, help="seconds to wait for the outbox to drain at the end")
     ap.add_argument("--report", type=Path, help="write the ledger as JSON here")
     ap.add_argument("--quick", action="store_true", help="about a minute, fewer groups and faults (the tests run it)")
+    ap.add_argument("--keep", type=Path, help="keep every process's log here, and the database, for a post-mortem")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped from outside: the processes go with it
     if args.quick:
         args.minutes, args.groups, args.hold_min, args.hold_max, args.drain = 1.0, 12, 12.0, 30.0, 90.0
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        result = run(args, Path(tmp))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        result = run(args, args.keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+            result = run(args, Path(tmp))
     print()
     print(f"{'receiver':10} {'changes':>8} {'told':>8} {'folded':>7} {'lost':>6}")
     for team, row in sorted(result["per_receiver"].items()):

@@ -64,6 +64,7 @@ class WebhookOutcome(StrEnum):
     UNAUTHORIZED = "unauthorized"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
+    ABANDONED = "abandoned"  # the sender gave up waiting before it could be stored: not stored
 
 
 class SuppressReason(StrEnum):

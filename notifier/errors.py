@@ -31,6 +31,14 @@ class StoreUnavailable(NotifierError):
     """The store could not be reached or could not commit."""
 
 
+class StoreUnreachable(StoreUnavailable):
+    """The store could not be reached at all (connection refused, timed out or lost): no write can succeed now."""
+
+
+class SenderGone(NotifierError):
+    """The webhook's sender stopped waiting for the answer before the webhook could be stored: it was not stored."""
+
+
 class DeliveryError(NotifierError):
     """A channel failed to deliver a message; `parts_done` counts the parts of a split message already delivered."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -15,7 +16,7 @@ from notifier.alertmanager import PayloadError, decode_payload
 from notifier.api.auth import REFUSALS_COUNTED, require_credentials
 from notifier.api.refusals import RefusalLog
 from notifier.domain import DeliveryState, SuppressReason, WebhookOutcome
-from notifier.errors import StoreUnavailable
+from notifier.errors import SenderGone, StoreUnavailable
 from notifier.runtime import Runtime
 from notifier.store import repository as repo
 from notifier.store import timeline
@@ -47,6 +48,28 @@ async def _read_payload(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[A
         return error(400, exc.message, exc.field)
 
 
+class _Waiting:
+    """Whether the sender of a webhook is still waiting for the answer: its connection is watched while the webhook
+    waits for the store. Alertmanager gives up on a request at its flush's deadline and closes the connection; the
+    ASGI server then reports the disconnect on `receive`."""
+
+    __slots__ = ("_gone", "_watch")
+
+    def __init__(self, request: Request[Any, Any, Any]) -> None:
+        self._gone = False
+        self._watch = asyncio.ensure_future(self._wait(request))
+
+    async def _wait(self, request: Request[Any, Any, Any]) -> None:
+        message = await request.receive()
+        self._gone = message["type"] == "http.disconnect"
+
+    def gone(self) -> bool:
+        return self._gone
+
+    def stop(self) -> None:
+        self._watch.cancel()
+
+
 def _log_refusal(state: State, request: Request[Any, Any, Any], response: Response[Any]) -> None:
     refusals: RefusalLog = state.refusals
     body = response.content if isinstance(response.content, dict) else {}
@@ -67,14 +90,21 @@ async def webhook(request: Request[Any, Any, Any], state: State, rt: NamedDepend
         payload, body = read
         job = rt.intake.prepare(payload, body)
         del payload, read  # not kept alive while the webhook waits for its commit: see IntakeJob
+        waiting = _Waiting(request)
+        job.sender_gone = waiting.gone
         try:
             result = await rt.store.run_batched(rt.intake_batch, job)
+        except SenderGone as exc:
+            outcome = WebhookOutcome.ABANDONED
+            return error(503, str(exc))  # nobody reads it
         except StoreUnavailable as exc:
             outcome = WebhookOutcome.UNAVAILABLE
             log.error("webhook not stored, answering 503 so that Alertmanager retries: %s", exc)
             return error(
                 503, "the notifier cannot store notifications right now; retry later", headers={"Retry-After": "5"}
             )
+        finally:
+            waiting.stop()
         if result.duplicate:
             outcome = WebhookOutcome.DUPLICATE
             rt.metrics.suppressed(SuppressReason.DUPLICATE)

@@ -29,6 +29,7 @@ from notifier.domain import (
     SuppressReason,
     TimelineEvent,
 )
+from notifier.errors import SenderGone
 from notifier.metrics import NotifierMetrics
 from notifier.pipeline.decisions import (
     Ordered,
@@ -134,6 +135,9 @@ class IntakeStage:
         results: list[IntakeResult | Exception] = []
         held: dict[str, str] = {}
         for job in jobs:
+            if job.sender_gone():
+                results.append(self._abandoned(job, now, writes))
+                continue
             ordered = order_states(snapshot.lifecycles.get(job.group_hash), job.times, now, job.states)
             holder = holders.get(job.key)
             # A copy of a notification already stored changes nothing, unless the group moved on since and this copy
@@ -163,6 +167,22 @@ class IntakeStage:
         if self._groups_on:
             self._record_groups(conn, jobs, results, now)
         return results
+
+    def _abandoned(self, job: IntakeJob, now: float, writes: Writes) -> SenderGone:
+        """A webhook whose sender stopped waiting while it waited for the store (Alertmanager gives up on a request
+        at its flush's deadline, and closes it). Alertmanager counts that notification as not delivered: when its
+        group then resolves with nothing else firing, it concludes the receiver never heard of it and sends nothing.
+        Stored, it would leave the chat showing a firing that is never resolved; not stored, Alertmanager's next
+        flush tells the group as it is."""
+        log.warning(
+            "webhook for %s not stored: its sender stopped waiting for the answer (Alertmanager sends the group's "
+            "state again with its next flush)",
+            job.group_key,
+        )
+        if self._record:
+            text = "not stored: the sender stopped waiting before it could be (Alertmanager counts it as failed)"
+            writes.events.append(self._event(job, now, EventKind.WEBHOOK, "", "abandoned", text))
+        return SenderGone("the sender stopped waiting before the webhook could be stored")
 
     def _record_groups(
         self, conn: Connection, jobs: list[IntakeJob], results: list[IntakeResult | Exception], now: float

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,10 @@ from notifier.domain import AlertTimes, Claim, Severity
 from notifier.routing import RouteMatch
 from notifier.store.actions import AlertGroupRecord
 from notifier.store.watchdogs import Sighting
+
+
+def _waiting() -> bool:
+    return False
 
 
 def group_hash(am_receiver: str, group_key: str) -> str:
@@ -57,3 +62,6 @@ class IntakeJob:
     alerts_raw: list[dict[str, Any]] | None = None  # the payload's alerts as sent, decoded when a digest needs them
     group: AlertGroupRecord | None = None  # with chat actions on: the group as /alerts lists it and silences match it
     watchdog: list[Sighting] = field(default_factory=list)  # a Watchdog notification: the sources it proves alive
+    # Whether the sender has stopped waiting for the answer (closed the connection). Alertmanager counts such a
+    # request as failed, and it must then not be stored: see IntakeStage.commit_batch.
+    sender_gone: Callable[[], bool] = _waiting

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from notifier.errors import StoreUnavailable
+from notifier.errors import StoreUnavailable, StoreUnreachable
 from notifier.settings import StorageSettings
 from notifier.store import sqlite
 from notifier.store.failures import describe_db_error, is_connection_problem
@@ -100,8 +100,11 @@ class Store:
         try:
             async with engine.begin() as conn:
                 yield conn
-        except (TimeoutError, OperationalError, DBAPIError, OSError, ConnectionError) as exc:
-            raise StoreUnavailable(describe_db_error(exc)) from exc
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            raise StoreUnreachable(describe_db_error(exc)) from exc
+        except (OperationalError, DBAPIError) as exc:
+            unreachable = exc.connection_invalidated or isinstance(exc.orig, OSError | ConnectionError | TimeoutError)
+            raise (StoreUnreachable if unreachable else StoreUnavailable)(describe_db_error(exc)) from exc
         except SQLAlchemyError as exc:
             if is_connection_problem(exc):
                 raise StoreUnavailable(describe_db_error(exc)) from exc

@@ -198,13 +198,15 @@ def save(conn: Connection, chain: Chain) -> None:
 
 
 def first_sent(conn: Connection, group_hash: str, receivers: Collection[str], since: float) -> float | None:
-    """When the group's first alert message since `since` reached one of `receivers`."""
+    """When the group's first alert message sent since `since` reached one of `receivers`. Counted by when it was
+    sent, not made: a message that waited from before (in back-off, say) takes in the newer state, and it is the
+    one that tells the receivers the group fires again."""
     q = select(func.min(deliveries.c.sent_at)).where(
         deliveries.c.group_hash == group_hash,
         deliveries.c.receiver.in_(list(receivers)),
         deliveries.c.kind == MessageKind.ALERT.value,
         deliveries.c.state == DeliveryState.SENT.value,
-        deliveries.c.created_at >= since,
+        deliveries.c.sent_at >= since,
     )
     found = conn.execute(q).scalar()
     return float(found) if found is not None else None

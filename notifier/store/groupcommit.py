@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from notifier.errors import StoreUnavailable
+from notifier.errors import StoreUnavailable, StoreUnreachable
 from notifier.store.failures import describe_db_error
 
 J = TypeVar("J")
@@ -110,9 +110,12 @@ class GroupCommit:
     async def _commit(self, entries: list[_Entry], *, retry_alone: bool) -> None:
         units = _units(entries)
         outcomes = await self._run_guarded([u.run for u in units])
+        # Items are tried again one by one when the database refused their transaction: one item's writes may be
+        # what it refused. Not when it could not be reached: one attempt per item would only hold every write
+        # queued behind them (webhooks whose sender stops waiting meanwhile) for nothing.
+        retry_alone = retry_alone and not all(not ok and isinstance(v, StoreUnreachable) for ok, v in outcomes)
         if retry_alone and all(not ok and isinstance(v, StoreUnavailable) for ok, v in outcomes):
-            # the shared transaction failed: one item's writes may be what the database refused
-            for e in entries:
+            for e in entries:  # the shared transaction failed
                 await self._commit([e], retry_alone=False)
             return
         for unit, (ok, value) in zip(units, outcomes, strict=True):

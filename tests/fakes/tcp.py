@@ -1,5 +1,5 @@
 """A loopback TCP proxy that can be cut, to take a real PostgreSQL away from the notifier (a restart, an outage)
-without touching the server that other tests share."""
+without touching the server that other tests share, or stalled, to make it slow (a database that hangs)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class TcpProxy:
         self.server: asyncio.Server | None = None
         self.conns: list[asyncio.StreamWriter] = []
         self.port = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -23,6 +25,7 @@ class TcpProxy:
     async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await r.read(65536):
+                await self._flowing.wait()
                 w.write(data)
                 await w.drain()
         w.close()
@@ -40,3 +43,10 @@ class TcpProxy:
         for c in self.conns:
             c.close()
         self.conns.clear()
+
+    def stall(self) -> None:
+        """Connections stay open, but nothing passes through them until `resume`."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()

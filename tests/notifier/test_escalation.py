@@ -187,6 +187,37 @@ async def test_an_ack_before_the_step_stops_it_and_a_new_alert_starts_the_chain_
         assert "not acknowledged for 31s" in ntfy.published[0].message
 
 
+async def test_a_new_firing_taken_into_a_message_that_waited_from_before_starts_the_chain_once_that_is_sent(
+    store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    """The group's resolve is still waiting for the provider (in back-off) when it fires again: the new firing is
+    taken into that waiting message, made before the chain was armed. The chain starts when it is sent all the
+    same, and its step fires (found by the soak: such a chain stayed armed and never paged)."""
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    steps = [{"after": "30s", "receivers": ["loud"]}]
+    async with running(settings_from(config(tg, ntfy, pushover, steps), store_url), clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        tg.fail_next(1, 502, "Bad Gateway")
+        await clock.advance(5)
+        assert (await post(client, resolved())).status_code == 202
+        await wait_for(lambda: not tg.failures)  # the resolve failed once: it waits for its next try
+        await step(rt, clock, 0)
+        await clock.advance(0.05)  # before that try, the group fires again
+        refire = make_group(1, severity="critical", name="CriticalDrawdown", group_key='{}:{bot="bot-7"}')
+        refire["alerts"][0]["startsAt"] = "2026-11-26T06:00:00Z"
+        assert (await post(client, json.dumps(refire))).status_code == 202
+        await step(rt, clock, 2)
+        await wait_for(lambda: len(tg.sent) == 2)
+        assert "RESOLVED" not in tg.sent[1].text  # one message, with the newer state
+        await step(rt, clock, 0)
+        await step(rt, clock, 31)
+        await wait_for(lambda: len(ntfy.published) == 1)
+        assert "not acknowledged for 31s" in ntfy.published[0].message
+
+
 async def test_acknowledging_the_pushover_emergency_on_the_phone_acknowledges_the_group_and_ends_the_chain(
     store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
 ) -> None:

@@ -1,18 +1,22 @@
-"""The notifier as a real process: what a 202 promised survives `kill -9`, and SIGTERM is a clean stop."""
+"""The notifier as a real process: what a 202 promised survives `kill -9`, SIGTERM is a clean stop, and a webhook
+whose sender stopped waiting for the answer is not stored."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import TOKEN, ServerProcess, fixture_bytes, free_port, make_group
+from tests.fakes.tcp import TcpProxy
+from tests.helpers import TOKEN, ServerProcess, fixture_bytes, free_port, make_group, wait_for
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
@@ -161,3 +165,64 @@ def test_secrets_never_reach_the_log(tmp_path: Path, sqlite_url: str) -> None:
     assert "is dead" in log
     assert tg_token not in log and "NEVER-LOG-THIS" not in log
     assert TOKEN not in log
+
+
+@pytest.mark.slow
+async def test_a_webhook_whose_sender_stopped_waiting_for_the_answer_is_not_stored(tmp_path: Path, pg_url: str) -> None:
+    """Alertmanager gives up on a request at its flush's deadline and counts that notification as not delivered.
+    Had the notifier stored it once the database answered again, the chat would show the group firing, and when it
+    resolved with nothing else firing Alertmanager would tell nothing (the receiver, as far as it knows, never heard
+    of it): firing for good (found by the soak). Not stored, Alertmanager's next flush tells the group as it is."""
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    port = free_port()
+    config = write_config(tmp_path, pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), port)
+    server = await asyncio.to_thread(ServerProcess(config, port).start)
+
+    def group(status: str = "firing", starts: str = "2026-11-26T04:05:13Z") -> dict[str, Any]:
+        key = '{}:{bot="bot-7"}'
+        return make_group(1, group_key=key, severity="critical", name="CriticalDrawdown", status=status, starts=starts)
+
+    refire = group(starts="2026-11-26T06:00:00Z")  # fires again after the resolve below
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers=HEADERS, timeout=10) as client:
+
+            async def sent() -> list[str]:
+                r = await client.get("/api/v1/deliveries?state=sent&limit=100")
+                return sorted(d["notification_id"] for d in r.json()["deliveries"])
+
+            async def count_sent(n: int) -> bool:
+                return len(await sent()) >= n
+
+            async def metric(outcome: str) -> str:
+                text = (await client.get("/metrics")).text
+                return next((ln for ln in text.splitlines() if f'outcome="{outcome}"' in ln), "")
+
+            for body in (group(), group(status="resolved")):
+                assert (await client.post("/webhook/alertmanager", content=json.dumps(body))).status_code == 202
+            await wait_for(lambda: count_sent(2), timeout=20)
+            told = await sent()
+            assert len(told) == 2
+
+            proxy.stall()  # the database hangs: the next webhook waits for it
+            with pytest.raises(httpx.TimeoutException):  # and its sender stops waiting, as at Alertmanager's deadline
+                await client.post("/webhook/alertmanager", content=json.dumps(refire), timeout=1.5)
+            proxy.resume()
+            # another group's webhook: once it is answered, the one before it in the store's queue was settled
+            other = make_group(1, group_key='{}:{bot="bot-8"}')
+            r = await client.post("/webhook/alertmanager", content=json.dumps(other))
+            assert r.status_code == 202
+            await wait_for(lambda: count_sent(3), timeout=20)
+            await asyncio.sleep(0.5)
+            assert await sent() == sorted([*told, r.json()["notification_id"]])  # the abandoned one: nothing told
+            assert (await metric("abandoned")).endswith(" 1.0")
+            told = await sent()
+
+            # Alertmanager's next flush: stored and told, not taken for a copy of the one abandoned
+            r = await client.post("/webhook/alertmanager", content=json.dumps(refire))
+            assert r.status_code == 202 and r.json()["duplicate"] is False
+            await wait_for(lambda: count_sent(4), timeout=20)
+            assert await sent() == sorted([*told, r.json()["notification_id"]])
+    finally:
+        await asyncio.to_thread(server.stop)
+        await proxy.cut()

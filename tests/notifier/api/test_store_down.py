@@ -7,8 +7,10 @@ import base64
 import os
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
+from notifier.errors import StoreUnreachable
 from tests.fakes.tcp import TcpProxy
 from tests.helpers import console_settings, fixture_bytes
 from tests.notifier.harness import count, post, running
@@ -29,6 +31,9 @@ async def test_postgres_down_gives_503_and_recovers(pg_url: str) -> None:
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json() == {"status": "unavailable", "problems": ["store"]}  # the reason is in the log only
+        with pytest.raises(StoreUnreachable):  # out of reach: a batch is not tried again item by item
+            async with rt.store.begin():
+                pass
         await proxy.start()  # the database is back, on the same port
         r = await post(client, fixture_bytes("02-info-firing-unicode.json"))
         assert r.status_code == 202, r.text

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
 
-from notifier.errors import StoreUnavailable
+from notifier.errors import StoreUnavailable, StoreUnreachable
 from notifier.settings import StorageSettings
 from notifier.store import Batch, Store, new_id
+from notifier.store.groupcommit import GroupCommit, Outcomes
 from notifier.store.tables import intake_keys
 
 
@@ -66,6 +67,24 @@ async def test_one_item_the_database_refuses_fails_alone(store: Store) -> None:
     assert isinstance(results[2], StoreUnavailable)  # a 503 for that webhook: Alertmanager retries it
     assert "unique" in str(results[2]).lower() and "n-taken" not in str(results[2])  # the reason, no parameters
     assert await _stored_keys(store) == {"taken", "a", "b", "c", "d"}
+
+
+async def test_a_database_out_of_reach_fails_a_batch_at_once_and_a_refused_batch_item_by_item() -> None:
+    """Items of a batch the database refused are tried alone (one of them may be what it refused); items of a batch
+    that could not reach the database are not: one attempt each would hold every write queued behind them (webhooks
+    whose sender stops waiting meanwhile) for nothing."""
+    for failure, attempts in ((StoreUnreachable("ConnectionRefusedError"), 1), (StoreUnavailable("refused"), 21)):
+        calls: list[int] = []
+
+        async def run(fns: list[Any], failure: Exception = failure, calls: list[int] = calls) -> Outcomes:
+            calls.append(len(fns))
+            raise failure
+
+        writes = GroupCommit(run)
+        batch: Batch[int, int] = Batch(lambda conn, items: list(items))
+        results = await asyncio.gather(*(writes.submit_item(batch, i) for i in range(20)), return_exceptions=True)
+        assert all(r is failure for r in results)  # each answered 503: Alertmanager retries
+        assert len(calls) == attempts, failure
 
 
 async def test_an_item_whose_own_decision_fails_does_not_take_the_batch_down(store: Store) -> None:
