@@ -66,6 +66,8 @@ EVAL = 2.0  # seconds between the generator's posts (Prometheus' evaluation inte
 RECORD_WITHIN = 5.0  # seconds from a provider's answer by which a live replica on a live store has recorded a send
 SOAK_LINE = re.compile(r"SOAK (\S+) (firing|resolved)")
 SOAK_ALERT = re.compile(r"g\d+a\d+")  # the generator's alerts; others (WatchdogMissing) are not in the ledger
+# A storm summary tells one line per group (its alert name, firing while any alert of it fires), not per alert.
+SOAK_GROUP = re.compile(r"Soak(\d+)")
 TEMPLATE = '{% macro alert(a, detail) -%}\nSOAK {{ a.labels.get("soak", a.name) }} {{ a.status }}\n{% endmacro %}'
 EMAIL_TEMPLATE = (
     '{{ title }}\n{% for a in alerts %}SOAK {{ a.labels.get("soak", a.name) }} {{ a.status }}\n{% endfor %}'
@@ -436,19 +438,38 @@ def watchdog_alarms(fakes: Providers, start: float) -> list[str]:
     ]
 
 
-def told(fakes: Providers) -> list[Told]:
-    """Every message of the soak's alerts that a receiver got, from each provider's log."""
+def _sent(fakes: Providers) -> list[tuple[float, str, str]]:
+    """(when, receiver, text) of every message the providers took."""
     sent: list[tuple[float, str, str]] = [
         (m.at, "team0" if m.chat_id == CHATS["team0"] else "team3", m.text) for m in list(fakes.tg.fake.sent)
     ]
     sent += [(m.at, "team1", m.all_text) for m in list(fakes.slack.posted)]
     sent += [(m.at, "team2", mail_text(m.message, "plain")) for m in list(fakes.smtp.messages)]
+    return sent
+
+
+def told(fakes: Providers) -> list[Told]:
+    """Every message of the soak's alerts that a receiver got, from each provider's log."""
     out = []
-    for at, team, text in sent:
+    for at, team, text in _sent(fakes):
         states = {m.group(1): m.group(2) for m in SOAK_LINE.finditer(text) if SOAK_ALERT.fullmatch(m.group(1))}
         if states:
             group = next(iter(states)).split("a")[0]
             out.append(Told(at, team, group, text, states))
+    return out
+
+
+def summaries(fakes: Providers) -> list[Told]:
+    """The storm summaries a receiver got: `states` holds a line per group (g<n> -> firing | resolved)."""
+    out = []
+    for at, team, text in _sent(fakes):
+        groups = {
+            f"g{n.group(1)}": m.group(2)
+            for m in SOAK_LINE.finditer(text)
+            if (n := SOAK_GROUP.fullmatch(m.group(1))) is not None
+        }
+        if groups:
+            out.append(Told(at, team, "storm", text, groups))
     return out
 
 
@@ -501,7 +522,9 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def ledger(changes: list[Change], messages: list[Told], faults: Happened) -> dict[str, Any]:
+def ledger(
+    changes: list[Change], messages: list[Told], faults: Happened, storms: list[Told] | None = None
+) -> dict[str, Any]:
     t0 = faults.start
     by_alert: dict[str, list[Told]] = {}
     for m in messages:
@@ -523,9 +546,18 @@ def ledger(changes: list[Change], messages: list[Told], faults: Happened) -> dic
         nxt = min((d.at for d in changes if d.alert == c.alert and d.at > c.at), default=float("inf"))
         after = sorted((m for m in by_alert.get(c.alert, []) if c.at <= m.at < nxt + 60), key=lambda m: m.at)
         shown = [m.at for m in after if m.states[c.alert] == c.status]  # later ones belong to a later episode
+        group = c.alert.split("a")[0]
+        summarised = [s.at for s in storms or [] if s.team == team and group in s.states and c.at <= s.at < nxt + 60]
         if shown:
             row["told"] += 1
             latencies.append(min(shown) - c.at)
+        elif summarised:
+            # Taken into a storm summary (more than storm.threshold groups waited for the target at once): it tells
+            # each group's state, not each alert's, as configured.
+            row["folded"] += 1
+            folded.append(
+                f"{c.alert} {c.status} at t+{c.at - t0:.0f}s, in the storm summary at t+{summarised[0] - t0:.0f}s"
+            )
         elif faults.both_away(c.at, nxt) and not [m for m in after if m.at < nxt]:
             # The alert changed and changed back while no replica could store a notification: Alertmanager
             # retries with its newest state only, and tells nothing when that equals what it last delivered.
@@ -570,7 +602,15 @@ def ledger(changes: list[Change], messages: list[Told], faults: Happened) -> dic
             if cause is None:
                 unexplained.append(line)
         last_by_group[m.group] = m
-    stuck = sorted(g for g, m in last_by_group.items() if any(s == "firing" for s in m.states.values()))
+    summarised_last: dict[str, tuple[float, str]] = {}  # group -> its newest storm summary line
+    for summary in sorted(storms or [], key=lambda s: s.at):
+        summarised_last.update({g: (summary.at, status) for g, status in summary.states.items()})
+    stuck = sorted(
+        g
+        for g, m in last_by_group.items()
+        if any(s == "firing" for s in m.states.values())
+        and not (g in summarised_last and summarised_last[g][0] > m.at and summarised_last[g][1] == "resolved")
+    )
     recovery: dict[str, float] = {}
     times = sorted(m.at for m in messages)
     for kind, end in faults.ends:
@@ -731,12 +771,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         deadline = time.time() + args.drain
         while time.time() < deadline:
             gen.tick(time.time())
-            result = ledger(gen.changes, told(fakes), happened)
+            result = ledger(gen.changes, told(fakes), happened, summaries(fakes))
             if result["lost"] == 0 and not result["stuck_firing"] and outbox_empty(replicas):
                 break
             time.sleep(EVAL)
         time.sleep(3 * EVAL)  # anything still on its way (a duplicate) lands
-        result = ledger(gen.changes, told(fakes), happened)
+        result = ledger(gen.changes, told(fakes), happened, summaries(fakes))
         result["seed"] = args.seed
         result["seconds"] = seconds
         result["faults"] = [str(f) for f in faults]
