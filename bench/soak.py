@@ -67,7 +67,7 @@ RECORD_WITHIN = 5.0  # seconds from a provider's answer by which a live replica 
 SOAK_LINE = re.compile(r"SOAK (\S+) (firing|resolved)")
 SOAK_ALERT = re.compile(r"g\d+a\d+")  # the generator's alerts; others (WatchdogMissing) are not in the ledger
 # A storm summary tells one line per group (its alert name, firing while any alert of it fires), not per alert.
-SOAK_GROUP = re.compile(r"Soak(\d+)")
+SOAK_GROUP = re.compile(r"Soak(\d+)\b")
 TEMPLATE = '{% macro alert(a, detail) -%}\nSOAK {{ a.labels.get("soak", a.name) }} {{ a.status }}\n{% endmacro %}'
 EMAIL_TEMPLATE = (
     '{{ title }}\n{% for a in alerts %}SOAK {{ a.labels.get("soak", a.name) }} {{ a.status }}\n{% endfor %}'
@@ -494,11 +494,15 @@ def escalations(changes: list[Change], fakes: Providers, messages: list[Told]) -
             now_firing.discard(c.alert)
             if not now_firing and g in opened:
                 periods.setdefault(g, []).append((opened.pop(g), c.at))
-    pages = [
-        (p.at, f"g{m.group(1)}")
-        for p in list(fakes.ntfy.published)
-        if "RESOLVED" not in p.title and (m := re.search(r"Soak(\d+)", p.title))
-    ]
+    pages: list[tuple[float, str]] = []
+    for p in list(fakes.ntfy.published):
+        if "RESOLVED" in p.title:
+            continue
+        if "AlertStorm" in p.title:  # pages that waited behind ntfy's limit, folded into one: a line per group
+            lines = [ln for ln in p.message.splitlines() if "resolved" not in ln.lower() and "at once" not in ln]
+            pages += [(p.at, f"g{n}") for ln in lines for n in SOAK_GROUP.findall(ln)]
+        elif m := SOAK_GROUP.search(p.title):
+            pages.append((p.at, f"g{m.group(1)}"))
     expected, missed, early = 0, [], []
     for g, spans in periods.items():
         previous_end = float("-inf")
