@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= notifier.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui soak check-config stack dashboards screenshots clean
+.PHONY: help install run test lint typecheck pytest bench bench-render bench-intake bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui bench-charts soak check-config stack dashboards screenshots clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's|[$$](CONFIG)|$(CONFIG)|g' \
@@ -41,7 +41,7 @@ pytest: $(STAMP) ## the test suite only
 
 test: lint typecheck pytest ## install everything, then lint, type-check and run the whole test suite
 
-bench: bench-intake bench-render bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui ## every benchmark (prints ratios against an in-run baseline)
+bench: bench-intake bench-render bench-history bench-prune bench-delivery bench-exporter bench-exporter-events bench-storm bench-replicas bench-ui bench-charts ## every benchmark (prints ratios against an in-run baseline)
 
 bench-intake: $(STAMP) ## webhook intake throughput: durable SQLite vs validate-only, uvicorn vs granian
 	$(BIN)/python bench/intake.py
@@ -57,6 +57,9 @@ bench-prune: $(STAMP) ## a webhook's commit while housekeeping deletes 50k old r
 
 soak: $(STAMP) ## chaos soak (5 min): 2 Alertmanager peers, 3 replicas on PostgreSQL, faults; the exact ledger
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+bench-charts: $(STAMP) ## chart time for 1 and 5 series; webhook -> text latency with charts on vs off
+	$(BIN)/python bench/charts.py
 
 bench-delivery: $(STAMP) ## webhook -> Telegram latency at 50/s vs python-telegram-bot straight to the fake
 	$(BIN)/python bench/delivery_latency.py

@@ -184,6 +184,12 @@ def _check_references(s: Settings) -> None:
         for i, child in enumerate(route.routes):
             walk(child, f"{path}.routes[{i}]", quiet)
 
+    for i, r in enumerate(s.receivers):
+        if r.message.chart and s.charts is None:
+            raise ConfigError(
+                "a chart needs Prometheus: give the top-level `charts: {prometheus_url: ...}`",
+                path=f"receivers[{i}].message.chart",
+            )
     if s.watchdog is not None:
         for name in s.watchdog.receivers:
             if name not in names:

@@ -55,6 +55,7 @@ class MessageKind(StrEnum):
     TEST = "test"
     DIGEST = "digest"
     EDIT = "edit"  # a sent message shown again with its group's acknowledgement and silence (chat actions)
+    CHART = "chart"  # a chart of the group's series, in reply to the group's message (charts)
 
 
 class WebhookOutcome(StrEnum):
@@ -204,8 +205,8 @@ class ChangeRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     base: dict[str, str] | None = None  # fingerprint -> status at the last delivery; None: not measured (a summary)
     gone: list[dict[str, Any]] = msgspec.field(default_factory=list)  # alerts that left the group while it waited
     skip_if_resolved: bool = False  # quiet hours: no catch-up if the group fired and resolved inside the window
-    edit_ref: str | None = None  # an EDIT message: the provider's reference of the message it edits
-    edit_group: str | None = None  # an EDIT message: the hash of the group whose message it edits
+    edit_ref: str | None = None  # EDIT: the provider's reference of the message it edits; CHART: the one it answers
+    edit_group: str | None = None  # EDIT, CHART: the hash of the group whose message it edits or answers
     # alerts of the notification that are stale copies (an Alertmanager peer's late state): fingerprint -> the newer
     # lifecycle known, which the message shows instead
     stale: dict[str, AlertTimes] = msgspec.field(default_factory=dict)
@@ -413,6 +414,7 @@ class Message:
     edit_ref: str | None = None  # kind EDIT: the provider's reference of the message to show again
     action_zone: str = "UTC"  # the time zone of the times in the action lines
     note: str | None = None  # a line shown above the alerts (ChangeRecord.note)
+    chart: bytes | None = None  # a chart of the group's series (PNG) to show inside the message (email)
 
 
 @dataclass(frozen=True, slots=True)

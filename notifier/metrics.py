@@ -89,6 +89,13 @@ class NotifierMetrics:
             ["table"],
             registry=registry,
         )
+        self.charts = Counter(
+            "notifier_charts_total",
+            "Charts by outcome: drawn, cached, no_expression, no_data, failed (Prometheus), timeout, refused (by the "
+            "provider, for good), given_up (after every retry), resolved (the group resolved before its chart).",
+            ["outcome"],
+            registry=registry,
+        )
         self.storm_groups = Counter(
             "notifier_storm_groups_total",
             "Alert groups delivered inside a storm summary instead of one by one.",

@@ -18,7 +18,9 @@ from notifier.actions.telegram import TelegramUpdatesListener
 from notifier.channels import Channel
 from notifier.channels.pushover import RECEIPT_PREFIX
 from notifier.channels.registry import PLUGINS, renderer_for
+from notifier.charts import Charter
 from notifier.clock import Clock, SystemClock
+from notifier.delivery.charts import ChartFollowUps
 from notifier.delivery.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from notifier.delivery.worker import DeliveryWorker
 from notifier.digests import DigestScheduler
@@ -120,6 +122,7 @@ class Runtime:
     escalator: Escalator | None = None  # with escalation steps on a route
     phone_acks: PhoneAcknowledgements | None = None  # with targets that take acknowledgements (Pushover)
     watchdog: Watchdog | None = None  # with `watchdog:` on
+    charter: Charter | None = None  # with `charts:` on
 
     @classmethod
     def build(
@@ -149,8 +152,13 @@ class Runtime:
         if limiter is None:  # one process on SQLite; on PostgreSQL the limits are shared by every replica
             limiter = MemoryRateLimiter() if store.single_process else StoreRateLimiter(store)
         decorate = ShownActions(settings, store) if settings.actions is not None else None
+        charter = Charter(settings.charts) if settings.charts is not None else None
+        charts = None
+        if charter is not None:
+            capabilities = {name: p.capabilities for name, p in PLUGINS.items()}
+            charts = ChartFollowUps(settings, charter, store, clock, metrics, limiter, capabilities.__getitem__)
         worker = DeliveryWorker(
-            store, settings, channels, clock, metrics, limiter, owner=worker_owner, decorate=decorate
+            store, settings, channels, clock, metrics, limiter, owner=worker_owner, decorate=decorate, charts=charts
         )
         intake = IntakeStage(
             settings,
@@ -240,6 +248,7 @@ class Runtime:
             escalator,
             phone_acks,
             watchdog,
+            charter,
         )
 
     @property
@@ -282,4 +291,6 @@ class Runtime:
                 await ch.aclose()
             except Exception:
                 log.debug("closing a channel failed", exc_info=True)
+        if self.charter is not None:
+            await self.charter.aclose()
         await self.store.dispose()

@@ -34,6 +34,7 @@ from notifier.settings_access import (
     ActionsSettings,
     AlertmanagerSettings,
     AllowedActors,
+    ChartSettings,
     ReceiverActions,
     SlackInteractivity,
     TelegramUpdates,
@@ -47,6 +48,7 @@ __all__ = [
     "AlertmanagerSettings",
     "AllowedActors",
     "BasicAuthSettings",
+    "ChartSettings",
     "Duration",
     "ReceiverActions",
     "Secret",
@@ -176,6 +178,14 @@ class MessageSettings(Strict, kw_only=True):
     # labels that say where an alert was measured, not what is wrong: not shown (the title already names the
     # alert, severity, bot and symbol)
     hide_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_HIDDEN_LABELS))
+    chart: bool = False  # a chart of the alerts' series follows a firing group's message (needs `charts:`)
+    timezone: str = "UTC"  # the time zone of the chart's clock
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
 
 
 class DigestSettings(Strict, kw_only=True):
@@ -349,6 +359,7 @@ class Settings(Strict, kw_only=True):
     alertmanager: AlertmanagerSettings | None = None
     actions: ActionsSettings | None = None
     ui: UISettings | None = None
+    charts: ChartSettings | None = None
     source: str = ""  # the file this came from; not a config key
     notes: list[str] = msgspec.field(default_factory=list)  # what `only_if_set` switched off; not a config key
 

@@ -5,7 +5,7 @@ re-exports them), in a module of its own so that each stays readable."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -144,6 +144,31 @@ class AlertmanagerSettings(Strict, kw_only=True):
             raise ValueError("bearer_token: give either bearer_token or basic_auth, not both")
         if self.timeout <= 0:
             raise ValueError("timeout: expected more than 0s")
+
+
+class ChartSettings(Strict, kw_only=True):
+    """Charts of an alert's own series, drawn for receivers with `message.chart: true`: the rule's expression from
+    Prometheus' `query_range` over the last `range`, at most `max_series` lines; a chart not drawn within `timeout`
+    is skipped (the text never waits for it)."""
+
+    prometheus_url: str
+    range: Duration = Duration(3600.0)
+    max_series: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    timeout: Duration = Duration(5.0)
+    bearer_token: str | None = None
+    bearer_token_file: str | None = None
+    basic_auth: BasicAuthSettings | None = None
+
+    def __post_init__(self) -> None:
+        if not self.prometheus_url.startswith(("http://", "https://")):
+            raise ValueError(f"prometheus_url: expected an http:// or https:// URL, got {self.prometheus_url!r}")
+        self.bearer_token = secret(self.bearer_token, self.bearer_token_file, "bearer_token", required=False)
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("bearer_token: give either bearer_token or basic_auth, not both")
+        if not 60 <= float(self.range) <= 7 * 86400:
+            raise ValueError("range: expected from 1m to 7d")
+        if not 0 < float(self.timeout) <= 60:
+            raise ValueError("timeout: expected more than 0s and at most 60s")
 
 
 class UIUser(Strict, kw_only=True):

@@ -125,8 +125,15 @@ class Stack:
             self.notifier_config = {
                 "alertmanager": {"urls": [f"http://127.0.0.1:{p.alertmanager}"]},
                 "actions": {"allowed": {"telegram": [self.chat["user"]]}, "telegram": {"poll_timeout": "10s"}},
+                # a chart of each firing group's series follows its message, from the stack's Prometheus
+                "charts": {"prometheus_url": f"http://127.0.0.1:{p.prometheus}", "range": "30m"},
                 "receivers": [
-                    {"name": "console", "log": [{"format": "text"}], "telegram": [telegram]},
+                    {
+                        "name": "console",
+                        "message": {"chart": True},
+                        "log": [{"format": "text"}],
+                        "telegram": [telegram],
+                    },
                     {"name": "loud", "telegram": [loud]},
                 ],
                 "routes": {

@@ -281,3 +281,12 @@ def production_example(tmp_path: Path, **secrets: str) -> Path:
     config = tmp_path / "notifier.yml"
     config.write_text(text.replace("/etc/notifier/secrets/", f"{folder}/"))
     return config
+
+
+def wait_for_sync(cond: Callable[[], bool], timeout: float = 10.0, interval: float = 0.2) -> None:
+    """`wait_for` for synchronous tests and fixtures."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

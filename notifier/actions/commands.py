@@ -43,7 +43,7 @@ COMMANDS = (
 _SEVERITY_MARK = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.INFO: "🔵"}
 WHY_LOOK_BACK = 7 * 86400.0
 WHY_GROUPS = 3
-WHY_LINES = 8
+WHY_LINES = 12
 
 
 class Actor(msgspec.Struct, frozen=True):

@@ -48,6 +48,14 @@ class Channel(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ImageChannel(Channel, Protocol):
+    """A channel whose capabilities say `images`."""
+
+    async def send_image(self, message: Message, png: bytes, caption: str) -> DeliveryReceipt:
+        """A picture in reply to `message.edit_ref`, without a sound (the text made one)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Acknowledged:
     """A message acknowledged on the provider's side (a Pushover emergency, on a phone): by whom, when (unix s)."""
@@ -118,6 +126,8 @@ class Capabilities:
     splits: bool = False  # a long message goes out in several parts (parts_done counts them on a failure)
     digests: bool = False  # takes the receiver's digests (email)
     acknowledges: bool = False  # a person can acknowledge on the provider's side (Pushover's emergency receipts)
+    images: bool = False  # a picture in reply to a sent message (Channel.send_image), for charts
+    inline_images: bool = False  # a picture inside the message itself (Message.chart), for charts
 
 
 @dataclass(frozen=True, slots=True)

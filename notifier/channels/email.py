@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import formatdate, make_msgid
 from typing import Annotated, Any, Literal
 
@@ -139,7 +139,15 @@ class EmailChannel:
         m["Auto-Submitted"] = "auto-generated"
         m.set_content(content.text)
         if content.html:
-            m.add_alternative(content.html, subtype="html")
+            html = content.html
+            cid = make_msgid(idstring="chart", domain=self._domain) if message.chart else ""
+            if cid:  # the chart inside the HTML part, as a related image the <img> names by its Content-ID
+                img = f'<p><img src="cid:{cid[1:-1]}" alt="chart of the alerts\' series" width="800" height="450"></p>'
+                html = html.replace("</body>", img + "</body>", 1) if "</body>" in html else html + img
+            m.add_alternative(html, subtype="html")
+            html_part = m.get_body(preferencelist=("html",))
+            if cid and message.chart and isinstance(html_part, MIMEPart):
+                html_part.add_related(message.chart, maintype="image", subtype="png", cid=cid, filename="chart.png")
         return m
 
     async def send(self, message: Message) -> DeliveryReceipt:
@@ -204,5 +212,5 @@ PLUGIN: ChannelPlugin[EmailTarget] = ChannelPlugin(
     templates=(SUBJECT, TEXT, HTML),
     build=EmailChannel,
     show=_show,
-    capabilities=Capabilities(threads=True, digests=True),
+    capabilities=Capabilities(threads=True, digests=True, inline_images=True),
 )

@@ -21,6 +21,7 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     LinkPreviewOptions,
     ReplyParameters,
 )
@@ -62,6 +63,7 @@ CONTENT_ERRORS = ("too long", "parse", "entit", "text is empty", "text must be n
 # Telegram Bot API: sendMessage text is 1-4096 characters after entity parsing (core.telegram.org/bots/api#sendmessage),
 # counted in UTF-16 code units (`telegram_len`).
 TELEGRAM_MAX_TEXT = 4096
+TELEGRAM_MAX_CAPTION = 1024
 TEMPLATE = Template("telegram", "html", "telegram.j2")
 _TAG = re.compile(r"<[^>]+>")
 
@@ -287,6 +289,23 @@ class TelegramChannel:
             raise _failure(exc, None) from None
         return DeliveryReceipt(ref=None, parts=0)
 
+    async def send_image(self, message: Message, png: bytes, caption: str) -> DeliveryReceipt:
+        reply_to = message.edit_ref
+        try:
+            sent = await self._bot.send_photo(
+                chat_id=self.chat_id,
+                photo=InputFile(png, filename="chart.png"),
+                caption=caption[:TELEGRAM_MAX_CAPTION],
+                disable_notification=True,
+                message_thread_id=self._target.message_thread_id,
+                reply_parameters=ReplyParameters(int(reply_to), allow_sending_without_reply=True)
+                if reply_to and reply_to.isdigit()
+                else None,
+            )
+        except TelegramError as exc:
+            raise _failure(exc, None) from None
+        return DeliveryReceipt(ref=str(sent.message_id), parts=1)
+
     async def aclose(self) -> None:
         with contextlib.suppress(TelegramError):
             await self._bot.shutdown()
@@ -332,7 +351,7 @@ PLUGIN: ChannelPlugin[TelegramTarget] = ChannelPlugin(
     templates=(TEMPLATE,),
     build=TelegramChannel,
     show=_show,
-    capabilities=Capabilities(edit=True, threads=True, splits=True),
+    capabilities=Capabilities(edit=True, threads=True, splits=True, images=True),
     silent=_silent,
     buttons=_acts,
 )

@@ -10,9 +10,24 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from notifier.domain import RateRule
+from notifier.domain import Message, RateRule, Severity
 from notifier.store import Store
 from notifier.store import ratelimit as slots
+
+CRITICAL_SHARE = 0.2  # of every minute-scale provider limit, kept free for critical messages
+
+
+def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
+    """A routine (non-critical) message may use only part of each minute-scale limit: a critical alert that comes
+    during a flood still finds a free slot at once instead of queueing behind a minute of routine messages."""
+    if message.group.severity is Severity.CRITICAL and message.group.firing:
+        return rules
+    extra = [
+        RateRule(f"{r.key}:routine", max(1, int(r.count * (1 - CRITICAL_SHARE))), r.per)
+        for r in rules
+        if r.per >= 10 and r.count >= 5
+    ]
+    return rules + extra
 
 
 class RateLimiter(Protocol):

@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.engine import Connection
 
 from notifier import failpoints
-from notifier.channels import Channel, RateRule
+from notifier.channels import Channel
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
-from notifier.delivery.ratelimit import RateLimiter
+from notifier.delivery.charts import ChartFollowUps
+from notifier.delivery.ratelimit import RateLimiter, with_headroom
 from notifier.delivery.retry import retry_delay
 from notifier.delivery.storms import collapse_storm
 from notifier.domain import (
@@ -31,7 +32,6 @@ from notifier.domain import (
     EventKind,
     Message,
     MessageKind,
-    Severity,
     SuppressReason,
     TimelineEvent,
 )
@@ -51,22 +51,6 @@ GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
 Decorate = Callable[[Delivery, str, Message, float], Awaitable[Message]]
 
 
-CRITICAL_SHARE = 0.2  # of every minute-scale provider limit, kept free for critical messages
-
-
-def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
-    """A routine (non-critical) message may use only part of each minute-scale limit: a critical alert that comes
-    during a flood still finds a free slot at once instead of queueing behind a minute of routine messages."""
-    if message.group.severity is Severity.CRITICAL and message.group.firing:
-        return rules
-    extra = [
-        RateRule(f"{r.key}:routine", max(1, int(r.count * (1 - CRITICAL_SHARE))), r.per)
-        for r in rules
-        if r.per >= 10 and r.count >= 5
-    ]
-    return rules + extra
-
-
 class DeliveryWorker:
     """Drains the outbox into the channels."""
 
@@ -80,10 +64,13 @@ class DeliveryWorker:
         limiter: RateLimiter,
         owner: str | None = None,
         decorate: Decorate | None = None,
+        charts: ChartFollowUps | None = None,
     ) -> None:
         """`decorate`, with chat actions on: what a group's message shows of them (who acknowledged or silenced it)
-        and the buttons it offers, given the delivery, the group it is about and the message."""
+        and the buttons it offers, given the delivery, the group it is about and the message. `charts`, with
+        charts on: the chart that follows a group's message."""
         self._decorate = decorate
+        self._charts = charts
         self._store = store
         self._settings = settings
         self._d = settings.delivery
@@ -244,6 +231,12 @@ class DeliveryWorker:
         if channel is None:
             await self._finish_dead(claim, f"target {target} is no longer in the configuration", 0)
             return
+        if d.kind is MessageKind.CHART:
+            if self._charts is None:
+                await self._finish_dead(claim, "charts are off in the configuration", 0)
+            else:
+                await self._charts.deliver(claim, channel, self.owner)
+            return
         if claim.payload is None:
             await self._finish_dead(claim, "its notification is missing from the store or cannot be read", 0)
             return
@@ -253,6 +246,8 @@ class DeliveryWorker:
         )
         if self._decorate is not None and message.kind in (MessageKind.ALERT, MessageKind.EDIT):
             message = await self._decorate(d, self._group_of(claim), message, now)
+        if self._charts is not None and self._charts.inline_wanted(d, message):
+            message = dataclasses.replace(message, chart=await self._charts.inline(claim))
         if self._untold_and_over(claim, message):
             # quiet hours with skip_resolved: it fired and resolved while held, and nobody was ever told it fired
             self._metrics.suppressed(SuppressReason.QUIET_HOURS_RESOLVED)
@@ -308,7 +303,7 @@ class DeliveryWorker:
     def _group_of(claim: Claim) -> str:
         """The alert group a message is about: its own, or for an EDIT the group whose message it edits."""
         d = claim.delivery
-        return (claim.change.edit_group if d.kind is MessageKind.EDIT else None) or d.group_hash
+        return (claim.change.edit_group if d.kind in (MessageKind.EDIT, MessageKind.CHART) else None) or d.group_hash
 
     def _line(self, claim: Claim, now: float, outcome: str, text: str) -> list[TimelineEvent]:
         """The attempt's line of its group's timeline (none when the timeline is off)."""
@@ -387,6 +382,8 @@ class DeliveryWorker:
                 repo.clear_thread(conn, d.target, d.group_hash)
             elif first and receipt.ref is not None:
                 repo.set_thread(conn, d.target, d.group_hash, receipt.ref, now)
+            if self._charts is not None:
+                self._charts.follow(conn, claim, message, receipt, now)
 
         await self._store.run_in_transaction(write)
         self._metrics.deliveries.labels(d.channel, d.receiver, DeliveryOutcome.SENT.value).inc()

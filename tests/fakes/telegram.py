@@ -109,6 +109,21 @@ class Sent:
 
 
 @dataclass
+class Photo:
+    """A picture the fake took (sendPhoto), with the size its PNG header gives."""
+
+    message_id: int
+    chat_id: int | str
+    caption: str
+    png: bytes
+    width: int
+    height: int
+    reply_to_message_id: int | None
+    disable_notification: bool
+    at: float
+
+
+@dataclass
 class Failure:
     status: int
     description: str
@@ -140,6 +155,8 @@ class FakeTelegram:
     updates: list[dict[str, Any]] = field(default_factory=list)
     callback_answers: list[dict[str, Any]] = field(default_factory=list)
     edits: list[Sent] = field(default_factory=list)
+    photos: list[Photo] = field(default_factory=list)
+    photo_refusal: str | None = None  # sendPhoto answers 400 with this description
     commands: list[dict[str, Any]] = field(default_factory=list)  # setMyCommands calls
     webhook: dict[str, Any] | None = None  # setWebhook's parameters while a webhook is set
     pollers: int = 0  # getUpdates calls answered 409 because another was waiting (a second poller)
@@ -165,6 +182,7 @@ class FakeTelegram:
         app.router.add_get("/bot{token}/{method}", self._handle)
         # a person's side of the chat, for `make stack --chat-actions`: read the chat, press a button, write
         app.router.add_get("/_fake/messages", self._fake_messages)
+        app.router.add_get("/_fake/photos/{id}.png", self._fake_photo)
         app.router.add_post("/_fake/press", self._fake_press)
         app.router.add_post("/_fake/say", self._fake_say)
         self._runner = web.AppRunner(app, access_log=None)
@@ -195,6 +213,9 @@ class FakeTelegram:
         form = await request.post()
         out: dict[str, Any] = {}
         for k, v in form.items():
+            if isinstance(v, web.FileField):  # an upload (sendPhoto's photo): its bytes
+                out[k] = v.file.read()
+                continue
             s = str(v)
             try:
                 out[k] = json.loads(s) if k in ("reply_markup", "reply_parameters", "link_preview_options") else s
@@ -236,7 +257,7 @@ class FakeTelegram:
         if method == "deleteWebhook":
             self.webhook = None
             return web.json_response({"ok": True, "result": True})
-        if method not in ("sendMessage", "editMessageText"):
+        if method not in ("sendMessage", "editMessageText", "sendPhoto"):
             return self._error(404, "Not Found")
         bad = self._bad_markup(params.get("reply_markup"))
         if bad:
@@ -258,6 +279,8 @@ class FakeTelegram:
                 return web.Response(status=499)  # the client went away while the request was held: not taken
         if method == "editMessageText":
             return self._edit(params)
+        if method == "sendPhoto":
+            return self._photo(params)
         return self._send(params, method)
 
     # -- a person's side of the chat (make stack --chat-actions) ----
@@ -275,9 +298,28 @@ class FakeTelegram:
                 }
             )
         answers = [a["text"] for a in self.callback_answers]
+        photos = [
+            {
+                "message_id": ph.message_id,
+                "chat_id": ph.chat_id,
+                "reply_to": ph.reply_to_message_id,
+                "caption": ph.caption,
+                "size": f"{ph.width}x{ph.height}",
+                "url": f"/_fake/photos/{ph.message_id}.png",
+            }
+            for ph in self.photos
+        ]
         return web.json_response(
-            {"messages": out, "answers": answers}, dumps=lambda o: json.dumps(o, ensure_ascii=False, indent=1)
+            {"messages": out, "photos": photos, "answers": answers},
+            dumps=lambda o: json.dumps(o, ensure_ascii=False, indent=1),
         )
+
+    async def _fake_photo(self, request: web.Request) -> web.Response:
+        wanted = request.match_info["id"]
+        for ph in self.photos:
+            if str(ph.message_id) == wanted:
+                return web.Response(body=ph.png, content_type="image/png")
+        return web.Response(status=404, text="no such photo")
 
     async def _fake_press(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -478,6 +520,69 @@ class FakeTelegram:
             self.refused += 1
             return self._error(400, "Bad Request: message is too long")
         return text, mode, visible
+
+    def _photo(self, p: dict[str, Any]) -> web.Response:
+        """sendPhoto as the Bot API takes an upload: at most 10 MB, an image it can read, width + height at most
+        10000 and a ratio of at most 20, a caption of at most 1024 characters."""
+        try:
+            chat: int | str = int(p.get("chat_id"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            chat = str(p.get("chat_id"))
+        if chat not in self.chats:
+            self.refused += 1
+            return self._error(400, "Bad Request: chat not found")
+        if self.photo_refusal is not None:
+            return self._error(400, f"Bad Request: {self.photo_refusal}")
+        photo = p.get("photo")
+        if isinstance(photo, str):
+            return self._error(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        if not isinstance(photo, bytes) or not photo:
+            return self._error(400, "Bad Request: there is no photo in the request")
+        if len(photo) > 10 * 1024 * 1024:
+            return self._error(413, "Request Entity Too Large")
+        if not photo.startswith(b"\x89PNG\r\n\x1a\n") or photo[12:16] != b"IHDR":
+            return self._error(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        width, height = int.from_bytes(photo[16:20], "big"), int.from_bytes(photo[20:24], "big")
+        if width + height > 10000 or max(width, height) > 20 * max(1, min(width, height)):
+            return self._error(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        caption = str(p.get("caption") or "")
+        if len(caption) > 1024:
+            return self._error(400, "Bad Request: message caption is too long")
+        reply = p.get("reply_parameters") or {}
+        reply_to = reply.get("message_id") if isinstance(reply, dict) else None
+        self._next_id += 1
+        dn = p.get("disable_notification")
+        self.photos.append(
+            Photo(
+                self._next_id,
+                chat,
+                caption,
+                photo,
+                width,
+                height,
+                int(reply_to) if reply_to is not None else None,
+                dn in (True, "true", "True", 1, "1"),
+                time.time(),
+            )
+        )
+        return web.json_response(
+            {
+                "ok": True,
+                "result": {
+                    "message_id": self._next_id,
+                    "date": int(time.time()),
+                    "photo": [
+                        {
+                            "file_id": f"photo{self._next_id}",
+                            "file_unique_id": f"u{self._next_id}",
+                            "width": width,
+                            "height": height,
+                        }
+                    ],
+                    "chat": {"id": chat if isinstance(chat, int) else -100999, "type": "supergroup"},
+                },
+            }
+        )
 
     def _send(self, p: dict[str, Any], method: str) -> web.Response:
         chat_raw = p.get("chat_id")

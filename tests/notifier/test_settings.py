@@ -226,6 +226,21 @@ BAD = [
         "expected from 1m to 366d",
     ),
     ("receivers: [{name: a, log: [{}]}\n", "", "not valid YAML"),
+    (
+        "receivers: [{name: a, message: {chart: true}, log: [{}]}]\nroutes: {receiver: a}\n",
+        "receivers[0].message.chart",
+        "a chart needs Prometheus",
+    ),
+    (
+        "charts: {prometheus_url: prometheus:9090}\nreceivers: [{name: a, log: [{}]}]\nroutes: {receiver: a}\n",
+        "charts.prometheus_url",
+        "expected an http:// or https:// URL",
+    ),
+    (
+        "receivers: [{name: a, message: {timezone: Mars/Olympus}, log: [{}]}]\nroutes: {receiver: a}\n",
+        "receivers[0].message.timezone",
+        "unknown time zone",
+    ),
 ]
 
 

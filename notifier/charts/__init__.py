@@ -1,0 +1,141 @@
+"""Charts of an alert's own series (issue: the chart at a glance): for a firing group, the expression of its rule
+from Prometheus over the last `charts.range`, drawn as a PNG (plan.py reads the expression, prometheus.py asks for
+the series, render.py draws them). A chart never costs an alert: whatever fails (Prometheus away, a query refused,
+no data, too slow) gives a Chart without a picture and the reason, which the caller records; the text message
+never waits for it. A drawn chart is kept for a minute per group and state: the group's other targets, and a copy
+or a repeat soon after, do not query again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from notifier.charts.plan import Plan, expression_of, plan
+from notifier.charts.prometheus import ChartError, Series, query_range
+from notifier.settings_access import ChartSettings
+
+CACHED = 64  # charts kept, newest first
+FRESH = 60.0  # seconds a drawn chart is reused: the group's other targets, a copy or a repeat soon after
+POINTS = 240  # points per series over the range (15 s steps over an hour)
+
+
+def format_span(seconds: float) -> str:
+    """`1h`, `90m`: how far back a chart reaches."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g}m"
+
+
+class ChartOutcome(StrEnum):
+    DRAWN = "drawn"
+    CACHED = "cached"
+    NO_EXPRESSION = "no_expression"  # no alert of the group links to its rule's expression
+    NO_DATA = "no_data"
+    FAILED = "failed"  # Prometheus away or refusing the query
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    outcome: ChartOutcome
+    png: bytes | None = None
+    reason: str = ""  # why there is no picture, or what the picture leaves out
+
+
+def matches(series: Series, labels: Mapping[str, str]) -> bool:
+    """Whether a series is one of the alert's: every label both carry has the same value."""
+    return all(labels[k] == v for k, v in series.labels.items() if k in labels and k != "__name__")
+
+
+class Charter:
+    """Draws charts for messages (see the module's docstring). One rendering thread: matplotlib is not meant to
+    draw from several threads at once, and one chart takes a fraction of a second."""
+
+    def __init__(self, settings: ChartSettings) -> None:
+        self._settings = settings
+        auth: Any = None
+        headers = {}
+        if settings.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {settings.bearer_token}"
+        elif settings.basic_auth is not None:
+            auth = httpx.BasicAuth(settings.basic_auth.username, str(settings.basic_auth.password))
+        self._client = httpx.AsyncClient(timeout=float(settings.timeout), headers=headers, auth=auth)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
+        self._cache: OrderedDict[str, tuple[float, Chart]] = OrderedDict()  # key -> (drawn at, chart)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def draw(
+        self,
+        key: str,
+        alerts: Sequence[Mapping[str, Any]],
+        title: str,
+        severity: str,
+        zone: str,
+        now: float,
+        hidden: frozenset[str] = frozenset(),
+    ) -> Chart:
+        """The chart of a group's firing `alerts` (as Alertmanager sent them); `key` names the group, for the cache
+        (with the alerts' states)."""
+        key = f"{key}:" + ",".join(sorted(f"{a.get('fingerprint')}={a.get('status')}" for a in alerts))
+        kept = self._cache.get(key)
+        if kept is not None and now - kept[0] < FRESH:
+            self._cache.move_to_end(key)
+            return Chart(ChartOutcome.CACHED, kept[1].png, kept[1].reason)
+        try:
+            chart = await asyncio.wait_for(
+                self._draw(alerts, title, severity, zone, now, hidden), timeout=float(self._settings.timeout)
+            )
+        except TimeoutError:
+            return Chart(ChartOutcome.TIMEOUT, reason=f"not drawn within {float(self._settings.timeout):g}s")
+        if chart.png is not None:
+            self._cache[key] = (now, chart)
+            while len(self._cache) > CACHED:
+                self._cache.popitem(last=False)
+        return chart
+
+    async def _draw(
+        self,
+        alerts: Sequence[Mapping[str, Any]],
+        title: str,
+        severity: str,
+        zone: str,
+        now: float,
+        hidden: frozenset[str],
+    ) -> Chart:
+        firing = [a for a in alerts if a.get("status") == "firing"]
+        exprs = list(dict.fromkeys(e for a in firing if (e := expression_of(str(a.get("generatorURL") or "")))))
+        if not exprs:
+            return Chart(ChartOutcome.NO_EXPRESSION, reason="no alert links to its rule's expression")
+        p: Plan = plan(exprs[0])
+        span = float(self._settings.range)
+        step = max(1.0, round(span / POINTS))
+        try:
+            found = await query_range(self._client, self._settings.prometheus_url, p.query, now - span, now, step)
+        except ChartError as exc:
+            return Chart(ChartOutcome.FAILED, reason=str(exc))
+        mine = [s for s in found if any(matches(s, a.get("labels") or {}) for a in firing)] or found
+        if not mine:
+            return Chart(ChartOutcome.NO_DATA, reason=f"no data for {p.query} over the range")
+        limit = self._settings.max_series
+        notes = []
+        if len(mine) > limit:
+            notes.append(f"{limit} of {len(mine)} series")
+        if p.threshold is None:
+            notes.append(f"drawn as it is: {p.query}"[:90])
+        if len(exprs) > 1:
+            notes.append(f"1 of {len(exprs)} rules")
+        from notifier.charts.render import Drawing, render  # matplotlib is loaded once charts are drawn
+
+        drawing = Drawing(title, mine[:limit], p.threshold, p.op, severity, zone, now - span, now, " · ".join(notes))
+        png = await asyncio.get_running_loop().run_in_executor(self._pool, render, drawing, set(hidden))
+        return Chart(ChartOutcome.DRAWN, png, " · ".join(notes))
