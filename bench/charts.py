@@ -87,8 +87,10 @@ def alerts(series: int) -> list[dict[str, Any]]:
 async def chart_times(series: int, n: int) -> list[float]:
     standin = await StandIn(series).start()
     charter = Charter(ChartSettings(prometheus_url=standin.url, max_series=5, timeout=Duration(30.0)))
+    charter.start()  # as the notifier does: the drawing process is up and warm before the first alert
     out = []
     try:
+        await charter.draw("warm", alerts(series), "warm", "critical", "UTC", time.time())
         for i in range(n):
             started = time.perf_counter()
             chart = await charter.draw(

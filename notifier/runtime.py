@@ -264,6 +264,8 @@ class Runtime:
 
     async def start(self, *, worker: bool = True) -> None:
         await self.store.migrate()
+        if worker and self.charter is not None:
+            self.charter.start()
         if worker:
             await self.worker.start()
             self.digests.start()

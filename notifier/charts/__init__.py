@@ -8,15 +8,17 @@ or a repeat soon after, do not query again."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import httpx
 
+from notifier.charts.drawing import Drawing
 from notifier.charts.plan import Plan, expression_of, plan
 from notifier.charts.prometheus import ChartError, Series, query_range
 from notifier.settings_access import ChartSettings
@@ -26,11 +28,17 @@ FRESH = 60.0  # seconds a drawn chart is reused: the group's other targets, a co
 POINTS = 240  # points per series over the range (15 s steps over an hour)
 
 
-def format_span(seconds: float) -> str:
-    """`1h`, `90m`: how far back a chart reaches."""
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g}h"
-    return f"{seconds / 60:g}m"
+def _render(drawing: Drawing, hidden: set[str]) -> bytes:
+    """In the drawing process: matplotlib is loaded there, never in the notifier's own."""
+    from notifier.charts.render import render
+
+    return render(drawing, hidden)
+
+
+def _warm_up() -> int:
+    from notifier.charts.render import warm_up
+
+    return warm_up()
 
 
 class ChartOutcome(StrEnum):
@@ -55,8 +63,10 @@ def matches(series: Series, labels: Mapping[str, str]) -> bool:
 
 
 class Charter:
-    """Draws charts for messages (see the module's docstring). One rendering thread: matplotlib is not meant to
-    draw from several threads at once, and one chart takes a fraction of a second."""
+    """Draws charts for messages (see the module's docstring). Drawing runs in one worker process, started on the
+    first chart: matplotlib's drawing is mostly Python, and in a thread of the notifier it would hold the
+    interpreter a tenth of a second per chart while webhooks and text messages wait (bench/charts.py measures
+    both)."""
 
     def __init__(self, settings: ChartSettings) -> None:
         self._settings = settings
@@ -67,8 +77,13 @@ class Charter:
         elif settings.basic_auth is not None:
             auth = httpx.BasicAuth(settings.basic_auth.username, str(settings.basic_auth.password))
         self._client = httpx.AsyncClient(timeout=float(settings.timeout), headers=headers, auth=auth)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
+        # spawned, not forked: a fork of a process with an event loop and threads copies their state half-done
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         self._cache: OrderedDict[str, tuple[float, Chart]] = OrderedDict()  # key -> (drawn at, chart)
+
+    def start(self) -> None:
+        """Start the drawing process now, while the notifier starts, rather than with the first alert."""
+        self._pool.submit(_warm_up)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -134,8 +149,6 @@ class Charter:
             notes.append(f"drawn as it is: {p.query}"[:90])
         if len(exprs) > 1:
             notes.append(f"1 of {len(exprs)} rules")
-        from notifier.charts.render import Drawing, render  # matplotlib is loaded once charts are drawn
-
         drawing = Drawing(title, mine[:limit], p.threshold, p.op, severity, zone, now - span, now, " · ".join(notes))
-        png = await asyncio.get_running_loop().run_in_executor(self._pool, render, drawing, set(hidden))
+        png = await asyncio.get_running_loop().run_in_executor(self._pool, _render, drawing, set(hidden))
         return Chart(ChartOutcome.DRAWN, png, " · ".join(notes))

@@ -4,7 +4,6 @@ a phone. Pure and blocking: the caller runs it in a worker thread."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,26 +11,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-from notifier.charts import format_span
+from notifier.charts.drawing import Drawing, format_span, tick_every
 from notifier.charts.prometheus import Series
 
 WIDTH, HEIGHT, DPI = 8.0, 4.5, 100  # inches at 100 dpi: 800 x 450 pixels
 SEVERITY_COLOURS = {"critical": "#d32f2f", "warning": "#f57c00", "info": "#1976d2"}
 SERIES_COLOURS = ["#1565c0", "#2e7d32", "#6a1b9a", "#00838f", "#4e342e", "#37474f"]
 THRESHOLD_COLOUR = SEVERITY_COLOURS["critical"]
-
-
-@dataclass(frozen=True, slots=True)
-class Drawing:
-    title: str
-    series: list[Series]
-    threshold: float | None
-    op: str | None
-    severity: str
-    zone: str
-    start: float
-    end: float
-    note: str = ""  # a line under the title (the expression as drawn, series left out)
 
 
 def legend_of(labels: dict[str, str], hidden: set[str]) -> str:
@@ -70,9 +56,6 @@ def render(d: Drawing, hidden: set[str] | None = None) -> bytes:
     return out.getvalue()
 
 
-def tick_every(span: float) -> float:
-    """A round step between time labels that gives five to ten of them."""
-    for step in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400):
-        if span / step <= 8:
-            return float(step)
-    return 86400.0
+def warm_up() -> int:
+    """Draw a small chart once, so that the first real one does not pay for loading fonts and caches."""
+    return len(render(Drawing("warm-up", [Series({}, [0.0, 60.0], [0.0, 1.0])], 0.5, ">", "info", "UTC", 0.0, 60.0)))

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection
 
 from notifier.alertmanager import correct_alerts
 from notifier.channels import Capabilities, Channel, ImageChannel
-from notifier.charts import Chart, Charter, format_span
+from notifier.charts import Chart, Charter
+from notifier.charts.drawing import format_span
 from notifier.clock import Clock
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.retry import retry_delay
