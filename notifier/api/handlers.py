@@ -60,7 +60,11 @@ class _Waiting:
         self._watch = asyncio.ensure_future(self._wait(request))
 
     async def _wait(self, request: Request[Any, Any, Any]) -> None:
-        message = await request.receive()
+        try:
+            message = await request.receive()
+        except OSError:  # the server could not read from the connection: gone all the same
+            self._gone = True
+            return
         self._gone = message["type"] == "http.disconnect"
 
     def gone(self) -> bool:
