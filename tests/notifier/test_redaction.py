@@ -35,6 +35,7 @@ server: {listen: 127.0.0.1:9095, auth: {bearer_token: SRV-bearer-0001}}
 storage: {url: "postgresql://notifier:DB-password-0002@db/notifier"}
 heartbeat: {url: "https://hc.example/ping/HB-url-0003"}
 alertmanager: {urls: ["http://am:9093"], bearer_token: AM-bearer-0004}
+charts: {prometheus_url: "http://prometheus:9090", bearer_token: CH-bearer-0021}
 actions:
   allowed: {telegram: [7001], slack: [U0ALICE]}
   telegram: {mode: webhook, webhook_url: "https://n.example/telegram/updates", secret_token: TG-secret-token-0005}
@@ -56,6 +57,7 @@ routes: {receiver: r}
 OTHER_AUTH = """
 server: {listen: 127.0.0.1:9095, auth: {basic_auth: {username: u, password: SRV-basic-0013}}}
 alertmanager: {urls: ["http://am:9093"], basic_auth: {username: u, password: AM-basic-0014}}
+charts: {prometheus_url: "http://prometheus:9090", basic_auth: {username: u, password: CH-basic-0022}}
 actions: {allowed: {telegram: [7001]}}
 receivers: [{name: r, log: [{}], ntfy: [{topic: NT-topic-0019, username: u, password: NT-password-0020}]}]
 routes: {receiver: r}
