@@ -33,7 +33,6 @@ from notifier.domain import (
     Claim,
     Delivery,
     DeliveryReceipt,
-    EventKind,
     Message,
     MessageKind,
     TimelineEvent,
@@ -44,7 +43,7 @@ from notifier.redaction import redact
 from notifier.settings import Settings
 from notifier.store import Store, new_id
 from notifier.store import repository as repo
-from notifier.store.timeline import record
+from notifier.store.timeline import attempt_line, record
 
 
 def chart_slot(group_hash: str) -> str:
@@ -232,23 +231,12 @@ class ChartFollowUps:
         await self._store.run_in_transaction(write)
 
     def _line(self, claim: Claim, now: float, outcome: str, text: str) -> list[TimelineEvent]:
-        if not self._record:
-            return []
-        d = claim.delivery
-        return [
-            TimelineEvent(
-                id=new_id(),
-                at=now,
-                group_hash=claim.change.edit_group or d.group_hash,
-                group_key=d.group_key,
-                kind=EventKind.ATTEMPT,
-                subject=d.target,
-                outcome=outcome,
-                text=redact(text),
-                notification_id=d.notification_id,
-                delivery_id=d.id,
-            )
-        ]
+        """The attempt's line of its group's timeline (none when the timeline is off)."""
+        return (
+            [attempt_line(claim, claim.change.edit_group or claim.delivery.group_hash, now, outcome, redact(text))]
+            if self._record
+            else []
+        )
 
 
 def _empty(group_key: str) -> AlertGroup:

@@ -29,7 +29,6 @@ from notifier.domain import (
     Delivery,
     DeliveryOutcome,
     DeliveryReceipt,
-    EventKind,
     Message,
     MessageKind,
     SuppressReason,
@@ -40,9 +39,9 @@ from notifier.messages import build_message
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import Settings
-from notifier.store import Store, new_id
+from notifier.store import Store
 from notifier.store import repository as repo
-from notifier.store.timeline import record
+from notifier.store.timeline import attempt_line, record
 from notifier.tasks import cancel_and_wait
 from notifier.templates.context import format_duration
 
@@ -307,23 +306,7 @@ class DeliveryWorker:
 
     def _line(self, claim: Claim, now: float, outcome: str, text: str) -> list[TimelineEvent]:
         """The attempt's line of its group's timeline (none when the timeline is off)."""
-        if not self._record:
-            return []
-        d = claim.delivery
-        return [
-            TimelineEvent(
-                id=new_id(),
-                at=now,
-                group_hash=self._group_of(claim),
-                group_key=d.group_key,
-                kind=EventKind.ATTEMPT,
-                subject=d.target,
-                outcome=outcome,
-                text=text,
-                notification_id=d.notification_id,
-                delivery_id=d.id,
-            )
-        ]
+        return [attempt_line(claim, self._group_of(claim), now, outcome, text)] if self._record else []
 
     async def _send(self, channel: Channel, message: Message) -> DeliveryReceipt:
         """Send; if the provider refuses the rendered message for its content, send the minimal safe form once

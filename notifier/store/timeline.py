@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from notifier.domain import EventKind, TimelineEvent
-from notifier.store.ids import id_floor
+from notifier.domain import Claim, EventKind, TimelineEvent
+from notifier.store.ids import id_floor, new_id
 from notifier.store.tables import timeline
 
 MAX_TEXT = 2000  # a reason is a sentence; a provider's answer is clipped to this
@@ -19,6 +19,23 @@ MAX_TEXT = 2000  # a reason is a sentence; a provider's answer is clipped to thi
 def record(conn: Connection, events: Sequence[TimelineEvent]) -> None:
     if events:
         conn.execute(timeline.insert(), [{**e.row(), "text": e.text[:MAX_TEXT]} for e in events])
+
+
+def attempt_line(claim: Claim, group_hash: str, now: float, outcome: str, text: str) -> TimelineEvent:
+    """A delivery attempt's line of the timeline of `group_hash` (the group the message is about)."""
+    d = claim.delivery
+    return TimelineEvent(
+        id=new_id(),
+        at=now,
+        group_hash=group_hash,
+        group_key=d.group_key,
+        kind=EventKind.ATTEMPT,
+        subject=d.target,
+        outcome=outcome,
+        text=text,
+        notification_id=d.notification_id,
+        delivery_id=d.id,
+    )
 
 
 def _event(row: object) -> TimelineEvent:
