@@ -53,7 +53,7 @@ def challenge(auth: AuthSettings) -> str:
     return ", ".join(schemes)
 
 
-def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """A Litestar guard: 401 with the configured schemes in WWW-Authenticate, unless the request carries a
     configured credential (or no auth is configured)."""
     state = connection.app.state

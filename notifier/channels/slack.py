@@ -82,6 +82,7 @@ SLACK_MAX_TOTAL = 12000
 SLACK_BLOCK_ALLOWANCE = 100
 # chat.postMessage's top-level text: Slack truncates past 40,000 characters; a fallback needs far fewer.
 SLACK_MAX_TEXT = 3000
+SLACK_MAX_ALT = 1000  # files.getUploadURLExternal's alt_txt
 TEMPLATE = Template("slack", "mrkdwn", "slack.j2")
 
 
@@ -367,6 +368,29 @@ class SlackChannel:
             raise RetryableError(f"Slack unreachable: {type(exc).__name__}") from None
         return DeliveryReceipt(ref=None, parts=0)
 
+    async def send_image(self, message: Message, png: bytes, caption: str) -> DeliveryReceipt:
+        """The picture in the thread of the group's first message (files upload v2: an upload URL, the bytes, then
+        the upload completed into the channel and thread). Only a bot token's messages have a thread."""
+        if self._web is None or not message.edit_ref or "/" not in message.edit_ref:
+            raise PermanentError("no thread to put a picture in: an incoming webhook's messages have none")
+        channel, _, ts = message.edit_ref.partition("/")
+        try:
+            sent = await self._web.files_upload_v2(
+                channel=channel,
+                thread_ts=ts,
+                file=png,
+                filename="chart.png",
+                title=caption[:SLACK_MAX_HEADER],
+                alt_txt=caption[:SLACK_MAX_ALT],
+            )
+        except SlackApiError as exc:
+            raise self._api_error(exc, 0) from None
+        except (TimeoutError, aiohttp.ClientError, OSError, SlackClientError) as exc:
+            # SlackRequestError (a subclass) is also how the SDK reports the upload step's own refusal
+            raise RetryableError(f"Slack upload failed: {type(exc).__name__}") from None
+        file = sent.get("file") or {}
+        return DeliveryReceipt(ref=str(file.get("id") or "") or None, parts=1)
+
     async def aclose(self) -> None:
         return None
 
@@ -403,6 +427,6 @@ PLUGIN: ChannelPlugin[SlackTarget] = ChannelPlugin(
     templates=(TEMPLATE,),
     build=SlackChannel,
     show=_show,
-    capabilities=Capabilities(edit=True, threads=True, splits=True),
+    capabilities=Capabilities(edit=True, threads=True, splits=True, images=True),
     buttons=_acts,
 )

@@ -1,12 +1,16 @@
-"""A fake Slack server: incoming webhooks and the Web API (chat.postMessage, chat.update), real HTTP on loopback.
+"""A fake Slack server: incoming webhooks and the Web API (chat.postMessage, chat.update, and files upload v2:
+files.getUploadURLExternal, the upload URL, files.completeUploadExternal), real HTTP on loopback.
 
 Strict like Slack: the bot token and the channel are checked; Block Kit limits (50 blocks, section text 3,000,
-header 150) are enforced; a test can script 429 with Retry-After, or 5xx. Accepted messages are kept.
+header 150) are enforced; an upload must carry exactly the length it announced, and is completed once, into a
+channel by its ID and a thread that exists there; a test can script 429 with Retry-After, or 5xx. Accepted
+messages and files are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -69,6 +73,29 @@ class Posted:
 
 
 @dataclass
+class Upload:
+    """A file announced by files.getUploadURLExternal; `data` once its bytes arrived."""
+
+    filename: str
+    length: int
+    alt_txt: str
+    data: bytes | None = None
+
+
+@dataclass
+class SharedFile:
+    """A completed upload, shared into a channel (and a thread)."""
+
+    id: str
+    channel: str
+    thread_ts: str | None
+    title: str
+    alt_txt: str
+    data: bytes
+    at: float
+
+
+@dataclass
 class Failure:
     status: int
     retry_after: int | None = None
@@ -89,6 +116,9 @@ class FakeSlack:
     url: str = ""
     delay: float = 0.0  # seconds before answering, to test timeouts
     responses: list[dict[str, Any]] = field(default_factory=list)  # what was posted to a response_url
+    files: list[SharedFile] = field(default_factory=list)
+    uploads: dict[str, Upload] = field(default_factory=dict)  # file id -> announced, not yet completed
+    file_refusal: str = ""  # an error code to answer every files.completeUploadExternal with
     _runner: web.AppRunner | None = None
     _ts: int = 0
 
@@ -114,6 +144,7 @@ class FakeSlack:
         app.router.add_post("/services/{rest:.*}", self._bad_hook)
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/respond/{id}", self._respond)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -202,10 +233,14 @@ class FakeSlack:
         scripted = self._scripted(api=True)
         if scripted is not None:
             return scripted
+        # the SDK sends some methods' arguments in the query string, as Slack allows
+        body: dict[str, Any] = dict(request.query)
         if request.content_type == "application/json":
-            body = await request.json()
+            body.update(await request.json())
         else:
-            body = dict(await request.post())
+            body.update(await request.post())
+        if method.startswith("files."):
+            return self._files(method, body)
         channel = self.channels.get(str(body.get("channel")))
         if channel is None:
             self.refused += 1
@@ -239,6 +274,51 @@ class FakeSlack:
             )
             return web.json_response({"ok": True, "channel": channel, "ts": body.get("ts")})
         return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+
+    def _files(self, method: str, body: dict[str, Any]) -> web.Response:
+        if method == "files.getUploadURLExternal":
+            filename, length = str(body.get("filename") or ""), str(body.get("length") or "")
+            if not filename or not length.isdigit() or int(length) <= 0:
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if len(str(body.get("alt_txt") or "")) > 1000:
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            file_id = f"F{len(self.uploads) + len(self.files) + 1:08d}"
+            self.uploads[file_id] = Upload(filename, int(length), str(body.get("alt_txt") or ""))
+            return web.json_response({"ok": True, "upload_url": f"{self.url}/upload/v1/{file_id}", "file_id": file_id})
+        if method == "files.completeUploadExternal":
+            try:
+                wanted = json.loads(str(body.get("files")))
+                ids = [(str(f["id"]), str(f.get("title") or "")) for f in wanted]
+            except (ValueError, TypeError, KeyError):
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if self.file_refusal:
+                return web.json_response({"ok": False, "error": self.file_refusal})
+            channel = str(body.get("channel_id") or "")
+            if channel not in self.channels.values():  # an ID, not a name
+                return web.json_response({"ok": False, "error": "channel_not_found"})
+            thread_ts = body.get("thread_ts")
+            if thread_ts is not None and not any(p.ts == thread_ts and p.channel == channel for p in self.posted):
+                return web.json_response({"ok": False, "error": "invalid_thread_ts"})
+            if not ids or any(i not in self.uploads or self.uploads[i].data is None for i, _ in ids):
+                return web.json_response({"ok": False, "error": "file_not_found"})
+            done = []
+            for file_id, title in ids:
+                up = self.uploads.pop(file_id)
+                assert up.data is not None
+                done.append(SharedFile(file_id, channel, thread_ts, title, up.alt_txt, up.data, time.time()))
+            self.files += done
+            return web.json_response({"ok": True, "files": [{"id": f.id, "title": f.title} for f in done]})
+        return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        up = self.uploads.get(request.match_info["file_id"])
+        if up is None or up.data is not None:
+            return web.Response(status=404, text="upload_not_found")
+        data = await request.read()
+        if len(data) != up.length:
+            return web.Response(status=400, text=f"expected {up.length} bytes, got {len(data)}")
+        up.data = data
+        return web.Response(text=f"OK - {len(data)}")
 
 
 def signed(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from notifier.charts.plan import Plan, expression_of, plan
 from notifier.runtime import Runtime
 from notifier.store.tables import timeline
+from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import SMTPServer
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import TOKEN, free_port, make_group, settings_from, wait_for
@@ -134,6 +135,46 @@ async def test_the_text_goes_when_prometheus_is_away_there_is_no_data_or_the_pic
             return any("the chart was refused" in t for t in await lines(rt))
 
         await wait_for(refused)
+
+
+async def test_a_slack_bot_gets_the_chart_uploaded_into_the_groups_thread(
+    sqlite_url: str, fake_slack: FakeSlack, prometheus: Prometheus
+) -> None:
+    slack = fake_slack
+    data = {
+        "server": {"auth": {"bearer_token": TOKEN}},
+        "delivery": {"poll_interval": "50ms", "backoff_initial": "100ms", "backoff_max": "1s"},
+        "charts": {"prometheus_url": prometheus.url, "range": "2m"},
+        "receivers": [
+            {
+                "name": "desk",
+                "message": {"chart": True},
+                "slack": [{"bot_token": slack.token, "channel": "#trading-alerts", "api_url": slack.api_url}],
+            }
+        ],
+        "routes": {"receiver": "desk"},
+    }
+    async with running(settings_from(data, sqlite_url)) as (client, rt):
+        assert (await post(client, drawdown())).status_code == 202
+        await wait_for(lambda: len(slack.files) == 1, timeout=20)
+        text, chart = slack.posted[0], slack.files[0]
+        # in the thread of the group's message, in the channel by its ID (a name would be refused)
+        assert (chart.channel, chart.thread_ts) == ("C0TRADING", text.ts)
+        assert chart.title.startswith("CRITICAL: CriticalDrawdown · last 2m") and chart.alt_txt == chart.title
+        assert imread(io.BytesIO(chart.data)).shape[:2] == (450, 800)
+        assert rows_of(chart.data, RED) and rows_of(chart.data, BLUE)
+        assert len(slack.posted) == 1 and not slack.uploads  # no other post; every announced upload completed
+
+        async def recorded() -> bool:
+            return any(t.startswith("chart sent to desk/slack/0") for t in await lines(rt))
+
+        await wait_for(recorded)
+
+        # Slack refuses to share the file, for good: the chart is skipped, not retried, and the text went
+        slack.file_refusal = "not_in_channel"
+        assert (await post(client, drawdown(key="second"))).status_code == 202
+        await wait_for(lambda: rt.registry.get_sample_value("notifier_charts_total", {"outcome": "refused"}) == 1)
+        assert len(slack.posted) == 2 and len(slack.files) == 1
 
 
 async def test_an_email_carries_the_chart_inside_its_html_and_goes_without_it_when_there_is_none(
