@@ -495,14 +495,22 @@ def escalations(changes: list[Change], fakes: Providers, messages: list[Told]) -
             if not now_firing and g in opened:
                 periods.setdefault(g, []).append((opened.pop(g), c.at))
     pages: list[tuple[float, str]] = []
+    said: list[tuple[float, str, str]] = []  # every word ntfy got of a group: (when, group, how), to explain a miss
     for p in list(fakes.ntfy.published):
-        if "RESOLVED" in p.title:
-            continue
         if "AlertStorm" in p.title:  # pages that waited behind ntfy's limit, folded into one: a line per group
-            lines = [ln for ln in p.message.splitlines() if "resolved" not in ln.lower() and "at once" not in ln]
-            pages += [(p.at, f"g{n}") for ln in lines for n in SOAK_GROUP.findall(ln)]
+            for ln in p.message.splitlines():
+                if "at once" in ln:
+                    continue
+                resolved = "resolved" in ln.lower()
+                for n in SOAK_GROUP.findall(ln):
+                    said.append((p.at, f"g{n}", "a storm summary's line saying resolved" if resolved else "a page"))
+                    if not resolved:
+                        pages.append((p.at, f"g{n}"))
         elif m := SOAK_GROUP.search(p.title):
-            pages.append((p.at, f"g{m.group(1)}"))
+            resolved = "RESOLVED" in p.title
+            said.append((p.at, f"g{m.group(1)}", "a resolution" if resolved else "a page"))
+            if not resolved:
+                pages.append((p.at, f"g{m.group(1)}"))
     expected, missed, early = 0, [], []
     for g, spans in periods.items():
         previous_end = float("-inf")
@@ -512,7 +520,11 @@ def escalations(changes: list[Change], fakes: Providers, messages: list[Told]) -
             if b - sent > ESCALATE_AFTER + 30:
                 expected += 1
                 if not got:
-                    missed.append(f"{g} firing for {b - a:.0f}s, {b - sent:.0f}s after its first message")
+                    near = [f"{how} at {t - b:+.0f}s" for t, sg, how in said if sg == g and a - 60 <= t <= b + 600]
+                    missed.append(
+                        f"{g} firing for {b - a:.0f}s, {b - sent:.0f}s after its first message; from its end ntfy got "
+                        + (", ".join(near) if near else "nothing")
+                    )
             if a - previous_end > 60:  # a quick re-fire may still be the chain of the period before
                 early += [f"{g} paged {t - a:.0f}s after it began firing" for t in got if t - a < ESCALATE_AFTER - 5]
             previous_end = b
