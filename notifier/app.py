@@ -24,8 +24,10 @@ from notifier.settings import Settings
 from notifier.store.urls import redact_url
 from notifier.templates.context import plural
 from notifier.templates.safety import clean
+from notifier.ui import charts as ui_charts
 from notifier.ui import pages as ui_pages
 from notifier.ui.auth import Sessions
+from notifier.ui.view import View
 
 log = logging.getLogger("notifier")
 GIL_SWITCH_INTERVAL = 0.0005
@@ -106,12 +108,12 @@ def create_app(
 
     ui = settings.ui
     sessions = Sessions(rt.store, ui.session_lifetime, [u.name for u in ui.users]) if ui is not None else None
-    view = ui_pages.View(rt, sessions)
+    view = View(rt, sessions)
 
     def the_runtime() -> Runtime:
         return rt
 
-    def web_view() -> ui_pages.View:
+    def web_view() -> View:
         return view
 
     app = Litestar(
@@ -132,6 +134,7 @@ def create_app(
             chat.slack_actions,
             chat.slack_commands,
             *ui_pages.PAGES,
+            ui_charts.group_chart,
         ],
         template_config=TemplateConfig(
             directory=Path(ui_pages.__file__).parent / "templates",

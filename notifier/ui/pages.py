@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from litestar import MediaType, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
@@ -29,67 +27,12 @@ from notifier.store import repository as repo
 from notifier.store import timeline as tl
 from notifier.store.ids import GROUP_HASH, ROW_ID
 from notifier.templates.context import format_duration
-from notifier.ui.auth import COOKIE, Session, Sessions
+from notifier.ui.auth import COOKIE, Session
+from notifier.ui.charts import firing_now
+from notifier.ui.view import HTML, View, off, refused, same_origin
 
 log = logging.getLogger("notifier.ui")
-HTML = MediaType.HTML
 SEARCH_WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """What every page is given (Litestar's dependency `view`): the runtime, the logins (None while the view is
-    off), and the time zone its times are shown in."""
-
-    rt: Runtime
-    sessions: Sessions | None
-
-    @property
-    def zone(self) -> str:
-        ui = self.rt.settings.ui
-        return ui.timezone if ui is not None else "UTC"
-
-    async def session(self, request: Request[Any, Any, Any]) -> Session | None:
-        if self.sessions is None:
-            return None
-        return await self.sessions.session(request.cookies.get(COOKIE), self.rt.clock.now())
-
-    async def viewer(self, request: Request[Any, Any, Any]) -> Session | Response[Any]:
-        """Who is looking: the session, or the answer for someone who may not (the view is off, or the browser
-        goes to the login)."""
-        if self.sessions is None:
-            return _off()
-        session = await self.session(request)
-        return session if session is not None else Redirect("/ui/login")
-
-    def page(self, template: str, session: Session, **context: Any) -> Template:
-        return Template(
-            template_name=template,
-            context={"user": session.user, "csrf": session.csrf, "zone": self.zone, **context},
-            media_type=HTML,
-        )
-
-    async def form_ok(
-        self, request: Request[Any, Any, Any], form: dict[str, Any]
-    ) -> tuple[Session | None, Response[Any] | None]:
-        """The session when the POST comes from a logged-in page of ours: a session, the form's CSRF token for it,
-        and our origin; else the answer."""
-        if self.sessions is None:
-            return None, _off()
-        if not _same_origin(request):
-            return None, _refused(403, "This form did not come from the notifier's page.")
-        session = await self.session(request)
-        if session is None:
-            return None, _refused(401, "Log in first: /ui/login")
-        if not Sessions.csrf_ok(session, form.get("csrf")):
-            return None, _refused(
-                403, "This form is stale or did not come from the notifier's page: reload it and try again."
-            )
-        return session, None
-
-
-def _off() -> Response[Any]:
-    return _refused(404, "The web view is off: give `ui: {users: [...]}` in the config.")
 
 
 def _when(t: float | None, zone: str) -> str:
@@ -98,25 +41,13 @@ def _when(t: float | None, zone: str) -> str:
     return datetime.fromtimestamp(t, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _refused(status: int, message: str) -> Response[Any]:
-    return Response(content=message, status_code=status, media_type=MediaType.TEXT)
-
-
-def _same_origin(request: Request[Any, Any, Any]) -> bool:
-    """A browser's POST says where its page came from: only the notifier's own pages may post its forms."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser's form (curl), which has no cookie of the view to misuse either
-    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
-
-
 # -- login ------------------------------------------------------------------------------------------------------------
 
 
 @get("/ui/login", media_type=HTML)
 async def login_page(view: NamedDependency[View]) -> Template | Response[Any]:
     if view.sessions is None:
-        return _off()
+        return off()
     return Template(template_name="login.html.j2", context={"error": ""}, media_type=HTML)
 
 
@@ -126,9 +57,9 @@ async def login(request: Request[Any, Any, Any], view: NamedDependency[View]) ->
     sessions = view.sessions
     ui = rt.settings.ui
     if sessions is None or ui is None:
-        return _off()
-    if not _same_origin(request):
-        return _refused(403, "This form did not come from the notifier's page.")
+        return off()
+    if not same_origin(request):
+        return refused(403, "This form did not come from the notifier's page.")
     form = dict(await request.form())
     name, password = str(form.get("user", ""))[:128], str(form.get("password", ""))[:1024]
     address = request.client.host if request.client else ""
@@ -167,9 +98,9 @@ async def login(request: Request[Any, Any, Any], view: NamedDependency[View]) ->
 @post("/ui/logout", status_code=303)
 async def logout(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
     form = dict(await request.form())
-    _session, refused = await view.form_ok(request, form)
-    if refused is not None:
-        return refused
+    _session, answer = await view.form_ok(request, form)
+    if answer is not None:
+        return answer
     sessions = view.sessions
     assert sessions is not None
     await sessions.end(request.cookies.get(COOKIE, ""))
@@ -200,7 +131,7 @@ async def overview(request: Request[Any, Any, Any], view: NamedDependency[View])
             errors = await repo.last_errors(conn)
             sources = await watchdogs.sources(conn) if rt.settings.watchdog is not None else []
     except StoreUnavailable:
-        return _refused(503, "The store is unavailable; the page comes back when it answers.")
+        return refused(503, "The store is unavailable; the page comes back when it answers.")
     rows = [
         {
             "hash": g.group_hash,
@@ -274,7 +205,7 @@ async def group_page(request: Request[Any, Any, Any], view: NamedDependency[View
         return session
     group = str(request.path_params["group_hash"])
     if not GROUP_HASH.fullmatch(group):
-        return _refused(404, "No such alert group: a group's id is 64 hexadecimal digits.")
+        return refused(404, "No such alert group: a group's id is 64 hexadecimal digits.")
     zone = view.zone
     try:
         async with rt.store.begin(readonly=True) as conn:
@@ -282,10 +213,11 @@ async def group_page(request: Request[Any, Any, Any], view: NamedDependency[View
             chains = (await escalations.chains_of(conn, [group])).get(group, [])
             ids = sorted({e.delivery_id for e in events if e.delivery_id and e.outcome in ("sent", "dead")})
             sent, payloads = await conn.run_sync(lambda c: _sent_with_bodies(c, ids))
+            chart = rt.charter is not None and await firing_now(conn, events) is not None
     except StoreUnavailable:
-        return _refused(503, "The store is unavailable; the page comes back when it answers.")
+        return refused(503, "The store is unavailable; the page comes back when it answers.")
     if not events:
-        return _refused(404, f"Nothing recorded for group {group}.")
+        return refused(404, f"Nothing recorded for group {group}.")
     rows = [
         {
             "at": _when(e.at, zone),
@@ -307,6 +239,7 @@ async def group_page(request: Request[Any, Any, Any], view: NamedDependency[View
         events=rows,
         chains=[_chain(c, zone) for c in chains],
         messages=[m for m in messages if m is not None],
+        chart=chart,
     )
 
 
@@ -372,13 +305,13 @@ async def dead_page(request: Request[Any, Any, Any], view: NamedDependency[View]
 async def retry_dead(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
     rt = view.rt
     form = dict(await request.form())
-    session, refused = await view.form_ok(request, form)
-    if refused is not None or session is None:
-        return refused or _off()
+    session, answer = await view.form_ok(request, form)
+    if answer is not None or session is None:
+        return answer or off()
     now = rt.clock.now()
     wanted = str(form.get("id", ""))
     if wanted != "all" and not ROW_ID.fullmatch(wanted):
-        return _refused(400, "id: expected a delivery id (26 letters and digits) or all")
+        return refused(400, "id: expected a delivery id (26 letters and digits) or all")
     async with rt.store.begin(readonly=True) as conn:
         ids = (
             [d.id for d in await repo.list_deliveries(conn, DeliveryState.DEAD.value, 1000)]

@@ -1,0 +1,80 @@
+"""The chart on a group's page: the series of what the group fires now, as its newest notification tells it, drawn
+as a message's chart is (notifier/charts, with its cache). The page shows it only with `charts:` on and while the
+group fires; the picture is served to a logged-in viewer like the page itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response, get
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier.configtypes import DEFAULT_HIDDEN_LABELS
+from notifier.domain import TimelineEvent
+from notifier.errors import StoreUnavailable
+from notifier.store import repository as repo
+from notifier.store import timeline as tl
+from notifier.store.ids import GROUP_HASH
+from notifier.ui.auth import Session
+from notifier.ui.view import View
+
+
+class Firing(msgspec.Struct, frozen=True):
+    """What the group fires now: its alerts as Alertmanager sent them, and the chart's title and colour."""
+
+    alerts: list[dict[str, Any]]
+    title: str
+    severity: str
+
+
+async def firing_now(conn: AsyncConnection, events: list[TimelineEvent]) -> Firing | None:
+    """The group's firing alerts, from the newest notification its timeline names; None when nothing fires."""
+    newest = max((e.notification_id for e in events if e.notification_id), default=None)  # ULIDs sort by time
+    if newest is None:
+        return None
+    body = (await conn.run_sync(lambda c: repo.read_bodies(c, [newest]))).get(newest)
+    if body is None:
+        return None
+    try:
+        payload = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    alerts = [a for a in payload.get("alerts", []) if isinstance(a, dict) and a.get("status") == "firing"]
+    if not alerts:
+        return None
+    labels = {**payload.get("commonLabels", {}), **payload.get("groupLabels", {})}
+    severity = str(labels.get("severity", "warning")).lower()
+    return Firing(alerts, f"{severity.upper()}: {labels.get('alertname', 'alert')}", severity)
+
+
+@get("/ui/groups/{group_hash:str}/chart.png")
+async def group_chart(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
+    rt = view.rt
+    session = await view.viewer(request)
+    if not isinstance(session, Session):
+        return session
+    group = str(request.path_params["group_hash"])
+    if not GROUP_HASH.fullmatch(group):
+        return _none(404, "No such alert group: a group's id is 64 hexadecimal digits.")
+    if rt.charter is None:
+        return _none(404, "Charts are off: give `charts:` in the config.")
+    try:
+        async with rt.store.begin(readonly=True) as conn:
+            firing = await firing_now(conn, await tl.group_events(conn, group))
+    except StoreUnavailable:
+        return _none(503, "The store is unavailable; the chart comes back when it answers.")
+    if firing is None:
+        return _none(404, "Nothing of this group fires now.")
+    hidden = frozenset(DEFAULT_HIDDEN_LABELS)
+    chart = await rt.charter.draw(
+        group, firing.alerts, firing.title, firing.severity, view.zone, rt.clock.now(), hidden
+    )
+    if chart.png is None:
+        return _none(404, f"No chart: {chart.reason}")
+    return Response(content=chart.png, media_type="image/png")  # no-store, like every page (api/hygiene.py)
+
+
+def _none(status: int, message: str) -> Response[Any]:
+    return Response(content=message, status_code=status, media_type=MediaType.TEXT)
