@@ -68,7 +68,8 @@ class Posted:
             if "text" in b:
                 parts.append(b["text"]["text"])
             for e in b.get("elements", []):
-                parts.append(e.get("text", ""))
+                text = e.get("text", "")
+                parts.append(text["text"] if isinstance(text, dict) else text)  # a button's label is plain_text
         return "\n".join(parts)
 
 

@@ -150,6 +150,8 @@ class FakeTelegram:
     _recent: dict[str, deque[float]] = field(default_factory=dict)
     down: bool = False
     delay: float = 0.0  # seconds before answering sendMessage; a request cancelled meanwhile is not delivered
+    reset_after_taking: int = 0  # the next n sendMessage calls are taken, then their connection reset unanswered
+    resets: list[float] = field(default_factory=list)  # when a taken message's connection was reset
     echo_path_404: bool = False  # a misconfigured proxy in front: 404 with the request's path (the token) echoed
     # updates (presses, commands) for getUpdates, each with its update_id; confirmed ones are dropped
     updates: list[dict[str, Any]] = field(default_factory=list)
@@ -281,7 +283,13 @@ class FakeTelegram:
             return self._edit(params)
         if method == "sendPhoto":
             return self._photo(params)
-        return self._send(params, method)
+        answer = self._send(params, method)
+        if answer.status == 200 and self.reset_after_taking > 0 and request.transport is not None:
+            # the message is in the chat; the sender never hears so (a proxy or the network dropped the answer)
+            self.reset_after_taking -= 1
+            self.resets.append(time.time())
+            request.transport.abort()
+        return answer
 
     # -- a person's side of the chat (make stack --chat-actions) ----
 
