@@ -4,6 +4,7 @@ No I/O and no clock here: the state they decide on and `now` are arguments, so e
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -66,6 +67,9 @@ class Ordered:
     stale: dict[str, AlertTimes]  # fingerprint -> the newer lifecycle known, for each alert that came as a stale copy
     lifecycles: GroupLifecycles  # what is known of the group once this notification counts
     changes_state: bool  # whether it tells the group in another state than the newest notification that counted
+    # fingerprint -> lifecycle, of alerts known to fire that the notification leaves out although everything it
+    # tells is older than their start: it was flushed before they fired, and they still fire (see order_states)
+    left_out: dict[str, AlertTimes] = dataclasses.field(default_factory=dict)
 
 
 def order_states(
@@ -74,7 +78,12 @@ def order_states(
     """Per alert, the newer of the state this notification tells (`told`, as `incoming` times it) and the state
     known: an Alertmanager peer can send a group's older state after a newer one (it flushed before the other
     peer's resolution reached it), and such a copy must not take the group back. Alerts that left the notifications
-    are remembered for LIFECYCLE_MEMORY."""
+    are remembered for LIFECYCLE_MEMORY.
+
+    An alert known to fire that the notification leaves out has left the group's notifications (muted, say),
+    unless everything the notification tells is older than that alert's start: then the peer flushed before the
+    alert fired, and it still fires. Alertmanager drops an alert from a group's notifications only once it told it
+    resolved, or when it is silenced or inhibited; a copy that predates the alert cannot say either."""
     if prior is None:  # a group seen for the first time: nothing to order against
         states = dict(told)
         return Ordered(states, {}, GroupLifecycles(known=dict(incoming)), True)
@@ -92,11 +101,18 @@ def order_states(
     forget = now - LIFECYCLE_MEMORY
     before = prior.current()
     left = {fp: at for fp, at in prior.left.items() if fp not in incoming and at > forget}
+    newest_told = max((t.starts if t.ends is None else t.ends for t in incoming.values()), default=float("-inf"))
+    left_out: dict[str, AlertTimes] = {}
     for fp in before:
         if fp not in incoming:
-            left.setdefault(fp, now)
-    kept = {fp: t for fp, t in known.items() if fp in incoming or fp in left}
-    return Ordered(states, stale, GroupLifecycles(known=kept, left=left), states != before)
+            was = known[fp]
+            if was.ends is None and was.starts > newest_told:
+                left_out[fp] = was
+                states[fp] = was.status
+            else:
+                left.setdefault(fp, now)
+    kept = {fp: t for fp, t in known.items() if fp in incoming or fp in left or fp in left_out}
+    return Ordered(states, stale, GroupLifecycles(known=kept, left=left), states != before, left_out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,9 +46,21 @@ def duplicate_text(holder: str, window: float) -> str:
     )
 
 
-def stale_text(names: Mapping[str, str], stale: Mapping[str, AlertTimes], zone: ZoneInfo = UTC_ZONE) -> str:
-    """The timeline's line for a notification that carried stale copies: which alerts, and the newer state known."""
+def stale_text(
+    names: Mapping[str, str],
+    stale: Mapping[str, AlertTimes],
+    left_out: Mapping[str, AlertTimes] | None = None,
+    zone: ZoneInfo = UTC_ZONE,
+) -> str:
+    """The timeline's line for a notification that carried stale copies: which alerts, and the newer state known;
+    and how many alerts known to fire it left out (it was flushed before they fired)."""
     parts = []
+    if left_out:
+        since = clock_seconds(min(t.starts for t in left_out.values()), zone)
+        what = "1 alert" if len(left_out) == 1 else f"{len(left_out)} alerts"
+        parts.append(f"it leaves out {what} firing since {since}, flushed before it fired")
+        if not stale:
+            return "stale copy from an Alertmanager peer: " + parts[0] + " (the group still fires)"
     for fp, known in list(stale.items())[:5]:
         name = names.get(fp, fp)
         if known.ends is not None:

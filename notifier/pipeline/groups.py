@@ -45,9 +45,10 @@ def alert_names(raw: bytes, stale: dict[str, AlertTimes]) -> dict[str, str]:
 
 
 def as_ordered(group: AlertGroupRecord, times: dict[str, AlertTimes], ordered: Ordered) -> AlertGroupRecord:
-    """The group's record with its stale copies corrected: what /alerts and the web view list."""
+    """The group's record with its stale copies corrected (and the firing alerts a copy left out counted): what
+    /alerts and the web view list."""
     firing = [
-        (ordered.stale[fp] if fp in ordered.stale else times[fp]).starts
+        (ordered.stale.get(fp) or ordered.left_out.get(fp) or times[fp]).starts
         for fp, status in ordered.states.items()
         if status == AlertStatus.FIRING.value
     ]

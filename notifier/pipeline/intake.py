@@ -234,11 +234,11 @@ class IntakeStage:
         digests: list[DigestItem] = []
         events: list[TimelineEvent] = []  # a line per receiver: what this notification meant for it, and why
         states = ordered.states  # the group as this notification tells it, its stale copies corrected
-        if ordered.stale:
-            self._metrics.stale_alerts.inc(len(ordered.stale))
+        if ordered.stale or ordered.left_out:
+            self._metrics.stale_alerts.inc(len(ordered.stale) + len(ordered.left_out))
             if self._record:
                 names = alert_names(job.raw, ordered.stale)
-                text = stale_text(names, ordered.stale)
+                text = stale_text(names, ordered.stale, ordered.left_out)
                 events.append(self._event(job, now, EventKind.WEBHOOK, "", "stale", text, nid))
         fired_on: set[str] = set()  # routes with escalation steps on which an alert fired anew
         for match in job.matches:
@@ -302,7 +302,7 @@ class IntakeStage:
         # decided: make its effects visible to the next webhook of the batch, and queue the writes
         if snapshot.lifecycles.get(job.group_hash) != ordered.lifecycles:  # a repeat of the same state writes none
             snapshot.lifecycles[job.group_hash] = writes.lifecycles[job.group_hash] = ordered.lifecycles
-        if ordered.stale and job.group is not None:
+        if (ordered.stale or ordered.left_out) and job.group is not None:
             job.group = as_ordered(job.group, job.times, ordered)
         for key, state in group_updates.items():
             snapshot.groups[key] = state
@@ -319,7 +319,7 @@ class IntakeStage:
             result.queued += 1
         writes.digest_items.extend(digests)
         writes.events.extend(events)
-        writes.escalations.extend(self._chains(job, nid, states, fired_on))
+        writes.escalations.extend(self._chains(job, nid, states, fired_on, bool(ordered.stale or ordered.left_out)))
         writes.watchdog.extend(job.watchdog)
         snapshot.payloads[nid] = job.raw
         text, packed = job.stored
@@ -339,7 +339,7 @@ class IntakeStage:
         return result
 
     @staticmethod
-    def _chains(job: IntakeJob, nid: str, states: Mapping[str, str], fired_on: set[str]) -> list[Arm]:
+    def _chains(job: IntakeJob, nid: str, states: Mapping[str, str], fired_on: set[str], stale_copy: bool) -> list[Arm]:
         """What this notification tells the escalation chains of its routes that have steps."""
         routes = {m.route_path: m for m in job.matches if m.escalation}
         if not routes:
@@ -356,6 +356,7 @@ class IntakeStage:
                 quiet_schedule=m.quiet_hours.schedule if m.quiet_hours is not None else None,
                 fired=path in fired_on,
                 resolved=resolved,
+                stale_copy=stale_copy,
             )
             for path, m in routes.items()
         ]

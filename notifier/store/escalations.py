@@ -67,6 +67,9 @@ class Arm(msgspec.Struct, frozen=True, kw_only=True):
     quiet_schedule: str | None
     fired: bool  # an alert fired anew for the route's receivers
     resolved: bool  # the group has no firing alert left
+    stale_copy: bool = (
+        False  # a peer's late copy (pipeline/decisions.order_states): not the group's newest notification
+    )
 
 
 _json = msgspec.json.Encoder()
@@ -120,7 +123,7 @@ def _row(c: Chain) -> dict[str, object]:
 def follow(conn: Connection, arms: Sequence[Arm], now: float) -> None:
     """The intake's side, in its transaction: arm a chain for a group whose alert fired anew (a chain that runs
     keeps running; one that ended or closed starts again, keeping whom it paged), mark one whose group resolved,
-    and keep every chain pointed at its group's newest notification."""
+    and keep every chain pointed at its group's newest notification (a peer's late copy is not that)."""
     if not arms:
         return
     keys = [(a.group_hash, a.route_path) for a in arms]
@@ -162,7 +165,9 @@ def follow(conn: Connection, arms: Sequence[Arm], now: float) -> None:
                 updated_at=now,
             )
         if chain is not None:
-            rows[key] = msgspec.structs.replace(chain, notification_id=a.notification_id, updated_at=now)
+            # a step's message shows the notification the chain points at: never a peer's late copy
+            newest = chain.notification_id if a.stale_copy else a.notification_id
+            rows[key] = msgspec.structs.replace(chain, notification_id=newest, updated_at=now)
     if not rows:
         return
     ins = dialect_insert(conn.dialect.name, escalations)

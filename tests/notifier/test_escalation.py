@@ -22,7 +22,7 @@ from notifier.clock import FrozenClock
 from notifier.config import load_settings_from_mapping
 from notifier.errors import ConfigError
 from notifier.runtime import Runtime
-from notifier.store.tables import deliveries, escalations, group_acks, timeline
+from notifier.store.tables import alert_groups, deliveries, escalations, group_acks, timeline
 from notifier.ui.auth import hash_password
 from tests.fakes.push import FakeNtfy, FakePushover
 from tests.fakes.telegram import FakeTelegram
@@ -429,3 +429,59 @@ async def test_a_step_that_respects_quiet_hours_waits_for_their_end_and_one_that
         assert any(f"held by quiet hours until {end}" in t for t in await lines(rt))
         await step(rt, clock, 600)
         await wait_for(lambda: len(ntfy.published) == 1)
+
+
+async def test_a_peer_copy_flushed_before_an_alert_fired_again_does_not_end_its_chain(
+    store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    """Seen in the soak: the group resolved and paged loud with the resolution; one alert fired again; then the
+    other peer's copy, flushed before that, told only the other alert's old resolution. Taken as "the group
+    resolved", it ended the new chain, and nobody was paged for a group that kept firing."""
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    settings = settings_from(config(tg, ntfy, pushover, TWO_STEPS), store_url)
+    key = '{}:{bot="bot-7"}'
+
+    def group(*alerts: tuple[int, str, str]) -> str:
+        body = make_group(2, severity="critical", name="CriticalDrawdown", group_key=key)
+        chosen = []
+        for i, starts, ends in alerts:
+            a = body["alerts"][i]
+            a["startsAt"], a["endsAt"] = starts, ends
+            a["status"] = "firing" if ends.startswith("0001") else "resolved"
+            chosen.append(a)
+        body["alerts"] = chosen
+        body["status"] = "firing" if any(a["status"] == "firing" for a in chosen) else "resolved"
+        return json.dumps(body)
+
+    never = "0001-01-01T00:00:00Z"
+    async with running(settings, clock=clock) as (client, rt):
+        assert (
+            await post(client, group((0, "2026-11-26T04:00:00Z", never), (1, "2026-11-26T04:00:00Z", never)))
+        ).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        ended = (
+            (0, "2026-11-26T04:00:00Z", "2026-11-26T04:05:00Z"),
+            (1, "2026-11-26T04:00:00Z", "2026-11-26T04:05:00Z"),
+        )
+        assert (await post(client, group(*ended))).status_code == 202
+        await step(rt, clock, 2)  # Telegram's one message a second per chat
+        await wait_for(lambda: len(tg.sent) == 2)
+        # bot-000 fires again; the other peer's copy, flushed before that, tells only bot-001's resolution
+        assert (await post(client, group((0, "2026-11-26T04:07:00Z", never), ended[1]))).status_code == 202
+        await step(rt, clock, 2)
+        await wait_for(lambda: len(tg.sent) == 3)
+        late = await post(client, group(ended[1]))
+        assert late.status_code == 202 and late.json()["queued"] == 0
+        await step(rt, clock, 1)
+        await step(rt, clock, 31)
+        await wait_for(lambda: len(ntfy.published) == 1)  # the new chain ran its step
+        assert "CriticalDrawdown" in ntfy.published[0].title and "RESOLVED" not in ntfy.published[0].title
+        stale = await lines(rt, "webhook")
+        assert any(
+            t.startswith("stale copy from an Alertmanager peer: it leaves out 1 alert firing since 04:07:00")
+            for t in stale
+        )
+        async with rt.store.begin() as conn:
+            firing = (await conn.execute(select(alert_groups.c.firing))).scalar_one()
+        assert firing == 1  # /alerts and the web view list it firing

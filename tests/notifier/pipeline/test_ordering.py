@@ -73,3 +73,15 @@ def test_a_state_that_differs_from_the_newest_counts_as_a_change() -> None:
     assert back.changes_state and back.states == {"a": FIRING, "b": FIRING}
     same = order(back.lifecycles, {"a": AlertTimes(S), "b": AlertTimes(S)}, NOW + 3)
     assert not same.changes_state
+
+
+def test_a_copy_flushed_before_an_alert_fired_does_not_end_that_alert() -> None:
+    # the group resolved; then a fired again (at S2); a peer that flushed before that sends only b's old resolution
+    resolved = order(None, {"a": AlertTimes(S, E), "b": AlertTimes(S, E)}, NOW)
+    again = order(resolved.lifecycles, {"a": AlertTimes(S2), "b": AlertTimes(S, E)}, NOW + 1)
+    copy = order(again.lifecycles, {"b": AlertTimes(S, E)}, NOW + 2)
+    assert copy.states == {"a": FIRING, "b": RESOLVED} and copy.left_out == {"a": AlertTimes(S2)}
+    assert not copy.changes_state and not copy.lifecycles.left
+    # a notification that tells something newer than a's start and leaves a out: a left (silenced, say)
+    later = order(again.lifecycles, {"b": AlertTimes(S2 + 5)}, NOW + 3)
+    assert later.left_out == {} and later.lifecycles.left == {"a": NOW + 3} and later.states == {"b": FIRING}
