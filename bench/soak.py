@@ -715,9 +715,12 @@ def told_huge(
     per_team: dict[str, dict[str, int]],
     latencies: list[float],
     lost: list[str],
+    folded: list[str],
+    storms: list[Told],
 ) -> None:
     """A group of more alerts than a message spells out, whose alerts change together: each change is told by a
-    message that shows LISTED of them in the new state and counts the rest ("+N more alerts")."""
+    message that shows LISTED of them in the new state and counts the rest ("+N more alerts"), or folded into a
+    storm summary that tells the group in that state."""
     team = f"team{int(g[1:]) % TEAMS}"
     row = per_team.setdefault(team, {"changes": 0, "told": 0, "folded": 0, "lost": 0})
     moments = sorted({(c.at, c.status) for c in changes if c.alert.split("a")[0] == g})
@@ -733,9 +736,16 @@ def told_huge(
             and set(m.states.values()) == {status}
             and any(int(n.replace(",", "")) == size - LISTED for n in MORE.findall(m.text))
         ]
+        summarised = [x.at for x in storms if x.team == team and x.states.get(g) == status and at <= x.at < nxt + 60]
         if shown:
             row["told"] += 1
             latencies.append(min(shown) - at)
+        elif summarised:
+            row["folded"] += 1
+            folded.append(
+                f"the {size} alerts of {g} {status} at t+{at - t0:.0f}s, in the storm summary at "
+                f"t+{summarised[0] - t0:.0f}s"
+            )
         else:
             row["lost"] += 1
             lost.append(f"the {size} alerts of {g} {status} at t+{at - t0:.0f}s")
@@ -764,7 +774,7 @@ def ledger(
         members.setdefault(c.alert.split("a")[0], set()).add(c.alert)
     huge = {g for g, alerts in members.items() if len(alerts) > LISTED}
     for g in sorted(huge):
-        told_huge(g, len(members[g]), changes, messages, t0, per_team, latencies, lost)
+        told_huge(g, len(members[g]), changes, messages, t0, per_team, latencies, lost, folded, storms or [])
     for c in changes:
         if c.alert.split("a")[0] in huge:
             continue
