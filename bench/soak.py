@@ -342,15 +342,7 @@ class Generator:
         """A storm: `n` new groups of one alert each fire at the next tick, all at once, and resolve once."""
         first = 1 + max(int(name[1:].split("a")[0]) for name in self._alerts)
         for g in range(first, first + n):
-            labels = {"alertname": f"Soak{g}", "soak": f"g{g}a0", "team": f"team{g % TEAMS}", "severity": "warning"}
-            self._alerts[f"g{g}a0"] = {
-                "labels": labels,
-                "firing": False,
-                "since": 0.0,
-                "next": now,
-                "episode": 0,
-                "once": True,
-            }
+            self._once(g, 0, f"team{g % TEAMS}", now, None)
 
     def huge(self, now: float, n: int, hold: float) -> None:
         """One group of `n` alerts (team0's) that fire together at the next tick and resolve together `hold`
@@ -358,16 +350,20 @@ class Generator:
         g = 1 + max(int(name[1:].split("a")[0]) for name in self._alerts)
         g += -g % TEAMS  # team0
         for a in range(n):
-            labels = {"alertname": f"Soak{g}", "soak": f"g{g}a{a}", "team": "team0", "severity": "warning"}
-            self._alerts[f"g{g}a{a}"] = {
-                "labels": labels,
-                "firing": False,
-                "since": 0.0,
-                "next": now,
-                "episode": 0,
-                "once": True,
-                "hold": hold,
-            }
+            self._once(g, a, "team0", now, hold)
+
+    def _once(self, g: int, a: int, team: str, now: float, hold: float | None) -> None:
+        """Alert `a` of group `g`: it fires at the next tick and resolves once, after `hold` (or a drawn time)."""
+        labels = {"alertname": f"Soak{g}", "soak": f"g{g}a{a}", "team": team, "severity": "warning"}
+        self._alerts[f"g{g}a{a}"] = {
+            "labels": labels,
+            "firing": False,
+            "since": 0.0,
+            "next": now,
+            "episode": 0,
+            "once": True,
+            "hold": hold,
+        }
 
     def resolve_all_at(self, t: float) -> None:
         self._stop_firing_at = t

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import MediaType, Request, Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,9 +16,7 @@ from notifier.domain import TimelineEvent
 from notifier.errors import StoreUnavailable
 from notifier.store import repository as repo
 from notifier.store import timeline as tl
-from notifier.store.ids import GROUP_HASH
-from notifier.ui.auth import Session
-from notifier.ui.view import View
+from notifier.ui.view import View, refused
 
 
 class Firing(msgspec.Struct, frozen=True):
@@ -52,29 +50,23 @@ async def firing_now(conn: AsyncConnection, events: list[TimelineEvent]) -> Firi
 @get("/ui/groups/{group_hash:str}/chart.png")
 async def group_chart(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
     rt = view.rt
-    session = await view.viewer(request)
-    if not isinstance(session, Session):
-        return session
-    group = str(request.path_params["group_hash"])
-    if not GROUP_HASH.fullmatch(group):
-        return _none(404, "No such alert group: a group's id is 64 hexadecimal digits.")
+    looking = await view.group_viewer(request)
+    if not isinstance(looking, tuple):
+        return looking
+    _session, group = looking
     if rt.charter is None:
-        return _none(404, "Charts are off: give `charts:` in the config.")
+        return refused(404, "Charts are off: give `charts:` in the config.")
     try:
         async with rt.store.begin(readonly=True) as conn:
             firing = await firing_now(conn, await tl.group_events(conn, group))
     except StoreUnavailable:
-        return _none(503, "The store is unavailable; the chart comes back when it answers.")
+        return refused(503, "The store is unavailable; the chart comes back when it answers.")
     if firing is None:
-        return _none(404, "Nothing of this group fires now.")
+        return refused(404, "Nothing of this group fires now.")
     hidden = frozenset(DEFAULT_HIDDEN_LABELS)
     chart = await rt.charter.draw(
         group, firing.alerts, firing.title, firing.severity, view.zone, rt.clock.now(), hidden
     )
     if chart.png is None:
-        return _none(404, f"No chart: {chart.reason}")
+        return refused(404, f"No chart: {chart.reason}")
     return Response(content=chart.png, media_type="image/png")  # no-store, like every page (api/hygiene.py)
-
-
-def _none(status: int, message: str) -> Response[Any]:
-    return Response(content=message, status_code=status, media_type=MediaType.TEXT)

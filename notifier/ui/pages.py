@@ -25,7 +25,7 @@ from notifier.store import actions as sa
 from notifier.store import escalations, new_id, watchdogs
 from notifier.store import repository as repo
 from notifier.store import timeline as tl
-from notifier.store.ids import GROUP_HASH, ROW_ID
+from notifier.store.ids import ROW_ID
 from notifier.templates.context import format_duration
 from notifier.ui.auth import COOKIE, Session
 from notifier.ui.charts import firing_now
@@ -200,12 +200,10 @@ def _why_waiting(d: Delivery, now: float) -> str:
 @get("/ui/groups/{group_hash:str}", media_type=HTML)
 async def group_page(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
     rt = view.rt
-    session = await view.viewer(request)
-    if not isinstance(session, Session):
-        return session
-    group = str(request.path_params["group_hash"])
-    if not GROUP_HASH.fullmatch(group):
-        return refused(404, "No such alert group: a group's id is 64 hexadecimal digits.")
+    looking = await view.group_viewer(request)
+    if not isinstance(looking, tuple):
+        return looking
+    session, group = looking
     zone = view.zone
     try:
         async with rt.store.begin(readonly=True) as conn:

@@ -11,6 +11,7 @@ from litestar import MediaType, Request, Response
 from litestar.response import Redirect, Template
 
 from notifier.runtime import Runtime
+from notifier.store.ids import GROUP_HASH
 from notifier.ui.auth import COOKIE, Session, Sessions
 
 HTML = MediaType.HTML
@@ -41,6 +42,16 @@ class View:
             return off()
         session = await self.session(request)
         return session if session is not None else Redirect("/ui/login")
+
+    async def group_viewer(self, request: Request[Any, Any, Any]) -> tuple[Session, str] | Response[Any]:
+        """Who is looking at which group (its id from the path), or the answer for a request that may not."""
+        session = await self.viewer(request)
+        if not isinstance(session, Session):
+            return session
+        group = str(request.path_params["group_hash"])
+        if not GROUP_HASH.fullmatch(group):
+            return refused(404, "No such alert group: a group's id is 64 hexadecimal digits.")
+        return session, group
 
     def page(self, template: str, session: Session, **context: Any) -> Template:
         return Template(
