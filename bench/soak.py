@@ -780,6 +780,11 @@ def ledger(
         # told: a message at or after the change that shows it, before the alert's next change
         nxt = next((t for t in times_of[c.alert] if t > c.at), float("inf"))
         after = sorted((m for m in by_alert.get(c.alert, []) if c.at <= m.at < nxt + 60), key=lambda m: m.at)
+        # quiet hours hold a change until they end: its group's catch-up may come long after the next change
+        held = after
+        if faults.quiet is not None and faults.deferred(team, c.at) and nxt < faults.quiet[1]:
+            ends = faults.quiet[1] + 60
+            held = sorted((m for m in by_alert.get(c.alert, []) if c.at <= m.at < ends), key=lambda m: m.at)
         shown = [m.at for m in after if m.states[c.alert] == c.status]  # later ones belong to a later episode
         group = c.alert.split("a")[0]
         summarised = [s.at for s in storms or [] if s.team == team and group in s.states and c.at <= s.at < nxt + 60]
@@ -799,6 +804,11 @@ def ledger(
             # retries with its newest state only, and tells nothing when that equals what it last delivered.
             row["folded"] += 1
             folded.append(f"{c.alert} {c.status} at t+{c.at - t0:.0f}s and back at t+{nxt - t0:.0f}s, store away")
+        elif held is not after and any(m.at >= nxt for m in held):
+            # Quiet hours held it, and it changed again before they ended: the group's one catch-up tells the
+            # newest state, as `mode: defer` says.
+            row["folded"] += 1
+            folded.append(f"{c.alert} {c.status} at t+{c.at - t0:.0f}s, changed again while quiet hours held it")
         elif after and after[0].at >= nxt and after[0].states[c.alert] != c.status:
             # Changed again before any message of its group went out: the message that waited (in the outbox
             # behind a rate limit or a failing provider, or in Alertmanager's retries while no replica could
@@ -807,7 +817,6 @@ def ledger(
             folded.append(
                 f"{c.alert} {c.status} at t+{c.at - t0:.0f}s, changed again at t+{nxt - t0:.0f}s, "
                 f"first shown {after[0].states[c.alert]} at t+{after[0].at - t0:.0f}s"
-                + (" (quiet hours held it)" if faults.deferred(team, c.at) else "")
             )
         else:
             row["lost"] += 1
