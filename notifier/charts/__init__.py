@@ -57,6 +57,13 @@ class Chart:
     reason: str = ""  # why there is no picture, or what the picture leaves out
 
 
+def headline(payload: Mapping[str, Any]) -> tuple[str, str]:
+    """A chart's title and severity, from a notification's group and common labels ("CRITICAL: CriticalDrawdown")."""
+    labels = {**payload.get("commonLabels", {}), **payload.get("groupLabels", {})}
+    severity = str(labels.get("severity", "warning")).lower()
+    return f"{severity.upper()}: {labels.get('alertname', 'alert')}", severity
+
+
 def matches(series: Series, labels: Mapping[str, str]) -> bool:
     """Whether a series is one of the alert's: every label both carry has the same value."""
     return all(labels[k] == v for k, v in series.labels.items() if k in labels and k != "__name__")

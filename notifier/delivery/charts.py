@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from notifier.alertmanager import correct_alerts
 from notifier.channels import Capabilities, Channel, ImageChannel
-from notifier.charts import Chart, Charter
+from notifier.charts import Chart, Charter, headline
 from notifier.charts.drawing import format_span
 from notifier.clock import Clock
 from notifier.delivery.ratelimit import RateLimiter
@@ -179,9 +179,7 @@ class ChartFollowUps:
         alerts = correct_alerts(body.get("alerts", []), claim.change.stale)
         if not any(a.get("status") == "firing" for a in alerts):
             return None
-        labels = {**body.get("commonLabels", {}), **body.get("groupLabels", {})}
-        severity = str(labels.get("severity", "warning")).lower()
-        title = f"{severity.upper()}: {labels.get('alertname', 'alert')}"
+        title, severity = headline(body)
         hidden = frozenset(settings.hide_labels)
         now = self._clock.now()
         return title, await self._charter.draw(group_hash, alerts, title, severity, settings.timezone, now, hidden)

@@ -11,6 +11,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from notifier.charts import headline
 from notifier.configtypes import DEFAULT_HIDDEN_LABELS
 from notifier.domain import TimelineEvent
 from notifier.errors import StoreUnavailable
@@ -42,9 +43,8 @@ async def firing_now(conn: AsyncConnection, events: list[TimelineEvent]) -> Firi
     alerts = [a for a in payload.get("alerts", []) if isinstance(a, dict) and a.get("status") == "firing"]
     if not alerts:
         return None
-    labels = {**payload.get("commonLabels", {}), **payload.get("groupLabels", {})}
-    severity = str(labels.get("severity", "warning")).lower()
-    return Firing(alerts, f"{severity.upper()}: {labels.get('alertname', 'alert')}", severity)
+    title, severity = headline(payload)
+    return Firing(alerts, title, severity)
 
 
 @get("/ui/groups/{group_hash:str}/chart.png")
