@@ -419,12 +419,25 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class RateRule:
-    """At most `count` messages per `per` seconds into the bucket `key` (shared by every target that names it): a
-    provider's limit, as a channel declares it and the rate limiter keeps it."""
+    """A provider's limit on the bucket `key` (shared by every target that names it), as a channel declares it and
+    the rate limiter keeps it. At most `count` messages in any `per` seconds; or, with `refills`, a bucket of `count`
+    messages that refills one message every `per / count` seconds (after a burst, the next message may go as soon
+    as one has come back, not only when the whole burst has aged out)."""
 
     key: str
     count: int
     per: float
+    refills: bool = False
+
+
+def refill_wait(rule: RateRule, full_at: float, now: float) -> float:
+    """How long until a refilling bucket that is full again at `full_at` has a message to spare (0: now)."""
+    return max(0.0, full_at - now - (rule.per - rule.per / rule.count))
+
+
+def refilled(rule: RateRule, full_at: float, now: float, count: int) -> float:
+    """When a refilling bucket is full again after `count` more messages are taken from it now."""
+    return max(full_at, now) + count * rule.per / rule.count
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ pass:
 
 - starts an armed chain once the group's message to the route's receivers was sent (not while quiet hours defer it):
   the steps count from that moment;
-- ends a chain whose group was acknowledged (from the chat, or on a phone through Pushover) or silenced;
+- ends a chain whose group was acknowledged (from the chat, or on a phone through Pushover) or silenced; a page
+  not yet sent is taken back (the action itself does it; the pass takes one a worker held at that moment);
 - fires a step that is due: the step's receivers get the group's newest message with a line saying why;
 - tells every receiver a step paged when the group resolves.
 
@@ -124,6 +125,8 @@ class Escalator:
             outcome, why = ended
             done.count(outcome)
             events.append(self._event(chain, now, "ended", f"escalation chain ended: {why}"))
+            # the action took back the pages still waiting; one a worker held then and let go since is taken now
+            chains.take_back_pages(conn, chain.group_hash, now, why, timeline=self._record)
             return msgspec.structs.replace(chain, state=ChainState.ENDED, due_at=None, ended=why)
         if chain.state is ChainState.ARMED:
             sent = chains.first_sent(conn, chain.group_hash, chain.route_receivers, chain.armed_at)
@@ -183,7 +186,10 @@ class Escalator:
         return chain
 
     def _resolved(self, conn: Connection, chain: Chain, now: float, done: Pass, events: list[TimelineEvent]) -> Chain:
-        told = [r for r in chain.paged if r in self._targets and self._send_resolved.get(r, True)]
+        never_told = chains.last_word_taken_back(conn, chain.group_hash, chain.paged)
+        told = [
+            r for r in chain.paged if r in self._targets and self._send_resolved.get(r, True) and r not in never_told
+        ]
         messages = self._messages(chain, told, ChangeRecord(), now, None)
         queue_newest(conn, messages)
         done.queued += len(messages)

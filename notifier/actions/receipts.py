@@ -20,6 +20,7 @@ from notifier.errors import DeliveryError
 from notifier.metrics import NotifierMetrics
 from notifier.store import Store, new_id
 from notifier.store import actions as store_actions
+from notifier.store import escalations as chains
 from notifier.store.escalations import OpenReceipt, open_receipts
 from notifier.store.timeline import record
 from notifier.tasks import cancel_and_wait, repeat
@@ -105,6 +106,7 @@ class PhoneAcknowledgements:
         now = self._clock.now()
         if not store_actions.set_ack(conn, r.group_hash, ack.by, channel, min(ack.at, now)):
             return False
+        chains.take_back_pages(conn, r.group_hash, now, f"acknowledged by {ack.by} on {channel}", timeline=self._record)
         store_actions.queue_edits(conn, r.group_hash, self._editable, now)
         text = f"Acknowledged by {ack.by} on {channel} ({r.target})."
         store_actions.log_action(

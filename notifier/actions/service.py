@@ -31,6 +31,7 @@ from notifier.settings import ActionsSettings, AllowedActors, Settings
 from notifier.silences import Matcher, SilenceClient, SilenceError, group_matchers
 from notifier.store import Store, new_id
 from notifier.store import actions as sa
+from notifier.store import escalations as chains
 from notifier.store.timeline import record
 from notifier.templates.context import clock_time
 
@@ -132,9 +133,15 @@ class ActionService:
         return await self._done(actor, stored.action.value, gh, answer, group.group_key if group else "")
 
     async def _ack(self, actor: Actor, gh: str, now: float) -> Answer:
-        fresh = await self._store.run_in_transaction(
-            lambda conn: sa.set_ack(conn, gh, actor.shown(), actor.channel, now)
-        )
+        timeline = self._settings.storage.timeline
+
+        def ack(conn: Connection) -> bool:
+            if not sa.set_ack(conn, gh, actor.shown(), actor.channel, now):
+                return False
+            chains.take_back_pages(conn, gh, now, f"acknowledged by {actor.shown()}", timeline=timeline)
+            return True
+
+        fresh = await self._store.run_in_transaction(ack)
         if fresh:
             return Answer(f"Acknowledged by {actor.shown()}.", ActionOutcome.DONE)
         return Answer("Acknowledged already.", ActionOutcome.UNCHANGED)
@@ -186,6 +193,8 @@ class ActionService:
         def keep(conn: Connection) -> None:
             sa.set_silence(conn, gh, sid, actor.shown(), end, now)
             sa.add_own_silence(conn, own)
+            why = f"silenced by {actor.shown()} until {clock_time(end, zone)}"
+            chains.take_back_pages(conn, gh, now, why, timeline=self._settings.storage.timeline)
 
         await self._store.run_in_transaction(keep)
         return Answer(f"Silenced until {clock_time(end, zone)}.", ActionOutcome.DONE)

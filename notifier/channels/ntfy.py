@@ -27,7 +27,8 @@ TEMPLATE = Template("ntfy", "text", "push.j2")
 MAX_MESSAGE_BYTES = 4096  # a longer message becomes an attachment on the phone
 MAX_TITLE = 250
 TOPIC = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# ntfy.sh's default request limit per visitor: a burst of 60, then one request every 5 seconds
+# ntfy.sh's default request limit per visitor: a burst of 60, then one request every 5 seconds (a bucket of 60
+# that refills one request per REQUEST_WINDOW / REQUEST_BURST)
 REQUEST_BURST = 60
 REQUEST_WINDOW = 300.0
 Priority = Annotated[int, msgspec.Meta(ge=1, le=5)]
@@ -119,7 +120,7 @@ class NtfyChannel:
         self._bucket = "ntfy:" + hashlib.sha256(self._server.encode()).hexdigest()[:16]
 
     def rate_rules(self) -> list[RateRule]:
-        return [RateRule(self._bucket, REQUEST_BURST, REQUEST_WINDOW)]
+        return [RateRule(self._bucket, REQUEST_BURST, REQUEST_WINDOW, refills=True)]
 
     async def send(self, message: Message) -> DeliveryReceipt:
         push = _render(self._renderer, message, self._clock.now())

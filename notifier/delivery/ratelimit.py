@@ -1,8 +1,10 @@
 """Per-target rate limits, enforced before sending so that a provider's 429 is the exception, not the plan.
 In memory for a single process (SQLite); in the database when several replicas share PostgreSQL.
 
-A sliding log per bucket: a message may go when fewer than `count` went in the last `per` seconds. `reserve` either
-books the slot now (returns 0) or says how long to wait, booking nothing.
+A sliding log per bucket: a message may go when fewer than `count` went in the last `per` seconds. A refilling
+bucket (`RateRule.refills`, ntfy's request limit) is kept as the time it is full again: a message may go while
+at least one message's worth is left. `reserve` either books the slot now (returns 0) or says how long to wait,
+booking nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from notifier.domain import Message, RateRule, Severity
+from notifier.domain import Message, RateRule, Severity, refill_wait, refilled
 from notifier.store import Store
 from notifier.store import ratelimit as slots
 
@@ -23,7 +25,7 @@ def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
     if message.group.severity is Severity.CRITICAL and message.group.firing:
         return rules
     extra = [
-        RateRule(f"{r.key}:routine", max(1, int(r.count * (1 - CRITICAL_SHARE))), r.per)
+        RateRule(f"{r.key}:routine", max(1, int(r.count * (1 - CRITICAL_SHARE))), r.per, r.refills)
         for r in rules
         if r.per >= 10 and r.count >= 5
     ]
@@ -63,10 +65,14 @@ class MemoryRateLimiter:
 
     def __init__(self) -> None:
         self._sent: dict[str, deque[float]] = {}
+        self._full_at: dict[str, float] = {}  # refilling buckets: when each is full again
 
     async def reserve(self, rules: list[RateRule], now: float) -> float:
         wait = 0.0
         for r in rules:
+            if r.refills:
+                wait = max(wait, refill_wait(r, self._full_at.get(r.key, now), now))
+                continue
             log = self._sent.setdefault(r.key, deque())
             while log and log[0] <= now - r.per:
                 log.popleft()
@@ -74,10 +80,16 @@ class MemoryRateLimiter:
                 wait = max(wait, log[len(log) - r.count] + r.per - now)
         if wait > 0:
             return wait
-        for r in rules:
-            self._sent[r.key].append(now)
+        self._take(rules, now, 1)
         return 0.0
 
     async def book(self, rules: list[RateRule], now: float, count: int) -> None:
+        if count > 0:
+            self._take(rules, now, count)
+
+    def _take(self, rules: list[RateRule], now: float, count: int) -> None:
         for r in rules:
-            self._sent.setdefault(r.key, deque()).extend([now] * count)
+            if r.refills:
+                self._full_at[r.key] = refilled(r, self._full_at.get(r.key, now), now, count)
+            else:
+                self._sent.setdefault(r.key, deque()).extend([now] * count)

@@ -14,9 +14,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from notifier.domain import DeliveryState, MessageKind
+from notifier.domain import ChangeRecord, DeliveryState, EventKind, MessageKind, TimelineEvent
+from notifier.store.ids import new_id
 from notifier.store.repository import dialect_insert
 from notifier.store.tables import deliveries, escalations, group_acks
+from notifier.store.timeline import record
+
+TAKEN_BACK = "taken-back"  # the provider reference of a page taken back before it went out
 
 
 class ChainState(StrEnum):
@@ -183,10 +187,12 @@ def follow(conn: Connection, arms: Sequence[Arm], now: float) -> None:
 
 def to_act_on(conn: Connection, now: float) -> list[Chain]:
     """The chains the ticker acts on now: armed ones (has their first message gone?), running ones (acknowledged,
-    silenced, or a step due), resolved ones (paged receivers to tell). Locked for this transaction."""
+    silenced, or a step due), done ones (acknowledged or silenced after the last step: a page still on its way is
+    taken back), resolved ones (paged receivers to tell). Locked for this transaction."""
+    acting = [ChainState.ARMED, ChainState.RUNNING, ChainState.DONE, ChainState.RESOLVED]
     q = (
         select(escalations)
-        .where(escalations.c.state.in_([ChainState.ARMED, ChainState.RUNNING, ChainState.RESOLVED]))
+        .where(escalations.c.state.in_(acting))
         .order_by(escalations.c.armed_at)
         .with_for_update(skip_locked=True)
     )
@@ -212,9 +218,71 @@ def first_sent(conn: Connection, group_hash: str, receivers: Collection[str], si
         deliveries.c.kind == MessageKind.ALERT.value,
         deliveries.c.state == DeliveryState.SENT.value,
         deliveries.c.sent_at >= since,
+        func.coalesce(deliveries.c.provider_ref, "") != TAKEN_BACK,
     )
     found = conn.execute(q).scalar()
     return float(found) if found is not None else None
+
+
+def take_back_pages(conn: Connection, group_hash: str, now: float, why: str, *, timeline: bool) -> int:
+    """Take back the group's pages that no provider has yet (an escalation step's messages, the ones with a note,
+    still waiting: behind a rate limit, in back-off, or held by quiet hours), because `why` (the group was
+    acknowledged or silenced). Each is closed as done without being sent (provider reference TAKEN_BACK) and, with
+    `timeline`, gets a line in the group's timeline. A page a worker holds is on its way and is left to go.
+    Returns how many were taken back."""
+    rows = conn.execute(
+        select(deliveries.c.id, deliveries.c.receiver, deliveries.c.group_key, deliveries.c.change).where(
+            deliveries.c.group_hash == group_hash,
+            deliveries.c.state == DeliveryState.PENDING.value,
+            deliveries.c.kind == MessageKind.ALERT.value,
+        )
+    ).all()
+    pages = [r for r in rows if ChangeRecord.decode(r.change).note]
+    if not pages:
+        return 0
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_([r.id for r in pages]), deliveries.c.state == DeliveryState.PENDING.value)
+        .values(state=DeliveryState.SENT.value, sent_at=now, updated_at=now, provider_ref=TAKEN_BACK, parts_sent=0)
+    )
+    if timeline:
+        record(
+            conn,
+            [
+                TimelineEvent(
+                    id=new_id(),
+                    at=now,
+                    group_hash=group_hash,
+                    group_key=r.group_key,
+                    kind=EventKind.ESCALATION,
+                    subject=r.receiver,
+                    outcome="taken_back",
+                    text=f"page to {r.receiver} taken back before it went out: {why}",
+                )
+                for r in pages
+            ],
+        )
+    return len(pages)
+
+
+def last_word_taken_back(conn: Connection, group_hash: str, receivers: Collection[str]) -> set[str]:
+    """Those of `receivers` whose newest closed message of the group is a page taken back: they were never told of
+    this episode, so its resolve is not theirs to hear."""
+    if not receivers:
+        return set()
+    q = (
+        select(deliveries.c.receiver, deliveries.c.provider_ref)
+        .where(
+            deliveries.c.group_hash == group_hash,
+            deliveries.c.receiver.in_(list(receivers)),
+            deliveries.c.state == DeliveryState.SENT.value,
+        )
+        .order_by(deliveries.c.sent_at.desc())
+    )
+    newest: dict[str, str | None] = {}
+    for receiver, ref in conn.execute(q):
+        newest.setdefault(str(receiver), ref)
+    return {r for r, ref in newest.items() if ref == TAKEN_BACK}
 
 
 async def chains_of(conn: AsyncConnection, hashes: Collection[str]) -> dict[str, list[Chain]]:

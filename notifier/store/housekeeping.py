@@ -49,6 +49,7 @@ from notifier.store.tables import (
     intake_keys,
     notifications,
     own_silences,
+    rate_buckets,
     rate_slots,
     seen_requests,
     threads,
@@ -129,6 +130,8 @@ def _rules() -> list[_Rule]:
             (rate_slots.c.key, rate_slots.c.at),
             lambda now, cutoff: (rate_slots.c.at < now - RATE_SLOT_AGE,),
         ),
+        # a bucket full again is the same as no row
+        _Rule(rate_buckets, (rate_buckets.c.key,), lambda now, cutoff: (rate_buckets.c.full_at < now,)),
         # chat actions: a resolved group's record, the actions behind old buttons, silences that ended, the log
         _Rule(
             alert_groups,

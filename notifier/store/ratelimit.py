@@ -1,6 +1,7 @@
 """Sending slots in the shared database (PostgreSQL), so that several replicas together stay within a provider's
-limits: a sliding log per bucket, each bucket locked for the decision (a transaction-scoped advisory lock, taken in
-one order by every replica, so none waits for another in a cycle)."""
+limits: a sliding log per bucket, or for a refilling bucket the time it is full again; each bucket locked for the
+decision (a transaction-scoped advisory lock, taken in one order by every replica, so none waits for another in a
+cycle)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from collections.abc import Sequence
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
 
-from notifier.domain import RateRule
-from notifier.store.tables import rate_slots
+from notifier.domain import RateRule, refill_wait, refilled
+from notifier.store.repository import dialect_insert
+from notifier.store.tables import rate_buckets, rate_slots
 
 
 def reserve(conn: Connection, rules: Sequence[RateRule], now: float) -> float:
@@ -18,7 +20,11 @@ def reserve(conn: Connection, rules: Sequence[RateRule], now: float) -> float:
     for key in sorted({r.key for r in rules}):
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
     wait = 0.0
+    full_at = _full_at(conn, [r for r in rules if r.refills])
     for r in rules:
+        if r.refills:
+            wait = max(wait, refill_wait(r, full_at.get(r.key, now), now))
+            continue
         conn.execute(delete(rate_slots).where(rate_slots.c.key == r.key, rate_slots.c.at <= now - r.per))
         oldest_that_counts = conn.execute(
             select(rate_slots.c.at)
@@ -31,10 +37,31 @@ def reserve(conn: Connection, rules: Sequence[RateRule], now: float) -> float:
             wait = max(wait, float(oldest_that_counts) + r.per - now)
     if wait > 0:
         return wait
-    conn.execute(insert(rate_slots), [{"key": r.key, "at": now} for r in rules])
+    _take(conn, rules, full_at, now, 1)
     return 0.0
 
 
 def book(conn: Connection, rules: Sequence[RateRule], now: float, count: int) -> None:
     """Count `count` more messages sent now in every rule's bucket, without asking."""
-    conn.execute(insert(rate_slots), [{"key": r.key, "at": now} for r in rules for _ in range(count)])
+    if count > 0:
+        _take(conn, rules, _full_at(conn, [r for r in rules if r.refills]), now, count)
+
+
+def _full_at(conn: Connection, rules: Sequence[RateRule]) -> dict[str, float]:
+    if not rules:
+        return {}
+    q = select(rate_buckets.c.key, rate_buckets.c.full_at).where(rate_buckets.c.key.in_([r.key for r in rules]))
+    return {str(k): float(at) for k, at in conn.execute(q)}
+
+
+def _take(conn: Connection, rules: Sequence[RateRule], full_at: dict[str, float], now: float, count: int) -> None:
+    logged = [{"key": r.key, "at": now} for r in rules if not r.refills for _ in range(count)]
+    if logged:
+        conn.execute(insert(rate_slots), logged)
+    buckets = [{"key": r.key, "full_at": refilled(r, full_at.get(r.key, now), now, count)} for r in rules if r.refills]
+    if buckets:
+        ins = dialect_insert(conn.dialect.name, rate_buckets)
+        conn.execute(
+            ins.on_conflict_do_update(index_elements=[rate_buckets.c.key], set_={"full_at": ins.excluded.full_at}),
+            buckets,
+        )

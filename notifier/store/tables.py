@@ -9,6 +9,7 @@ group_state    per (receiver, group): the alerts last committed for delivery, fo
 digest_items   alerts collected for a receiver's next email digest, one per firing episode
 digest_runs    the digest ticks taken, one row per (receiver, tick): exactly one digest per tick
 rate_slots     messages sent per rate-limit bucket, so that several replicas share one provider limit
+rate_buckets   per refilling rate-limit bucket, when it is full again (the limits that refill one message at a time)
 alert_groups   chat actions: each alert group's labels, severity and state, for /alerts and silences
 chat_actions   chat actions: what each button stands for (its id is the button's callback data)
 group_acks     chat actions: who acknowledged a group, and when
@@ -145,6 +146,13 @@ rate_slots = Table(
     Column("key", Text, nullable=False),
     Column("at", Double, nullable=False),
     Index("ix_rate_slots_key_at", "key", "at"),
+)
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("full_at", Double, nullable=False),
 )
 
 group_state = Table(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -485,3 +486,76 @@ async def test_a_peer_copy_flushed_before_an_alert_fired_again_does_not_end_its_
         async with rt.store.begin() as conn:
             firing = (await conn.execute(select(alert_groups.c.firing))).scalar_one()
         assert firing == 1  # /alerts and the web view list it firing
+
+
+async def test_an_ack_takes_back_a_page_still_waiting_for_the_provider_and_its_resolve_does_not_page(
+    store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    """Seen in the soak: a page waited behind ntfy's limit, the person acknowledged the group in the chat, and the
+    page still went out after the acknowledgement. Now the acknowledgement takes it back."""
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    steps = [{"after": "30s", "receivers": ["loud"]}]
+    async with running(settings_from(config(tg, ntfy, pushover, steps), store_url), clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        ntfy.fail_next(1, 429, retry_after=60)
+        await step(rt, clock, 31)  # the step fires; ntfy answers 429: the page waits a minute
+        await wait_for(lambda: not ntfy.failures)
+        await step(rt, clock, 0)
+        rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
+        buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
+        tg.press(tg.sent[0], buttons["Ack"])
+        await wait_for(lambda: len(tg.callback_answers) == 1)
+        await step(rt, clock, 61)
+        await step(rt, clock, 120)
+        await asyncio.sleep(0.3)
+        assert ntfy.published == []  # the page did not go out after the acknowledgement
+        said = await lines(rt)
+        assert "page to loud taken back before it went out: acknowledged by @alice" in said
+        assert said[-1] == "escalation chain ended: acknowledged by @alice"
+
+        assert (await post(client, resolved())).status_code == 202
+        await wait_for(lambda: len(tg.sent) >= 2)
+        await step(rt, clock, 2)
+        await step(rt, clock, 1)
+        await asyncio.sleep(0.3)
+        assert ntfy.published == []  # loud never heard of the group: no "resolved" push either
+        assert (await lines(rt))[-1] == "escalation chain ended: resolved"
+
+
+async def test_a_silence_from_the_chat_takes_back_a_waiting_page_too(
+    store_url: str,
+    fake_telegram: FakeTelegram,
+    ntfy: FakeNtfy,
+    pushover: FakePushover,
+    tmp_path: Path,
+    alertmanager: Callable[[Path], str],
+) -> None:
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    steps = [{"after": "30s", "receivers": ["loud"]}]
+    data = config(tg, ntfy, pushover, steps)
+    (tmp_path / "am.yml").write_text("route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n")
+    data["alertmanager"]["urls"] = [alertmanager(tmp_path / "am.yml")]
+    async with running(settings_from(data, store_url), clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        ntfy.fail_next(1, 503)
+        await step(rt, clock, 31)
+        await wait_for(lambda: not ntfy.failures)
+        rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
+        buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
+        tg.press(tg.sent[0], buttons["Silence 1h"])
+        await wait_for(lambda: len(tg.callback_answers) == 1)
+        assert tg.callback_answers[0]["text"].startswith("Silenced until")
+        await step(rt, clock, 10)
+        await step(rt, clock, 60)
+        await asyncio.sleep(0.3)
+        assert ntfy.published == []
+        assert any(
+            t.startswith("page to loud taken back before it went out: silenced by @alice until")
+            for t in await lines(rt)
+        )
