@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +27,7 @@ from notifier.settings_access import ChartSettings
 CACHED = 64  # charts kept, newest first
 FRESH = 60.0  # seconds a drawn chart is reused: the group's other targets, a copy or a repeat soon after
 POINTS = 240  # points per series over the range (15 s steps over an hour)
+DRAWING_NICENESS = 10  # the drawing process's scheduling priority below the notifier's (os.nice)
 
 
 def _render(drawing: Drawing, hidden: set[str]) -> bytes:
@@ -33,6 +35,12 @@ def _render(drawing: Drawing, hidden: set[str]) -> bytes:
     from notifier.charts.render import render
 
     return render(drawing, hidden)
+
+
+def _yield_to_the_notifier() -> None:
+    """In the drawing process, at its start: the kernel gives the notifier's own process the processor first, so
+    that on a busy machine a chart waits, not a webhook's answer or a text message."""
+    os.nice(DRAWING_NICENESS)
 
 
 def _warm_up() -> int:
@@ -85,7 +93,9 @@ class Charter:
             auth = httpx.BasicAuth(settings.basic_auth.username, str(settings.basic_auth.password))
         self._client = httpx.AsyncClient(timeout=float(settings.timeout), headers=headers, auth=auth)
         # spawned, not forked: a fork of a process with an event loop and threads copies their state half-done
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_yield_to_the_notifier
+        )
         self._cache: OrderedDict[str, tuple[float, Chart]] = OrderedDict()  # key -> (drawn at, chart)
 
     def start(self) -> None:

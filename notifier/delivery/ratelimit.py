@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from notifier.domain import Message, RateRule, Severity, refill_wait, refilled
+from notifier.domain import Message, RateRule, Severity, refill_wait, refilled, turn_at
 from notifier.store import Store
 from notifier.store import ratelimit as slots
 
@@ -20,9 +20,10 @@ CRITICAL_SHARE = 0.2  # of every minute-scale provider limit, kept free for crit
 
 
 def with_headroom(rules: list[RateRule], message: Message) -> list[RateRule]:
-    """A routine (non-critical) message may use only part of each minute-scale limit: a critical alert that comes
-    during a flood still finds a free slot at once instead of queueing behind a minute of routine messages."""
-    if message.group.severity is Severity.CRITICAL and message.group.firing:
+    """A routine message may use only part of each minute-scale limit: a critical alert, or an escalation's page,
+    that comes during a flood still finds a free slot at once instead of queueing behind a minute of routine
+    messages."""
+    if message.note is not None or (message.group.severity is Severity.CRITICAL and message.group.firing):
         return rules
     extra = [
         RateRule(f"{r.key}:routine", max(1, int(r.count * (1 - CRITICAL_SHARE))), r.per, r.refills)
@@ -39,6 +40,11 @@ class RateLimiter(Protocol):
 
     async def book(self, rules: list[RateRule], now: float, count: int) -> None:
         """Count `count` more messages sent now, without asking: the further parts of a message that was split."""
+        ...
+
+    async def turn(self, rules: list[RateRule], now: float, ahead: int) -> float:
+        """How long until a message that lets `ahead` waiting messages go first may go (domain.turn_at), booking
+        nothing."""
         ...
 
 
@@ -58,6 +64,12 @@ class StoreRateLimiter:
     async def book(self, rules: list[RateRule], now: float, count: int) -> None:
         if rules and count > 0:
             await self._store.run_in_transaction(lambda conn: slots.book(conn, rules, now, count))
+
+    async def turn(self, rules: list[RateRule], now: float, ahead: int) -> float:
+        if not rules:
+            return 0.0
+        wait: float = await self._store.run_in_transaction(lambda conn: slots.turn(conn, rules, now, ahead))
+        return wait
 
 
 class MemoryRateLimiter:
@@ -86,6 +98,13 @@ class MemoryRateLimiter:
     async def book(self, rules: list[RateRule], now: float, count: int) -> None:
         if count > 0:
             self._take(rules, now, count)
+
+    async def turn(self, rules: list[RateRule], now: float, ahead: int) -> float:
+        at = now
+        for r in rules:
+            sent = [t for t in self._sent.get(r.key, ()) if t > now - r.per]
+            at = max(at, turn_at(r, sent, self._full_at.get(r.key), now, ahead))
+        return at - now
 
     def _take(self, rules: list[RateRule], now: float, count: int) -> None:
         for r in rules:

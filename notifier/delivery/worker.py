@@ -50,6 +50,15 @@ GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
 Decorate = Callable[[Delivery, str, Message, float], Awaitable[Message]]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Turn:
+    """A claimed message's place among the claim's messages to its target: it asks the rate limiter once the one
+    before it (`before`) has, and then says so (`asked`)."""
+
+    before: asyncio.Event | None
+    asked: asyncio.Event
+
+
 class DeliveryWorker:
     """Drains the outbox into the channels."""
 
@@ -100,12 +109,8 @@ class DeliveryWorker:
 
     def accept(self, claims: list[Claim]) -> None:
         """Messages intake leased to this worker in its transaction: send them now, no claim needed."""
-        for claim in claims:
-            if self._stopping:
-                break  # their lease runs out, or the next start on SQLite hands them back
-            t = asyncio.create_task(self._deliver(claim), name=f"deliver-{claim.delivery.id}")
-            self._inflight.add(t)
-            t.add_done_callback(self._done)
+        if not self._stopping:  # else their lease runs out, or the next start on SQLite hands them back
+            self._start(claims)
 
     async def start(self) -> None:
         # SQLite serves one process: whatever a previous run left half-sent is ours to send again, now. On
@@ -186,11 +191,19 @@ class DeliveryWorker:
         now = self._clock.now()
         owner, lease = self.owner, self._d.lease
         claims = await self._store.run_in_transaction(lambda conn: repo.claim_due(conn, owner, now, lease, free))
-        for claim in claims:
-            t = asyncio.create_task(self._deliver(claim), name=f"deliver-{claim.delivery.id}")
+        self._start(claims)
+        return len(claims)
+
+    def _start(self, claims: list[Claim]) -> None:
+        # the claim's messages to one target ask the rate limiter in the order they were made (claims come oldest
+        # first): the slot that opens goes to the oldest, not to whichever was made ready first
+        asked_last: dict[str, asyncio.Event] = {}
+        for claim in sorted(claims, key=lambda c: c.delivery.created_at):
+            turn = Turn(before=asked_last.get(claim.delivery.target), asked=asyncio.Event())
+            asked_last[claim.delivery.target] = turn.asked
+            t = asyncio.create_task(self._deliver(claim, turn), name=f"deliver-{claim.delivery.id}")
             self._inflight.add(t)
             t.add_done_callback(self._done)
-        return len(claims)
 
     def _done(self, t: asyncio.Task[None]) -> None:
         self._inflight.discard(t)
@@ -204,10 +217,10 @@ class DeliveryWorker:
             self._metrics.outbox_pending.labels(ch).set(counts.get(ch, 0))
         self._metrics.outbox_oldest.set(max(0.0, self._clock.now() - oldest) if oldest else 0.0)
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _deliver(self, claim: Claim, turn: Turn) -> None:
         did = claim.delivery.id
         try:
-            await self._deliver_row(claim)
+            await self._deliver_row(claim, turn)
         except StoreUnavailable as exc:
             log.warning(
                 "delivery %s: store unavailable (%s); it is retried when its lease runs out", claim.delivery.id, exc
@@ -220,8 +233,10 @@ class DeliveryWorker:
             log.exception("delivery %s failed unexpectedly", did)
             with contextlib.suppress(StoreUnavailable):
                 await self._finish_retry(claim, RetryableError(f"unexpected {type(exc).__name__}: {exc}"[:500]), None)
+        finally:
+            turn.asked.set()  # whatever became of it, the next message to its target need not wait for it
 
-    async def _deliver_row(self, claim: Claim) -> None:
+    async def _deliver_row(self, claim: Claim, turn: Turn) -> None:
         d = claim.delivery
         failpoints.reached(f"worker.leased.{d.kind.value}")
         now = self._clock.now()
@@ -253,16 +268,26 @@ class DeliveryWorker:
             await self._finish_sent(claim, message, DeliveryReceipt(ref=None, parts=0))
             return
         rules = with_headroom(channel.rate_rules(), message)
+        if turn.before is not None:
+            await turn.before.wait()
+            now = self._clock.now()
         wait = await self._limiter.reserve(rules, now)
+        turn.asked.set()
         if wait > 0:
             self._metrics.deliveries.labels(channel_name, d.receiver, DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, d.parts_sent
+            # first come, first served: a held message tries again when its turn comes behind the older ones, not
+            # with all of them at the moment the next slot opens, where the quickest (on any replica) would take it
+            ahead = await self._store.run_in_transaction(
+                lambda conn: repo.waiting_ahead(conn, target, d.created_at, now)
+            )
+            again = max(wait, await self._limiter.turn(rules, now, ahead)) if ahead else wait
             held = self._line(
-                claim, now, "rate_limited", f"held back by {target}'s rate limit; next try in {format_duration(wait)}"
+                claim, now, "rate_limited", f"held back by {target}'s rate limit; next try in {format_duration(again)}"
             )
 
             def hold(conn: Connection) -> None:
-                repo.mark_retry(conn, did, owner, now, now + wait, None, parts, count_attempt=False)
+                repo.mark_retry(conn, did, owner, now, now + again, None, parts, count_attempt=False)
                 record(conn, held)
 
             await self._store.run_in_transaction(hold)

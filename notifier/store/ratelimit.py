@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
 
-from notifier.domain import RateRule, refill_wait, refilled
+from notifier.domain import RateRule, refill_wait, refilled, turn_at
 from notifier.store.repository import dialect_insert
 from notifier.store.tables import rate_buckets, rate_slots
 
@@ -45,6 +45,19 @@ def book(conn: Connection, rules: Sequence[RateRule], now: float, count: int) ->
     """Count `count` more messages sent now in every rule's bucket, without asking."""
     if count > 0:
         _take(conn, rules, _full_at(conn, [r for r in rules if r.refills]), now, count)
+
+
+def turn(conn: Connection, rules: Sequence[RateRule], now: float, ahead: int) -> float:
+    """How long until a message that lets `ahead` waiting messages go first may go, booking nothing."""
+    full_at = _full_at(conn, [r for r in rules if r.refills])
+    at = now
+    for r in rules:
+        sent: list[float] = []
+        if not r.refills:
+            q = select(rate_slots.c.at).where(rate_slots.c.key == r.key, rate_slots.c.at > now - r.per)
+            sent = [float(t) for t in conn.execute(q.order_by(rate_slots.c.at)).scalars()]
+        at = max(at, turn_at(r, sent, full_at.get(r.key), now, ahead))
+    return at - now
 
 
 def _full_at(conn: Connection, rules: Sequence[RateRule]) -> dict[str, float]:

@@ -54,6 +54,13 @@ async def check_refilling(limiter: RateLimiter) -> None:
     for i in range(60):
         assert await limiter.reserve(NTFY, 2700.0) == 0, i
     assert await limiter.reserve(NTFY, 2700.0) > 0
+    # a message with two held before it takes the third slot to open, not the first
+    assert await limiter.turn(NTFY, 2700.0, 2) == pytest.approx(15.0)
+    for t in range(20):
+        assert await limiter.reserve(GROUP, 3000.0 + t) == 0
+    assert await limiter.turn(GROUP, 3020.0, 0) == pytest.approx(40.0)  # the first of the minute ages out
+    assert await limiter.turn(GROUP, 3020.0, 3) == pytest.approx(43.0)  # the fourth
+    assert await limiter.turn(GROUP, 3020.0, 21) == pytest.approx(101.0)  # a minute after the second
 
 
 async def test_in_process_limiter_refills_one_request_at_a_time() -> None:
