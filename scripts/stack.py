@@ -304,6 +304,7 @@ class Stack:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()  # gone, its ports closed, before the stack says it has stopped
 
 
 def _scaled_for(m: re.Match[str]) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from notifier.domain import Message, RateRule, Severity, refill_wait, refilled, turn_at
+from notifier.domain import Message, RateRule, Severity
+from notifier.rates import refill_wait, refilled, turn_at
 from notifier.store import Store
 from notifier.store import ratelimit as slots
 
@@ -43,7 +44,7 @@ class RateLimiter(Protocol):
         ...
 
     async def turn(self, rules: list[RateRule], now: float, ahead: int) -> float:
-        """How long until a message that lets `ahead` waiting messages go first may go (domain.turn_at), booking
+        """How long until a message that lets `ahead` waiting messages go first may go (rates.turn_at), booking
         nothing."""
         ...
 

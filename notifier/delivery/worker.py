@@ -40,6 +40,7 @@ from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import Settings
 from notifier.store import Store
+from notifier.store import ratelimit as slots
 from notifier.store import repository as repo
 from notifier.store.timeline import attempt_line, record
 from notifier.tasks import cancel_and_wait
@@ -279,7 +280,7 @@ class DeliveryWorker:
             # first come, first served: a held message tries again when its turn comes behind the older ones, not
             # with all of them at the moment the next slot opens, where the quickest (on any replica) would take it
             ahead = await self._store.run_in_transaction(
-                lambda conn: repo.waiting_ahead(conn, target, d.created_at, now)
+                lambda conn: slots.waiting_ahead(conn, target, d.created_at, now)
             )
             again = max(wait, await self._limiter.turn(rules, now, ahead)) if ahead else wait
             held = self._line(

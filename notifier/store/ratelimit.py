@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.engine import Connection
 
-from notifier.domain import RateRule, refill_wait, refilled, turn_at
+from notifier.domain import DeliveryState, RateRule
+from notifier.rates import refill_wait, refilled, turn_at
 from notifier.store.repository import dialect_insert
-from notifier.store.tables import rate_buckets, rate_slots
+from notifier.store.tables import deliveries, rate_buckets, rate_slots
+
+WAITING_HORIZON = 300.0  # seconds: a message due within this waits "now" (waiting_ahead)
 
 
 def reserve(conn: Connection, rules: Sequence[RateRule], now: float) -> float:
@@ -78,3 +81,17 @@ def _take(conn: Connection, rules: Sequence[RateRule], full_at: dict[str, float]
             ins.on_conflict_do_update(index_elements=[rate_buckets.c.key], set_={"full_at": ins.excluded.full_at}),
             buckets,
         )
+
+
+def waiting_ahead(conn: Connection, target: str, created_at: float, now: float) -> int:
+    """How many messages for `target`, made before `created_at`, wait to go within the next five minutes (held by
+    its rate limit, or about to be tried): the ones a message held by the limit lets go first. (Those being sent
+    are not counted: they hold their slot already, or are about to be held and share this one's turn, which the
+    worker's order among a claim's messages to one target then settles.)"""
+    q = select(func.count()).where(
+        deliveries.c.target == target,
+        deliveries.c.state == DeliveryState.PENDING.value,
+        deliveries.c.created_at < created_at,
+        deliveries.c.next_attempt_at <= now + WAITING_HORIZON,
+    )
+    return int(conn.execute(q).scalar() or 0)

@@ -25,8 +25,6 @@ from notifier.store.ids import new_id
 from notifier.store.payloads import pack, unpack
 from notifier.store.tables import deliveries, notifications, threads
 
-WAITING_HORIZON = 300.0  # seconds: a message due within this waits "now" (waiting_ahead)
-
 
 def dialect_insert(dialect: str, table: Any) -> Any:
     """The dialect's INSERT (by its name), which has ON CONFLICT on both SQLite and PostgreSQL."""
@@ -129,20 +127,6 @@ def find_pending(conn: Connection, target: str, group_hash: str) -> dict[str, An
     )
     row = conn.execute(q).mappings().first()
     return dict(row) if row else None
-
-
-def waiting_ahead(conn: Connection, target: str, created_at: float, now: float) -> int:
-    """How many messages for `target`, made before `created_at`, wait to go within the next five minutes (held by
-    its rate limit, or about to be tried): the ones a message held by the limit lets go first. (Those being sent
-    are not counted: they hold their slot already, or are about to be held and share this one's turn, which the
-    worker's order among a claim's messages to one target then settles.)"""
-    q = select(func.count()).where(
-        deliveries.c.target == target,
-        deliveries.c.state == DeliveryState.PENDING.value,
-        deliveries.c.created_at < created_at,
-        deliveries.c.next_attempt_at <= now + WAITING_HORIZON,
-    )
-    return int(conn.execute(q).scalar() or 0)
 
 
 def _claimable(now: float) -> Any:

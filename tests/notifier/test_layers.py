@@ -16,6 +16,7 @@ LEAVES = {  # may import nothing of the notifier but other leaves
     "notifier.configtypes",
     "notifier.errors",
     "notifier.domain",
+    "notifier.rates",
     "notifier.matchers",
     "notifier.digest_schedule",
     "notifier.clock",

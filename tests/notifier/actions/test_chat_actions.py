@@ -476,8 +476,15 @@ async def test_an_edit_that_fails_is_retried_through_the_outbox(
         tg.press(tg.sent[0], callback_buttons(tg.sent[0])["Ack"])
         await wait_for(lambda: len(tg.edits) == 1, timeout=20)
         assert "✅ acknowledged by @alice" in check_html(tg.sent[0].text)
-        async with rt.store.begin() as conn:
-            edits = [
-                r for r in await conn.execute(select(deliveries)) if r.kind == "edit" and r.target.startswith("tg/")
-            ]
-        assert len(edits) == 1 and edits[0].state == "sent" and edits[0].attempts == 3
+
+        async def edits() -> list[Any]:
+            async with rt.store.begin() as conn:
+                rows = await conn.execute(select(deliveries))
+                return [r for r in rows if r.kind == "edit" and r.target.startswith("tg/")]
+
+        async def recorded() -> bool:
+            return all(r.state == "sent" for r in await edits())
+
+        await wait_for(recorded)  # the fake has the edit a moment before the worker has recorded Telegram's answer
+        done = await edits()
+        assert len(done) == 1 and done[0].state == "sent" and done[0].attempts == 3
