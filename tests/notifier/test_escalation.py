@@ -106,6 +106,15 @@ async def step(rt: Runtime, clock: FrozenClock, seconds: float) -> None:
     await rt.escalator.run_once()
 
 
+async def press(tg: FakeTelegram, label: str) -> None:
+    """Someone allowed presses a button of the group's first message, and the press is answered."""
+    rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
+    buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
+    answered = len(tg.callback_answers)
+    tg.press(tg.sent[0], buttons[label])
+    await wait_for(lambda: len(tg.callback_answers) == answered + 1)
+
+
 def counted(rt: Runtime, outcome: str) -> float:
     value = rt.registry.get_sample_value("notifier_escalations_total", {"outcome": outcome})
     return value or 0.0
@@ -167,10 +176,7 @@ async def test_an_ack_before_the_step_stops_it_and_a_new_alert_starts_the_chain_
         assert (await post(client, critical(1))).status_code == 202
         await wait_for(lambda: len(tg.sent) == 1)
         await step(rt, clock, 0)
-        rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
-        buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
-        tg.press(tg.sent[0], buttons["Ack"])
-        await wait_for(lambda: len(tg.callback_answers) == 1)
+        await press(tg, "Ack")
         await step(rt, clock, 31)
         await step(rt, clock, 120)
         await asyncio.sleep(0.3)
@@ -504,10 +510,7 @@ async def test_an_ack_takes_back_a_page_still_waiting_for_the_provider_and_its_r
         await step(rt, clock, 31)  # the step fires; ntfy answers 429: the page waits a minute
         await wait_for(lambda: not ntfy.failures)
         await step(rt, clock, 0)
-        rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
-        buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
-        tg.press(tg.sent[0], buttons["Ack"])
-        await wait_for(lambda: len(tg.callback_answers) == 1)
+        await press(tg, "Ack")
         await step(rt, clock, 61)
         await step(rt, clock, 120)
         await asyncio.sleep(0.3)
@@ -546,10 +549,7 @@ async def test_a_silence_from_the_chat_takes_back_a_waiting_page_too(
         ntfy.fail_next(1, 503)
         await step(rt, clock, 31)
         await wait_for(lambda: not ntfy.failures)
-        rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
-        buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
-        tg.press(tg.sent[0], buttons["Silence 1h"])
-        await wait_for(lambda: len(tg.callback_answers) == 1)
+        await press(tg, "Silence 1h")
         assert tg.callback_answers[0]["text"].startswith("Silenced until")
         await step(rt, clock, 10)
         await step(rt, clock, 60)
