@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from notifier.domain import RateRule
 
 
-def refill_wait(rule: RateRule, full_at: float, now: float) -> float:
+def refill_wait(rule: RateRule, full_at: float | None, now: float) -> float:
     """How long until a refilling bucket that is full again at `full_at` has a message to spare (0: now)."""
-    return max(0.0, full_at - now - (rule.per - rule.per / rule.count))
+    return turn_at(rule, (), full_at, now, 0) - now
 
 
 def turn_at(rule: RateRule, sent: Sequence[float], full_at: float | None, now: float, ahead: int) -> float:

@@ -84,7 +84,7 @@ class MemoryRateLimiter:
         wait = 0.0
         for r in rules:
             if r.refills:
-                wait = max(wait, refill_wait(r, self._full_at.get(r.key, now), now))
+                wait = max(wait, refill_wait(r, self._full_at.get(r.key), now))
                 continue
             log = self._sent.setdefault(r.key, deque())
             while log and log[0] <= now - r.per:

@@ -279,9 +279,8 @@ class DeliveryWorker:
             owner, parts = self.owner, d.parts_sent
             # first come, first served: a held message tries again when its turn comes behind the older ones, not
             # with all of them at the moment the next slot opens, where the quickest (on any replica) would take it
-            ahead = await self._store.run_in_transaction(
-                lambda conn: slots.waiting_ahead(conn, target, d.created_at, now)
-            )
+            async with self._store.begin(readonly=True) as conn:  # a read: not through SQLite's one writer
+                ahead = await slots.waiting_ahead(conn, target, d.created_at, now)
             again = max(wait, await self._limiter.turn(rules, now, ahead)) if ahead else wait
             held = self._line(
                 claim, now, "rate_limited", f"held back by {target}'s rate limit; next try in {format_duration(again)}"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.domain import DeliveryState, RateRule
 from notifier.rates import refill_wait, refilled, turn_at
@@ -26,7 +27,7 @@ def reserve(conn: Connection, rules: Sequence[RateRule], now: float) -> float:
     full_at = _full_at(conn, [r for r in rules if r.refills])
     for r in rules:
         if r.refills:
-            wait = max(wait, refill_wait(r, full_at.get(r.key, now), now))
+            wait = max(wait, refill_wait(r, full_at.get(r.key), now))
             continue
         conn.execute(delete(rate_slots).where(rate_slots.c.key == r.key, rate_slots.c.at <= now - r.per))
         oldest_that_counts = conn.execute(
@@ -83,7 +84,7 @@ def _take(conn: Connection, rules: Sequence[RateRule], full_at: dict[str, float]
         )
 
 
-def waiting_ahead(conn: Connection, target: str, created_at: float, now: float) -> int:
+async def waiting_ahead(conn: AsyncConnection, target: str, created_at: float, now: float) -> int:
     """How many messages for `target`, made before `created_at`, wait to go within the next five minutes (held by
     its rate limit, or about to be tried): the ones a message held by the limit lets go first. (Those being sent
     are not counted: they hold their slot already, or are about to be held and share this one's turn, which the
@@ -94,4 +95,4 @@ def waiting_ahead(conn: Connection, target: str, created_at: float, now: float) 
         deliveries.c.created_at < created_at,
         deliveries.c.next_attempt_at <= now + WAITING_HORIZON,
     )
-    return int(conn.execute(q).scalar() or 0)
+    return int(await conn.scalar(q) or 0)
