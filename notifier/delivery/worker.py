@@ -53,11 +53,12 @@ Decorate = Callable[[Delivery, str, Message, float], Awaitable[Message]]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Turn:
-    """A claimed message's place among the claim's messages to its target: it asks the rate limiter once the one
-    before it (`before`) has, and then says so (`asked`)."""
+    """A claimed message's place among the worker's messages to its target: it asks the rate limiter once the one
+    before it has its place (`before`), and says when it has its own (`placed`): a slot booked, or held in the
+    outbox where the next one's count of those waiting ahead of it sees it."""
 
     before: asyncio.Event | None
-    asked: asyncio.Event
+    placed: asyncio.Event
 
 
 class DeliveryWorker:
@@ -91,6 +92,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._placed_last: dict[str, asyncio.Event] = {}  # per target: set when the last one started has its place
         self._stopping = False
         self._send_resolved = {r.name: r.send_resolved for r in settings.receivers}
         self._record = settings.storage.timeline
@@ -196,12 +198,14 @@ class DeliveryWorker:
         return len(claims)
 
     def _start(self, claims: list[Claim]) -> None:
-        # the claim's messages to one target ask the rate limiter in the order they were made (claims come oldest
-        # first): the slot that opens goes to the oldest, not to whichever was made ready first
-        asked_last: dict[str, asyncio.Event] = {}
+        # this worker's messages to one target ask the rate limiter one at a time, in the order it took them (a
+        # claim's oldest first), each once the one before has its place: the slot that opens goes to the oldest,
+        # and a held message's count of those ahead of it sees every older one already held
         for claim in sorted(claims, key=lambda c: c.delivery.created_at):
-            turn = Turn(before=asked_last.get(claim.delivery.target), asked=asyncio.Event())
-            asked_last[claim.delivery.target] = turn.asked
+            target = claim.delivery.target
+            before = self._placed_last.get(target)
+            turn = Turn(before=None if before is None or before.is_set() else before, placed=asyncio.Event())
+            self._placed_last[target] = turn.placed
             t = asyncio.create_task(self._deliver(claim, turn), name=f"deliver-{claim.delivery.id}")
             self._inflight.add(t)
             t.add_done_callback(self._done)
@@ -235,7 +239,7 @@ class DeliveryWorker:
             with contextlib.suppress(StoreUnavailable):
                 await self._finish_retry(claim, RetryableError(f"unexpected {type(exc).__name__}: {exc}"[:500]), None)
         finally:
-            turn.asked.set()  # whatever became of it, the next message to its target need not wait for it
+            turn.placed.set()  # whatever became of it, the next message to its target need not wait for it
 
     async def _deliver_row(self, claim: Claim, turn: Turn) -> None:
         d = claim.delivery
@@ -273,8 +277,9 @@ class DeliveryWorker:
             await turn.before.wait()
             now = self._clock.now()
         wait = await self._limiter.reserve(rules, now)
-        turn.asked.set()
-        if wait > 0:
+        if wait <= 0:
+            turn.placed.set()
+        else:
             self._metrics.deliveries.labels(channel_name, d.receiver, DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, d.parts_sent
             # first come, first served: a held message tries again when its turn comes behind the older ones, not
@@ -291,6 +296,7 @@ class DeliveryWorker:
                 record(conn, held)
 
             await self._store.run_in_transaction(hold)
+            turn.placed.set()
             threshold = self._settings.storm.threshold
             folded = await self._store.run_in_transaction(
                 lambda conn: collapse_storm(conn, target, now, threshold, timeline=self._record)

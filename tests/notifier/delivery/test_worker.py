@@ -133,6 +133,21 @@ async def test_messages_held_by_a_rate_limit_go_out_first_come_first_served(
         turns = [r["next_attempt_at"] for r in await delivery_rows(rt) if r["state"] == "pending"]
         # in the order they came, and not all at the one moment the next slot opens (1/s into one chat)
         assert turns == sorted(turns) and turns[-1] - turns[0] >= 1.0, turns
+
+        # all four due at once come in one claim: one goes, and each of the others counts the ones held before it
+        await clock.advance(10)
+        await wait_for(lambda: len(fake_telegram.sent) == 2)
+
+        async def three_held() -> bool:
+            rows = await delivery_rows(rt)
+            return sum(r["state"] == "pending" and r["next_attempt_at"] > clock.now() for r in rows) == 3
+
+        await wait_for(three_held)
+        turns = [
+            round(r["next_attempt_at"] - clock.now(), 3) for r in await delivery_rows(rt) if r["state"] == "pending"
+        ]
+        gaps = [b - a for a, b in itertools.pairwise([0.0, *turns])]
+        assert len(turns) == 3 and min(gaps) >= 1.0, turns  # a slot each, in the order they came
         for _ in range(20):
             if len(fake_telegram.sent) == 5:
                 break
