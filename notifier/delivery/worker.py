@@ -23,6 +23,7 @@ from notifier.delivery.charts import ChartFollowUps
 from notifier.delivery.ratelimit import RateLimiter, with_headroom
 from notifier.delivery.retry import retry_delay
 from notifier.delivery.storms import collapse_storm
+from notifier.delivery.turns import Turn, Turns
 from notifier.domain import (
     AlertStatus,
     Claim,
@@ -49,16 +50,6 @@ from notifier.templates.context import format_duration
 log = logging.getLogger("notifier.delivery")
 GAUGE_INTERVAL = 5.0  # seconds between outbox gauge queries
 Decorate = Callable[[Delivery, str, Message, float], Awaitable[Message]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Turn:
-    """A claimed message's place among the worker's messages to its target: it asks the rate limiter once the one
-    before it has its place (`before`), and says when it has its own (`placed`): a slot booked, or held in the
-    outbox where the next one's count of those waiting ahead of it sees it."""
-
-    before: asyncio.Event | None
-    placed: asyncio.Event
 
 
 class DeliveryWorker:
@@ -92,7 +83,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self._placed_last: dict[str, asyncio.Event] = {}  # per target: set when the last one started has its place
+        self._turns = Turns()
         self._stopping = False
         self._send_resolved = {r.name: r.send_resolved for r in settings.receivers}
         self._record = settings.storage.timeline
@@ -198,14 +189,9 @@ class DeliveryWorker:
         return len(claims)
 
     def _start(self, claims: list[Claim]) -> None:
-        # this worker's messages to one target ask the rate limiter one at a time, in the order it took them (a
-        # claim's oldest first), each once the one before has its place: the slot that opens goes to the oldest,
-        # and a held message's count of those ahead of it sees every older one already held
+        # a claim's oldest first: turns to ask the rate limiter in (delivery/turns.py)
         for claim in sorted(claims, key=lambda c: c.delivery.created_at):
-            target = claim.delivery.target
-            before = self._placed_last.get(target)
-            turn = Turn(before=None if before is None or before.is_set() else before, placed=asyncio.Event())
-            self._placed_last[target] = turn.placed
+            turn = self._turns.next(claim.delivery.target)
             t = asyncio.create_task(self._deliver(claim, turn), name=f"deliver-{claim.delivery.id}")
             self._inflight.add(t)
             t.add_done_callback(self._done)
@@ -273,17 +259,15 @@ class DeliveryWorker:
             await self._finish_sent(claim, message, DeliveryReceipt(ref=None, parts=0))
             return
         rules = with_headroom(channel.rate_rules(), message)
-        if turn.before is not None:
-            await turn.before.wait()
-            now = self._clock.now()
+        await turn.wait()
+        now = self._clock.now()
         wait = await self._limiter.reserve(rules, now)
         if wait <= 0:
             turn.placed.set()
         else:
             self._metrics.deliveries.labels(channel_name, d.receiver, DeliveryOutcome.RATE_LIMITED.value).inc()
             owner, parts = self.owner, d.parts_sent
-            # first come, first served: a held message tries again when its turn comes behind the older ones, not
-            # with all of them at the moment the next slot opens, where the quickest (on any replica) would take it
+            # first come, first served: it tries again in its turn behind the older ones (delivery/turns.py)
             async with self._store.begin(readonly=True) as conn:  # a read: not through SQLite's one writer
                 ahead = await slots.waiting_ahead(conn, target, d.created_at, now)
             again = max(wait, await self._limiter.turn(rules, now, ahead)) if ahead else wait
