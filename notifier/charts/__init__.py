@@ -27,7 +27,7 @@ from notifier.settings_access import ChartSettings
 CACHED = 64  # charts kept, newest first
 FRESH = 60.0  # seconds a drawn chart is reused: the group's other targets, a copy or a repeat soon after
 POINTS = 240  # points per series over the range (15 s steps over an hour)
-DRAWING_NICENESS = 10  # the drawing process's scheduling priority below the notifier's (os.nice)
+DRAWING_NICENESS = 19  # where the idle class is not to be had: the lowest priority os.nice gives
 
 
 def _render(drawing: Drawing, hidden: set[str]) -> bytes:
@@ -38,9 +38,14 @@ def _render(drawing: Drawing, hidden: set[str]) -> bytes:
 
 
 def _yield_to_the_notifier() -> None:
-    """In the drawing process, at its start: the kernel gives the notifier's own process the processor first, so
-    that on a busy machine a chart waits, not a webhook's answer or a text message."""
-    os.nice(DRAWING_NICENESS)
+    """In the drawing process, at its start: it runs only when the processor has nothing else to do (Linux's idle
+    scheduling class), so that on a busy machine a chart waits, not a webhook's answer or a text message, which
+    take the processor from it the moment they wake. A chart that cannot get the processor within
+    `charts.timeout` is skipped, and the timeline says so."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(DRAWING_NICENESS)
 
 
 def _warm_up() -> int:
