@@ -201,7 +201,7 @@ async def main() -> None:
     ap.add_argument("--charts", type=int, default=40, help="charts drawn per series count")
     ap.add_argument("--rate", type=float, default=10.0, help="webhooks per second")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per round")
-    # a p99 of 300 texts per round moves by a tenth from run to run: eight rounds make it steady
+    # the p99 of a few rounds moves from run to run more than charts move it: eight rounds make it steady
     ap.add_argument("--rounds", type=int, default=8, help="rounds of charts off and on, alternating")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs (the tests do)")
     a = ap.parse_args()

@@ -125,12 +125,18 @@ async def test_messages_held_by_a_rate_limit_go_out_first_come_first_served(
             await clock.advance(0.01)
         await wait_for(lambda: len(fake_telegram.sent) == 1)
 
-        async def all_held() -> bool:
+        async def held_back() -> list[float]:
+            """When each message the limit holds tries again, in the order they came."""
             rows = await delivery_rows(rt)
-            return sum(r["state"] == "pending" and r["next_attempt_at"] > clock.now() for r in rows) == 4
+            return [
+                r["next_attempt_at"] for r in rows if r["state"] == "pending" and r["next_attempt_at"] > clock.now()
+            ]
 
-        await wait_for(all_held)
-        turns = [r["next_attempt_at"] for r in await delivery_rows(rt) if r["state"] == "pending"]
+        async def held(n: int) -> bool:
+            return len(await held_back()) == n
+
+        await wait_for(lambda: held(4))
+        turns = await held_back()
         # in the order they came, and not all at the one moment the next slot opens (1/s into one chat)
         assert turns == sorted(turns) and turns[-1] - turns[0] >= 1.0, turns
 
@@ -138,14 +144,8 @@ async def test_messages_held_by_a_rate_limit_go_out_first_come_first_served(
         await clock.advance(10)
         await wait_for(lambda: len(fake_telegram.sent) == 2)
 
-        async def three_held() -> bool:
-            rows = await delivery_rows(rt)
-            return sum(r["state"] == "pending" and r["next_attempt_at"] > clock.now() for r in rows) == 3
-
-        await wait_for(three_held)
-        turns = [
-            round(r["next_attempt_at"] - clock.now(), 3) for r in await delivery_rows(rt) if r["state"] == "pending"
-        ]
+        await wait_for(lambda: held(3))
+        turns = [round(at - clock.now(), 3) for at in await held_back()]
         gaps = [b - a for a, b in itertools.pairwise([0.0, *turns])]
         assert len(turns) == 3 and min(gaps) >= 1.0, turns  # a slot each, in the order they came
         for _ in range(20):
