@@ -87,8 +87,8 @@ def _take(conn: Connection, rules: Sequence[RateRule], full_at: dict[str, float]
 async def waiting_ahead(conn: AsyncConnection, target: str, created_at: float, now: float) -> int:
     """How many messages for `target`, made before `created_at`, wait to go within the next five minutes (held by
     its rate limit, or about to be tried): the ones a message held by the limit lets go first. (Those being sent
-    are not counted: they hold their slot already, or are about to be held and share this one's turn, which the
-    worker's order among a claim's messages to one target then settles.)"""
+    are not counted: they hold their slot already. An older one of the same worker that the limit holds too is
+    written down as held before this one counts: delivery/turns.py.)"""
     q = select(func.count()).where(
         deliveries.c.target == target,
         deliveries.c.state == DeliveryState.PENDING.value,

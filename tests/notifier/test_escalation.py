@@ -28,6 +28,7 @@ from notifier.ui.auth import hash_password
 from tests.fakes.push import FakeNtfy, FakePushover
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import TOKEN, make_group, settings_from, wait_for
+from tests.notifier.actions.test_chat_actions import callback_buttons
 from tests.notifier.harness import post, running
 
 CRITICAL = 'severity="critical"'
@@ -108,10 +109,8 @@ async def step(rt: Runtime, clock: FrozenClock, seconds: float) -> None:
 
 async def press(tg: FakeTelegram, label: str) -> None:
     """Someone allowed presses a button of the group's first message, and the press is answered."""
-    rows = (tg.sent[0].reply_markup or {})["inline_keyboard"]
-    buttons = {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
     answered = len(tg.callback_answers)
-    tg.press(tg.sent[0], buttons[label])
+    tg.press(tg.sent[0], callback_buttons(tg.sent[0])[label])
     await wait_for(lambda: len(tg.callback_answers) == answered + 1)
 
 
