@@ -1,6 +1,6 @@
 """The intake's SQL: what a batch of webhooks reads before it is decided, and what it writes after. The statements
-are built once per store, in its dialect: building an upsert costs more than running it, and no dialect check is
-left to the intake."""
+are built once per store, in its dialect, and run as bulk statements (store/bulk.py): no dialect check is left to
+the intake."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, case, func, select, text
+from sqlalchemy import bindparam, case, func, literal_column, select, text
 from sqlalchemy.engine import Connection
 
 from notifier.domain import Delivery, DeliveryState, GroupLifecycles, GroupState, TimelineEvent
+from notifier.store.bulk import BulkRead, BulkWrite
 from notifier.store.digests import DigestItem, record_items
 from notifier.store.escalations import Arm, follow
 from notifier.store.payloads import unpack
 from notifier.store.repository import dialect_insert
-from notifier.store.tables import deliveries, group_lifecycles, group_state, notifications, threads
-from notifier.store.timeline import record
+from notifier.store.tables import deliveries, group_lifecycles, group_state, notifications, threads, timeline
+from notifier.store.timeline import event_rows
 from notifier.store.watchdogs import Sighting, seen
 
 
@@ -78,36 +79,65 @@ class IntakeQueries:
         targets: Any = bindparam("targets", expanding=True)
         # Every read names the leading column of its table's key as well (receiver, target): by group hash alone
         # they would scan whole tables, which grow with history.
-        self._groups = select(
-            group_state.c.receiver, group_state.c.group_hash, group_state.c.alerts, group_state.c.last_sent_at
-        ).where(group_state.c.receiver.in_(receivers), group_state.c.group_hash.in_(hashes))
-        self._waiting = select(deliveries).where(
-            deliveries.c.target.in_(targets),
-            deliveries.c.group_hash.in_(hashes),
-            deliveries.c.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value]),
+        self._groups = BulkRead(
+            select(
+                group_state.c.receiver, group_state.c.group_hash, group_state.c.alerts, group_state.c.last_sent_at
+            ).where(group_state.c.receiver.in_(receivers), group_state.c.group_hash.in_(hashes)),
+            dialect,
+            ["receivers", "hashes"],
         )
-        self._threads = select(threads.c.target, threads.c.group_hash, threads.c.provider_ref).where(
-            threads.c.target.in_(targets), threads.c.group_hash.in_(hashes)
+        self._waiting_columns = [c.name for c in deliveries.columns]
+        self._waiting = BulkRead(
+            select(deliveries).where(
+                deliveries.c.target.in_(targets),
+                deliveries.c.group_hash.in_(hashes),
+                deliveries.c.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value]),
+            ),
+            dialect,
+            ["targets", "hashes"],
         )
-        self._payloads = select(notifications.c.id, notifications.c.payload, notifications.c.payload_packed).where(
-            notifications.c.id.in_(bindparam("ids", expanding=True))
+        self._threads = BulkRead(
+            select(threads.c.target, threads.c.group_hash, threads.c.provider_ref).where(
+                threads.c.target.in_(targets), threads.c.group_hash.in_(hashes)
+            ),
+            dialect,
+            ["targets", "hashes"],
         )
-        self._lifecycles = select(group_lifecycles.c.group_hash, group_lifecycles.c.lifecycles).where(
-            group_lifecycles.c.group_hash.in_(hashes)
+        self._payloads = BulkRead(
+            select(notifications.c.id, notifications.c.payload, notifications.c.payload_packed).where(
+                notifications.c.id.in_(bindparam("ids", expanding=True))
+            ),
+            dialect,
+            ["ids"],
         )
+        self._lifecycles = BulkRead(
+            select(group_lifecycles.c.group_hash, group_lifecycles.c.lifecycles).where(
+                group_lifecycles.c.group_hash.in_(hashes)
+            ),
+            dialect,
+            ["hashes"],
+        )
+        self._insert_notifications = BulkWrite(notifications.insert(), dialect)
+        self._insert_events = BulkWrite(timeline.insert(), dialect)
         lc = dialect_insert(dialect, group_lifecycles)
-        self._upsert_lifecycles = lc.on_conflict_do_update(
-            index_elements=[group_lifecycles.c.group_hash],
-            set_={"lifecycles": lc.excluded.lifecycles, "updated_at": lc.excluded.updated_at},
+        self._upsert_lifecycles = BulkWrite(
+            lc.on_conflict_do_update(
+                index_elements=[group_lifecycles.c.group_hash],
+                set_={"lifecycles": lc.excluded.lifecycles, "updated_at": lc.excluded.updated_at},
+            ),
+            dialect,
         )
         g = dialect_insert(dialect, group_state)
-        self._upsert_groups = g.on_conflict_do_update(
-            index_elements=[group_state.c.receiver, group_state.c.group_hash],
-            set_={"alerts": g.excluded.alerts, "last_sent_at": g.excluded.last_sent_at},
+        self._upsert_groups = BulkWrite(
+            g.on_conflict_do_update(
+                index_elements=[group_state.c.receiver, group_state.c.group_hash],
+                set_={"alerts": g.excluded.alerts, "last_sent_at": g.excluded.last_sent_at},
+            ),
+            dialect,
         )
         d = dialect_insert(dialect, deliveries)
         least = func.least if self._postgres else func.min
-        self._upsert_deliveries = d.on_conflict_do_update(
+        upsert_deliveries = d.on_conflict_do_update(
             index_elements=[deliveries.c.target, deliveries.c.group_hash],
             # a literal, not a parameter: PostgreSQL cannot match a partial index to a parameter
             index_where=text("state = 'pending'"),
@@ -118,11 +148,12 @@ class IntakeQueries:
                 "updated_at": d.excluded.updated_at,
                 # if the worker took a retry back meanwhile, its back-off stands
                 "next_attempt_at": case(
-                    (deliveries.c.attempts > 0, deliveries.c.next_attempt_at),
+                    (deliveries.c.attempts > literal_column("0"), deliveries.c.next_attempt_at),
                     else_=least(deliveries.c.next_attempt_at, d.excluded.next_attempt_at),
                 ),
             },
         )
+        self._upsert_deliveries = BulkWrite(upsert_deliveries, dialect)
 
     def lock_groups(self, conn: Connection, hashes: Collection[str]) -> None:
         """PostgreSQL: replicas that take states of the same group at the same moment decide one after the other
@@ -138,7 +169,7 @@ class IntakeQueries:
         groups: dict[tuple[str, str], GroupState] = {}
         hashes = list(hashes)
         if receivers:
-            rows = conn.execute(self._groups, {"receivers": list(receivers), "hashes": hashes})
+            rows = self._groups.rows(conn, {"receivers": list(receivers), "hashes": hashes})
             groups = {
                 (r, gh): GroupState(msgspec.json.decode(alerts), last_sent_at) for r, gh, alerts, last_sent_at in rows
             }
@@ -147,28 +178,27 @@ class IntakeQueries:
         refs: dict[tuple[str, str], str] = {}
         if targets:
             params = {"targets": list(targets), "hashes": hashes}
-            for row in conn.execute(self._waiting, params).mappings():
-                waiting = Delivery.from_row(row)
+            for row in self._waiting.rows(conn, params):
+                waiting = Delivery.from_row(dict(zip(self._waiting_columns, row, strict=True)))
                 if waiting.state is DeliveryState.PENDING:
                     pending[(waiting.target, waiting.group_hash)] = waiting
                 else:
                     sending.add((waiting.target, waiting.group_hash))
-            refs = {(t, g): ref for t, g, ref in conn.execute(self._threads, params)}
+            refs = {(t, g): ref for t, g, ref in self._threads.rows(conn, params)}
         payloads: dict[str, bytes] = {}
         wanted = list({p.notification_id for p in pending.values()})
         if wanted:
-            for i, body, packed in conn.execute(self._payloads, {"ids": wanted}):
+            for i, body, packed in self._payloads.rows(conn, {"ids": wanted}):
                 raw = unpack(body, packed)
                 if raw is not None:
                     payloads[i] = raw
         lifecycles = {
-            gh: _lifecycles_decoder.decode(blob) for gh, blob in conn.execute(self._lifecycles, {"hashes": hashes})
+            gh: _lifecycles_decoder.decode(blob) for gh, blob in self._lifecycles.rows(conn, {"hashes": hashes})
         }
         return Snapshot(groups, pending, sending, refs, payloads, lifecycles)
 
     def write(self, conn: Connection, writes: Writes) -> None:
-        if writes.notifications:
-            conn.execute(notifications.insert(), [msgspec.structs.asdict(n) for n in writes.notifications])
+        self._insert_notifications.run(conn, [msgspec.structs.asdict(n) for n in writes.notifications])
         if writes.groups:
             rows = [
                 {
@@ -180,16 +210,15 @@ class IntakeQueries:
                 }
                 for (receiver, gh), (group_key, state) in writes.groups.items()
             ]
-            conn.execute(self._upsert_groups, rows)
+            self._upsert_groups.run(conn, rows)
         if writes.lifecycles:
             rows = [
                 {"group_hash": gh, "lifecycles": _lifecycles_encoder.encode(lc), "updated_at": writes.now}
                 for gh, lc in writes.lifecycles.items()
             ]
-            conn.execute(self._upsert_lifecycles, rows)
-        if writes.deliveries:
-            conn.execute(self._upsert_deliveries, [d.row() for d in writes.deliveries.values()])
-        record(conn, writes.events)
+            self._upsert_lifecycles.run(conn, rows)
+        self._upsert_deliveries.run(conn, [d.row() for d in writes.deliveries.values()])
+        self._insert_events.run(conn, event_rows(writes.events))
         record_items(conn, writes.digest_items)
         follow(conn, writes.escalations, writes.now)
         seen(conn, writes.watchdog)

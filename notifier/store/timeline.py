@@ -18,7 +18,12 @@ MAX_TEXT = 2000  # a reason is a sentence; a provider's answer is clipped to thi
 
 def record(conn: Connection, events: Sequence[TimelineEvent]) -> None:
     if events:
-        conn.execute(timeline.insert(), [{**e.row(), "text": e.text[:MAX_TEXT]} for e in events])
+        conn.execute(timeline.insert(), event_rows(events))
+
+
+def event_rows(events: Sequence[TimelineEvent]) -> list[dict[str, object]]:
+    """The events as the timeline table keeps them."""
+    return [{**e.row(), "text": e.text[:MAX_TEXT]} for e in events]
 
 
 def attempt_line(claim: Claim, group_hash: str, now: float, outcome: str, text: str) -> TimelineEvent:

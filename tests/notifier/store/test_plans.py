@@ -78,10 +78,10 @@ async def test_intake_lookups_use_indexes_on_a_fresh_unanalysed_database(pg_url:
     expired = keys._expired.whereclause
     assert expired is not None
     statements: dict[str, Any] = {
-        "group states": queries._groups,
-        "waiting messages": queries._waiting,
-        "threads": queries._threads,
-        "payloads": queries._payloads,
+        "group states": queries._groups.statement,
+        "waiting messages": queries._waiting.statement,
+        "threads": queries._threads.statement,
+        "payloads": queries._payloads.statement,
         "live keys": keys._live,
         # a DELETE's rows are found as a SELECT with its WHERE finds them
         "expired keys": select(intake_keys.c.key).where(expired),
