@@ -49,19 +49,27 @@ async def _read_payload(rt: Runtime, request: Request[Any, Any, Any]) -> tuple[A
 
 
 class _Waiting:
-    """Whether the sender of a webhook is still waiting for the answer: its connection is watched while the webhook
-    waits for the store. Alertmanager gives up on a request at its flush's deadline and closes the connection; the
-    ASGI server then reports the disconnect on `receive`."""
+    """Whether the sender of a webhook is still waiting for the answer. Alertmanager gives up on a request at its
+    flush's deadline (seconds at the least: a group interval) and closes the connection; the ASGI server then
+    reports the disconnect on `receive`. The connection is watched only once the webhook has waited WATCH_AFTER
+    for the store: a watch is a task of its own, dearer than the whole store write of a webhook committed in
+    milliseconds, and a disconnect that came before the watch started is reported to it at once."""
 
-    __slots__ = ("_gone", "_watch")
+    __slots__ = ("_gone", "_request", "_timer", "_watch")
+    WATCH_AFTER = 1.0  # seconds
 
     def __init__(self, request: Request[Any, Any, Any]) -> None:
         self._gone = False
-        self._watch = asyncio.ensure_future(self._wait(request))
+        self._request = request
+        self._watch: asyncio.Future[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(self.WATCH_AFTER, self._start)
 
-    async def _wait(self, request: Request[Any, Any, Any]) -> None:
+    def _start(self) -> None:
+        self._watch = asyncio.ensure_future(self._wait())
+
+    async def _wait(self) -> None:
         try:
-            message = await request.receive()
+            message = await self._request.receive()
         except OSError:  # the server could not read from the connection: gone all the same
             self._gone = True
             return
@@ -71,7 +79,9 @@ class _Waiting:
         return self._gone
 
     def stop(self) -> None:
-        self._watch.cancel()
+        self._timer.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
 
 
 def _log_refusal(state: State, request: Request[Any, Any, Any], response: Response[Any]) -> None:
