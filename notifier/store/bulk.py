@@ -6,7 +6,8 @@ Python is time no request is served. SQLAlchemy prepares every row of an execute
 looked up by name, then converted); the driver takes rows as tuples and binds them in C. A `BulkWrite` compiles
 its statement once per set of columns and hands the driver the rows as tuples in the compiled order; a `BulkRead`
 renders the placeholders of its IN lists for the lengths it is given. They take only the column types the driver
-binds as they are (text, numbers, bytes, booleans): a statement with another type is refused when it is built. A
+binds as they are (text, numbers, bytes, booleans): a statement with another type is refused when its SQL is
+compiled (a `BulkRead` when it is made, a `BulkWrite` at its first rows). A
 driver error is raised as SQLAlchemy's error for it, so that the group commit tells a refused row from a failed
 database as it does for any other statement. On PostgreSQL both run through SQLAlchemy, as any statement does.
 """
@@ -111,8 +112,7 @@ class BulkRead:
         # SQLAlchemy marks an expanding parameter as "(__[POSTCOMPILE_name])"; each becomes its list's placeholders
         sql = self._sql
         for name, n in zip(self._order, lengths, strict=True):
-            mark = f"(__[POSTCOMPILE_{name}])"
-            sql = sql.replace(mark, "(" + ", ".join("?" * n) + ")") if mark in sql else sql
+            sql = sql.replace(f"(__[POSTCOMPILE_{name}])", "(" + ", ".join("?" * n) + ")")
         return sql
 
 

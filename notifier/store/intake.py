@@ -148,6 +148,7 @@ class IntakeQueries:
                 "updated_at": d.excluded.updated_at,
                 # if the worker took a retry back meanwhile, its back-off stands
                 "next_attempt_at": case(
+                    # a literal: a bulk statement's parameters are its rows' columns alone
                     (deliveries.c.attempts > literal_column("0"), deliveries.c.next_attempt_at),
                     else_=least(deliveries.c.next_attempt_at, d.excluded.next_attempt_at),
                 ),

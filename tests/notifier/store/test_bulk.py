@@ -4,10 +4,11 @@ they write and read what SQLAlchemy would, and fail as it would."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, create_engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -71,9 +72,14 @@ async def test_a_bulk_read_finds_what_sqlalchemy_finds_for_any_length_of_its_lis
 
 
 def test_a_bulk_statement_takes_only_columns_the_driver_binds_as_they_are() -> None:
-    table = Table("t", MetaData(), Column("id", String, primary_key=True), Column("at", DateTime))
-    with pytest.raises(ValueError, match="at"):
-        BulkWrite(table.insert(), "sqlite")._plan(("id", "at"))
+    metadata = MetaData()
+    table = Table("t", metadata, Column("id", String, primary_key=True), Column("at", DateTime))
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.begin() as conn, pytest.raises(ValueError, match="at"):  # not written as the driver would take it
+        BulkWrite(table.insert(), "sqlite").run(conn, [{"id": "a", "at": datetime(2026, 12, 6, tzinfo=UTC)}])
+    with engine.connect() as conn:
+        assert conn.execute(select(table)).all() == []
     with pytest.raises(ValueError, match="at"):
         BulkRead(select(table.c.id).where(table.c.at.in_(bindparam("at", expanding=True))), "sqlite", ["at"])
 
