@@ -76,6 +76,7 @@ class BulkRead:
         self._sqlite = dialect == "sqlite"
         self._lists = frozenset(lists)
         self._plans: dict[tuple[int, ...], str] = {}
+        self._sql = ""  # SQLite's SQL, its IN lists still to be rendered
         self._order: list[str] = []  # the parameters in the order the SQL binds them
         self._constants: dict[str, list[Any]] = {}  # name -> its values, for the statement's own parameters
         if self._sqlite:
@@ -83,9 +84,9 @@ class BulkRead:
             self._sql = str(compiled)
             self._order = _positions(compiled)
             for name in self._order:
-                bind = compiled.binds[name]
                 if name in self._lists:
                     continue
+                bind = compiled.binds[name]
                 if bind.value is None:
                     raise ValueError(f"BulkRead parameter {name} is neither an IN list nor a constant")
                 self._constants[name] = list(bind.value) if bind.expanding else [bind.value]
