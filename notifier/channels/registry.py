@@ -26,9 +26,12 @@ PLUGINS: dict[str, ChannelPlugin[Any]] = {
 
 
 def renderer_for(receiver: ReceiverSettings) -> Renderer:
-    """The receiver's renderer, its own templates compiled now (one that does not compile is refused at start)."""
+    """The receiver's renderer, with the templates of its channels and its own templates compiled now (one that
+    does not compile is refused at start)."""
     m = receiver.message
-    templates = [t for p in PLUGINS.values() for t in p.templates if t.key in receiver.templates]
+    templates = [
+        t for p in PLUGINS.values() for t in p.templates if t.key in receiver.templates or receiver.channels.get(p.name)
+    ]
     return Renderer(
         receiver.template_sources(),
         templates,

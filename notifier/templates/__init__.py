@@ -15,6 +15,7 @@ A split never falls inside a tag: each part is assembled from whole alerts.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
@@ -70,6 +71,25 @@ def _env(kind: MarkupKind) -> SandboxedEnvironment:
     return SandboxedEnvironment(autoescape=False, **common)
 
 
+# One environment per markup for the process, and each distinct template compiled once in it: receivers share
+# what they have in common (the defaults, above all). Compiling takes tens of milliseconds and holds the GIL, so
+# once per receiver it would hold back the first message of each receiver after a start, and the event loop with
+# it. The keys are the defaults and the configuration's templates, so the cache stays as small as they are.
+_ENVS: dict[MarkupKind, SandboxedEnvironment] = {kind: _env(kind) for kind in ("html", "mrkdwn", "text")}
+_COMPILED: dict[tuple[MarkupKind, str], JinjaTemplate] = {}
+_COMPILING = threading.Lock()  # renderers run in worker threads too
+
+
+def _compile(markup: MarkupKind, source: str) -> JinjaTemplate:
+    compiled = _COMPILED.get((markup, source))
+    if compiled is None:
+        with _COMPILING:
+            compiled = _COMPILED.get((markup, source))
+            if compiled is None:
+                compiled = _COMPILED[(markup, source)] = _ENVS[markup].from_string(source)
+    return compiled
+
+
 def _default_source(name: str) -> str:
     return (files("notifier.templates") / name).read_text(encoding="utf-8")
 
@@ -100,9 +120,9 @@ class Renderer:
         max_alerts: int = DEFAULT_MAX_ALERTS,
         hide_labels: Iterable[str] = DEFAULT_HIDDEN_LABELS,
     ) -> None:
-        """`overrides`: template key -> source; `templates`: the templates to compile now, so that a receiver's
-        template that does not compile is refused at start (the others compile on first use)."""
-        self._envs = {kind: _env(kind) for kind in ("html", "mrkdwn", "text")}
+        """`overrides`: template key -> source; `templates`: the templates to compile now (the receiver's own and
+        the defaults), so that a receiver's template that does not compile is refused at start and the first
+        message waits for no compiling (any other compiles on first use)."""
         self._overrides = dict(overrides or {})
         self._compiled: dict[tuple[str, bool], JinjaTemplate] = {}
         self.max_parts = max_parts
@@ -110,6 +130,7 @@ class Renderer:
         self.hidden = frozenset(hide_labels)
         for t in templates:
             self.template(t)
+            self.template(t, default=True)  # where a macro of the receiver's own is missing (see macro)
 
     def template(self, t: Template, *, default: bool = False) -> JinjaTemplate:
         """The compiled template: the receiver's own for `t.key`, unless `default` or it has none."""
@@ -119,7 +140,7 @@ class Renderer:
             return cached
         source = self._overrides[t.key] if own else _default_source(t.default)
         try:
-            compiled = self._envs[t.markup].from_string(source)
+            compiled = _compile(t.markup, source)
         except TemplateError as exc:
             line = getattr(exc, "lineno", None)
             where = f" (line {line})" if line else ""

@@ -134,3 +134,41 @@ def test_email_subject_is_one_line_and_html_autoescaped() -> None:
     e = email_channel.render(Renderer(), message(body), NOW)
     assert "\n" not in e.subject and e.subject.startswith("[CRITICAL]")
     assert "&lt;b&gt;x&lt;/b&gt;" in e.html and "<b>x</b>" in e.text
+
+
+def test_templates_are_compiled_at_start_and_once_for_all_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiling a template takes tens of milliseconds and holds the GIL. Compiled per receiver at its first
+    message, it held back the first message of every receiver after a start, and the webhooks waiting on the event
+    loop with it. Now every receiver's templates are compiled when the notifier starts, and receivers with the
+    same template share one compiled copy."""
+    from importlib.resources import files
+
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from notifier import templates as templates_module
+    from notifier.channels.registry import renderer_for
+    from tests.helpers import settings_from
+
+    compiled: list[str] = []
+    real = SandboxedEnvironment.from_string
+
+    def counting(self: SandboxedEnvironment, source: str, *args: object, **kwargs: object) -> object:
+        compiled.append(source)
+        return real(self, source, *args, **kwargs)  # type: ignore[arg-type]
+
+    # as in a process that has compiled nothing yet
+    monkeypatch.setattr(templates_module, "_COMPILED", {}, raising=False)
+    monkeypatch.setattr(SandboxedEnvironment, "from_string", counting)
+    own = "{% macro alert(a, detail) %}OWN {{ a.name }}{% endmacro %}"
+    receivers = [{"name": f"team{i}", "telegram": [{"bot_token": "1:x", "chat_id": 100 + i}]} for i in range(20)] + [
+        {"name": "own", "telegram": [{"bot_token": "1:x", "chat_id": 1}], "templates": {"telegram": {"inline": own}}}
+    ]
+    settings = settings_from({"receivers": receivers, "routes": {"receiver": "team0"}}, "sqlite://")
+    renderers = {r.name: renderer_for(r) for r in settings.receivers}
+    default = (files("notifier.templates") / telegram_channel.TEMPLATE.default).read_text(encoding="utf-8")
+    assert sorted(compiled) == sorted([default, own])  # two, not one per receiver
+    at_start = len(compiled)
+    for name, renderer in renderers.items():
+        text = telegram_channel.render(renderer, message(make_group(2)), NOW)[0]
+        assert ("OWN LargeDrawdown" in text) == (name == "own") and "WARNING" in text
+    assert len(compiled) == at_start  # no receiver's first message compiled anything
