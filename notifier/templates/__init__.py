@@ -15,6 +15,7 @@ A split never falls inside a tag: each part is assembled from whole alerts.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def _compile(markup: MarkupKind, source: str) -> JinjaTemplate:
     return compiled
 
 
+@functools.cache  # the package's files: read once, not for every receiver and every page that renders
 def _default_source(name: str) -> str:
     return (files("notifier.templates") / name).read_text(encoding="utf-8")
 
