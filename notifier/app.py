@@ -108,7 +108,7 @@ def create_app(
 
     ui = settings.ui
     sessions = Sessions(rt.store, ui.session_lifetime, [u.name for u in ui.users]) if ui is not None else None
-    view = View(rt, sessions)
+    view = View(rt.settings, rt.clock, rt.store, sessions, rt.charter, rt.worker.wake)
 
     def the_runtime() -> Runtime:
         return rt

@@ -49,23 +49,22 @@ async def firing_now(conn: AsyncConnection, events: list[TimelineEvent]) -> Firi
 
 @get("/ui/groups/{group_hash:str}/chart.png")
 async def group_chart(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
-    rt = view.rt
     looking = await view.group_viewer(request)
     if not isinstance(looking, tuple):
         return looking
     _session, group = looking
-    if rt.charter is None:
+    if view.charter is None:
         return refused(404, "Charts are off: give `charts:` in the config.")
     try:
-        async with rt.store.begin(readonly=True) as conn:
+        async with view.store.begin(readonly=True) as conn:
             firing = await firing_now(conn, await tl.group_events(conn, group))
     except StoreUnavailable:
         return refused(503, "The store is unavailable; the chart comes back when it answers.")
     if firing is None:
         return refused(404, "Nothing of this group fires now.")
     hidden = frozenset(DEFAULT_HIDDEN_LABELS)
-    chart = await rt.charter.draw(
-        group, firing.alerts, firing.title, firing.severity, view.zone, rt.clock.now(), hidden
+    chart = await view.charter.draw(
+        group, firing.alerts, firing.title, firing.severity, view.zone, view.clock.now(), hidden
     )
     if chart.png is None:
         return refused(404, f"No chart: {chart.reason}")

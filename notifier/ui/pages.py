@@ -20,7 +20,7 @@ from notifier.domain import ChangeRecord, Delivery, DeliveryState, EventKind, Gr
 from notifier.errors import StoreUnavailable
 from notifier.messages import build_message
 from notifier.redaction import redact
-from notifier.runtime import Runtime
+from notifier.settings import Settings
 from notifier.store import actions as sa
 from notifier.store import escalations, new_id, watchdogs
 from notifier.store import repository as repo
@@ -53,9 +53,8 @@ async def login_page(view: NamedDependency[View]) -> Template | Response[Any]:
 
 @post("/ui/login", media_type=HTML, status_code=200)
 async def login(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Redirect | Response[Any]:
-    rt = view.rt
     sessions = view.sessions
-    ui = rt.settings.ui
+    ui = view.settings.ui
     if sessions is None or ui is None:
         return off()
     if not same_origin(request):
@@ -63,7 +62,7 @@ async def login(request: Request[Any, Any, Any], view: NamedDependency[View]) ->
     form = dict(await request.form())
     name, password = str(form.get("user", ""))[:128], str(form.get("password", ""))[:1024]
     address = request.client.host if request.client else ""
-    now = rt.clock.now()
+    now = view.clock.now()
     wait = sessions.throttle.wait(name, address, now)
     if wait > 0:
         log.warning("web view: login as %r from %s refused: too many failed logins", name[:64], address)
@@ -114,14 +113,13 @@ async def logout(request: Request[Any, Any, Any], view: NamedDependency[View]) -
 
 @get("/ui", media_type=HTML)
 async def overview(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
-    rt = view.rt
     session = await view.viewer(request)
     if not isinstance(session, Session):
         return session
-    now = rt.clock.now()
+    now = view.clock.now()
     zone = view.zone
     try:
-        async with rt.store.begin(readonly=True) as conn:
+        async with view.store.begin(readonly=True) as conn:
             groups = await sa.firing_groups(conn, 200)
             hashes = [g.group_hash for g in groups]
             actions = await sa.read_group_actions(conn, hashes, now) if hashes else {}
@@ -129,7 +127,7 @@ async def overview(request: Request[Any, Any, Any], view: NamedDependency[View])
             waiting += await repo.list_deliveries(conn, DeliveryState.SENDING.value, 100)
             _waiting, dead, last_sent = await sa.outbox_status(conn)
             errors = await repo.last_errors(conn)
-            sources = await watchdogs.sources(conn) if rt.settings.watchdog is not None else []
+            sources = await watchdogs.sources(conn) if view.settings.watchdog is not None else []
     except StoreUnavailable:
         return refused(503, "The store is unavailable; the page comes back when it answers.")
     rows = [
@@ -199,19 +197,18 @@ def _why_waiting(d: Delivery, now: float) -> str:
 
 @get("/ui/groups/{group_hash:str}", media_type=HTML)
 async def group_page(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
-    rt = view.rt
     looking = await view.group_viewer(request)
     if not isinstance(looking, tuple):
         return looking
     session, group = looking
     zone = view.zone
     try:
-        async with rt.store.begin(readonly=True) as conn:
+        async with view.store.begin(readonly=True) as conn:
             events = await tl.group_events(conn, group)
             chains = (await escalations.chains_of(conn, [group])).get(group, [])
             ids = sorted({e.delivery_id for e in events if e.delivery_id and e.outcome in ("sent", "dead")})
             sent, payloads = await conn.run_sync(lambda c: _sent_with_bodies(c, ids))
-            chart = rt.charter is not None and await firing_now(conn, events) is not None
+            chart = view.charter is not None and await firing_now(conn, events) is not None
     except StoreUnavailable:
         return refused(503, "The store is unavailable; the page comes back when it answers.")
     if not events:
@@ -227,7 +224,8 @@ async def group_page(request: Request[Any, Any, Any], view: NamedDependency[View
         }
         for e in events
     ]
-    messages = [_as_sent(rt, d, payloads.get(d.notification_id)) for d in sent if d.kind is MessageKind.ALERT]
+    alerts = [d for d in sent if d.kind is MessageKind.ALERT]
+    messages = [_as_sent(view.settings, d, payloads.get(d.notification_id)) for d in alerts]
     return view.page(
         "group.html.j2",
         session,
@@ -257,13 +255,13 @@ def _sent_with_bodies(conn: Connection, ids: list[str]) -> tuple[list[Delivery],
     return sent, repo.read_bodies(conn, {d.notification_id for d in sent})
 
 
-def _as_sent(rt: Runtime, d: Delivery, body: bytes | None) -> dict[str, Any] | None:
+def _as_sent(settings: Settings, d: Delivery, body: bytes | None) -> dict[str, Any] | None:
     """A message as its channel showed it, rendered again from what the outbox kept (the body and the change it
     told), at the time it was sent: its parts as the channel's plug-in shows them."""
     if body is None:
         return None
     try:
-        receiver = rt.settings.receiver(d.receiver)
+        receiver = settings.receiver(d.receiver)
         message = build_message(d, ChangeRecord.decode(d.change), body, receiver.send_resolved, None)
         parts = PLUGINS[d.channel].show(renderer_for(receiver), message, d.sent_at or d.updated_at)
     except Exception as exc:  # a message from an older config: say so rather than fail the page
@@ -276,12 +274,11 @@ def _as_sent(rt: Runtime, d: Delivery, body: bytes | None) -> dict[str, Any] | N
 
 @get("/ui/dead", media_type=HTML)
 async def dead_page(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
-    rt = view.rt
     session = await view.viewer(request)
     if not isinstance(session, Session):
         return session
     zone = view.zone
-    async with rt.store.begin(readonly=True) as conn:
+    async with view.store.begin(readonly=True) as conn:
         dead = await repo.list_deliveries(conn, DeliveryState.DEAD.value, 500)
     rows = [
         {
@@ -301,16 +298,15 @@ async def dead_page(request: Request[Any, Any, Any], view: NamedDependency[View]
 
 @post("/ui/dead/retry", status_code=303)
 async def retry_dead(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Response[Any]:
-    rt = view.rt
     form = dict(await request.form())
     session, answer = await view.form_ok(request, form)
     if answer is not None or session is None:
         return answer or off()
-    now = rt.clock.now()
+    now = view.clock.now()
     wanted = str(form.get("id", ""))
     if wanted != "all" and not ROW_ID.fullmatch(wanted):
         return refused(400, "id: expected a delivery id (26 letters and digits) or all")
-    async with rt.store.begin(readonly=True) as conn:
+    async with view.store.begin(readonly=True) as conn:
         ids = (
             [d.id for d in await repo.list_deliveries(conn, DeliveryState.DEAD.value, 1000)]
             if wanted == "all"
@@ -318,15 +314,15 @@ async def retry_dead(request: Request[Any, Any, Any], view: NamedDependency[View
         )
     retried = 0
     for delivery_id in ids:
-        retried += await _retry(rt, delivery_id, now, session.user)
-    rt.worker.wake()
+        retried += await _retry(view, delivery_id, now, session.user)
+    view.wake_worker()
     log.info("web view: %s retried %d dead letters", session.user, retried)
     return Redirect(f"/ui/dead?done={retried}", status_code=303)
 
 
-async def _retry(rt: Runtime, delivery_id: str, now: float, who: str) -> bool:
+async def _retry(view: View, delivery_id: str, now: float, who: str) -> bool:
     """A dead letter pending again, and a line in its group's timeline that says who did it."""
-    record_it = rt.settings.storage.timeline
+    record_it = view.settings.storage.timeline
 
     def write(conn: Connection) -> bool:
         d = repo.get_delivery_sync(conn, delivery_id)
@@ -351,20 +347,19 @@ async def _retry(rt: Runtime, delivery_id: str, now: float, who: str) -> bool:
             )
         return True
 
-    retried: bool = await rt.store.run_in_transaction(write)
+    retried: bool = await view.store.run_in_transaction(write)
     return retried
 
 
 @get("/ui/search", media_type=HTML)
 async def search_page(request: Request[Any, Any, Any], view: NamedDependency[View]) -> Template | Response[Any]:
-    rt = view.rt
     session = await view.viewer(request)
     if not isinstance(session, Session):
         return session
     text = request.query_params.get("q", "").strip()[:200]
     window = request.query_params.get("since", "24h")
-    since = rt.clock.now() - SEARCH_WINDOWS.get(window, 86400.0)
-    async with rt.store.begin(readonly=True) as conn:
+    since = view.clock.now() - SEARCH_WINDOWS.get(window, 86400.0)
+    async with view.store.begin(readonly=True) as conn:
         found = await tl.groups_like(conn, text, since, limit=100)
     zone = view.zone
     rows = [{"hash": h, "key": k, "name": _alertname(k), "last": _when(at, zone), "events": n} for h, k, at, n in found]

@@ -3,6 +3,7 @@ looking, and whether a form came from one of our pages with its session's CSRF t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,7 +11,10 @@ from urllib.parse import urlsplit
 from litestar import MediaType, Request, Response
 from litestar.response import Redirect, Template
 
-from notifier.runtime import Runtime
+from notifier.charts import Charter
+from notifier.clock import Clock
+from notifier.settings import Settings
+from notifier.store import Store
 from notifier.store.ids import GROUP_HASH
 from notifier.ui.auth import COOKIE, Session, Sessions
 
@@ -19,21 +23,27 @@ HTML = MediaType.HTML
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """What every page is given (Litestar's dependency `view`): the runtime, the logins (None while the view is
-    off), and the time zone its times are shown in."""
+    """What every page is given (Litestar's dependency `view`), and all that a page may touch: the settings, the
+    clock, the store (pages read it; Retry writes through it), the charts, a nudge for the delivery worker once a
+    dead letter is pending again, and the logins (None while the view is off)."""
 
-    rt: Runtime
+    settings: Settings
+    clock: Clock
+    store: Store
     sessions: Sessions | None
+    charter: Charter | None = None
+    wake_worker: Callable[[], None] = lambda: None
 
     @property
     def zone(self) -> str:
-        ui = self.rt.settings.ui
+        """The time zone the pages show times in."""
+        ui = self.settings.ui
         return ui.timezone if ui is not None else "UTC"
 
     async def session(self, request: Request[Any, Any, Any]) -> Session | None:
         if self.sessions is None:
             return None
-        return await self.sessions.session(request.cookies.get(COOKIE), self.rt.clock.now())
+        return await self.sessions.session(request.cookies.get(COOKIE), self.clock.now())
 
     async def viewer(self, request: Request[Any, Any, Any]) -> Session | Response[Any]:
         """Who is looking: the session, or the answer for someone who may not (the view is off, or the browser
