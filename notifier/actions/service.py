@@ -9,12 +9,19 @@ Alertmanager which alerts they would cover -- or undoes either; then every copy 
 that can be edited gets an EDIT message in the outbox, so the edits are retried like any message. Commands show
 only what the asker may act on; /silences lists and Unsilence expires only the silences this notifier made. Every
 press and command is recorded (who, what, when, outcome), logged and counted.
+
+When the store cannot be reached, a press or command is tried again for a few seconds (a database restart), then
+answered with what happened and what to do: never left without an answer, so the person knows to press again.
+Trying again is safe: acknowledging is idempotent, and a silence is claimed in the store before Alertmanager makes
+it, so a second try never makes a second one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -35,8 +42,14 @@ from notifier.store import escalations as chains
 from notifier.store.timeline import record
 from notifier.templates.context import clock_time
 
+T = TypeVar("T")
 log = logging.getLogger("notifier.actions")
 PLACEHOLDER_HOLD = 60.0  # how long a press holds a group while its silence is being made
+STORE_RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds between the tries of a press or command while the store is away
+STORE_AWAY = (
+    "Could not finish: the notifier cannot reach its database right now. Press again (or send the command again) "
+    "in a minute."
+)
 
 
 class ActionService:
@@ -96,6 +109,13 @@ class ActionService:
     # -- presses ------------------------------------------------------------------------------------------------------
 
     async def press(self, actor: Actor, action_id: str) -> Answer:
+        try:
+            return await retrying_store(lambda: self._press(actor, action_id))
+        except StoreUnavailable as exc:
+            log.warning("chat press by %s not finished: the store is unavailable (%s)", actor.shown(), exc)
+            return await self._done(actor, "press", None, Answer(STORE_AWAY, ActionOutcome.FAILED))
+
+    async def _press(self, actor: Actor, action_id: str) -> Answer:
         now = self._clock.now()
         expired = Answer("This button has expired.", ActionOutcome.EXPIRED)
         if not is_action_id(action_id):
@@ -311,6 +331,14 @@ class ActionService:
         receivers = self.receivers_of(actor)
         if not receivers:
             return await self._done(actor, name, None, self._refusal(actor, "You may not ask the notifier"))
+        try:
+            answer = await retrying_store(lambda: self._answer(actor, name, text, receivers))
+        except StoreUnavailable as exc:
+            log.warning("chat command /%s by %s not answered: the store is unavailable (%s)", name, actor.shown(), exc)
+            answer = Answer(STORE_AWAY, ActionOutcome.FAILED)
+        return await self._done(actor, name, None, answer)
+
+    async def _answer(self, actor: Actor, name: str, text: str, receivers: list[str]) -> Answer:
         if name == "alerts":
             answer = await self._answers.alerts(actor)
         elif name == "silences":
@@ -319,4 +347,15 @@ class ActionService:
             answer = await self._answers.why(actor, text.strip().partition(" ")[2].strip())
         else:
             answer = await self._answers.status(actor, receivers)
-        return await self._done(actor, name, None, answer)
+        return answer
+
+
+async def retrying_store(attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, tried again after each of STORE_RETRY_DELAYS while the store is unavailable; the last
+    StoreUnavailable propagates."""
+    for delay in STORE_RETRY_DELAYS:
+        try:
+            return await attempt()
+        except StoreUnavailable:
+            await asyncio.sleep(delay)
+    return await attempt()

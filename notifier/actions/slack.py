@@ -22,6 +22,7 @@ from notifier.actions.commands import Actor, Answer
 from notifier.actions.service import ActionService
 from notifier.clock import Clock
 from notifier.domain import ActionOutcome
+from notifier.errors import StoreUnavailable
 from notifier.store import Store
 from notifier.store import actions as sa
 from notifier.templates.safety import escape_mrkdwn
@@ -52,7 +53,15 @@ class SlackRequests:
         and Slack's retries and a resent request carry the same body."""
         key = "slack:" + hashlib.sha256(body).hexdigest()
         now = self._clock.now()
-        fresh: bool = await self._store.run_in_transaction(lambda conn: sa.first_sight(conn, key, now, REQUEST_MEMORY))
+        try:
+            fresh: bool = await self._store.run_in_transaction(
+                lambda conn: sa.first_sight(conn, key, now, REQUEST_MEMORY)
+            )
+        except StoreUnavailable as exc:
+            # Whether it came before cannot be told now: it is handled (a press or command done twice changes
+            # nothing twice), and the service tries the store again, then says it is away if it stays away.
+            log.warning("Slack request: the store is unavailable (%s)", exc)
+            return True
         return fresh
 
     def slacks(self, url: str) -> bool:

@@ -23,6 +23,7 @@ from notifier.actions.commands import COMMANDS, Actor, Answer
 from notifier.actions.service import ActionService
 from notifier.clock import Clock
 from notifier.domain import ActionButton, ActionOutcome
+from notifier.errors import StoreUnavailable
 from notifier.settings import TelegramUpdates
 from notifier.store import Store, leases
 from notifier.store import actions as sa
@@ -172,7 +173,14 @@ class TelegramUpdatesListener:
 
     async def _handle(self, update: Update) -> None:
         try:
-            if not await self._first_sight(update.update_id):
+            try:
+                first = await self._first_sight(update.update_id)
+            except StoreUnavailable as exc:
+                # Whether it came before cannot be told now: it is handled (a press or command done twice changes
+                # nothing twice), and the service tries the store again, then says it is away if it stays away.
+                log.warning("Telegram update %s: the store is unavailable (%s)", update.update_id, exc)
+                first = True
+            if not first:
                 log.info("Telegram update %s came again; it was handled once", update.update_id)
                 return
             if update.callback_query is not None:

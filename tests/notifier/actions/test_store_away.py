@@ -1,0 +1,117 @@
+"""A press or a command while the notifier's database is away: tried again for a few seconds, then answered with
+what happened and what to do. Never left unanswered (Telegram would show the button spinning, Slack nothing), and
+once the database is back, pressing again works. PostgreSQL behind a proxy the test cuts; Telegram's updates come
+by webhook, so that they arrive while the store is away (a poller stops polling without its lease)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from notifier.actions.service import STORE_AWAY
+from notifier.store.tables import group_acks
+from tests.fakes.slack import FakeSlack, signed
+from tests.fakes.tcp import TcpProxy
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import make_group, settings_from, wait_for
+from tests.notifier.actions.test_chat_actions import (
+    AM_CONFIG,
+    SIGNING,
+    callback_buttons,
+    config,
+    slack_buttons,
+    slack_press,
+)
+from tests.notifier.harness import post, running
+
+SECRET = "s3cr3t_T0k_0123456789"
+HOOK = {"mode": "webhook", "webhook_url": "https://notifier.example/telegram/updates", "secret_token": SECRET}
+CHAT = -1001234567890
+
+
+@pytest.fixture
+def am_url(tmp_path: Path, alertmanager: Callable[[Path], str]) -> str:
+    config = tmp_path / "am.yml"
+    config.write_text(AM_CONFIG)
+    return alertmanager(config)
+
+
+async def _update(client: httpx.AsyncClient, update: dict[str, Any]) -> None:
+    r = await client.post("/telegram/updates", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    assert r.status_code == 200, r.text
+
+
+def _command(update_id: int, text: str) -> dict[str, Any]:
+    user = {"id": 7001, "is_bot": False, "first_name": "Alice", "username": "alice"}
+    entity = {"type": "bot_command", "offset": 0, "length": len(text.split()[0])}
+    chat = {"id": CHAT, "type": "supergroup", "title": "alerts"}
+    message = {"message_id": update_id, "date": int(time.time()), "chat": chat, "from": user, "text": text}
+    return {"update_id": update_id, "message": {**message, "entities": [entity]}}
+
+
+async def _acks(rt: Any) -> int:
+    async with rt.store.begin() as conn:
+        return len((await conn.execute(select(group_acks))).all())
+
+
+async def test_a_press_and_a_command_while_the_store_is_away_are_answered_and_a_press_again_works(
+    pg_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str
+) -> None:
+    tg, slack = fake_telegram, fake_slack
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = {**config(tg, slack, [am_url], telegram=HOOK), "storage": {"url": url, "connect_timeout": "2s"}}
+    async with running(settings_from(cfg, url)) as (client, rt):
+        assert (await post(client, json.dumps(make_group(1, name="StoreAway")))).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1 and len(slack.posted) == 1)
+        ack = callback_buttons(tg.sent[0])["Ack"]
+        await proxy.cut()
+
+        await _update(client, {"update_id": 1, "callback_query": tg.callback_query("cb1", tg.sent[0], ack)})
+        await _update(client, _command(2, "/status"))
+        body = slack_press(slack, slack_buttons(slack.posted[0].blocks)["Ack"])
+        assert (await client.post("/slack/actions", content=body, headers=signed(SIGNING, body))).status_code == 200
+
+        await wait_for(lambda: len(tg.callback_answers) == 1 and len(slack.responses) == 1, timeout=30)
+        assert tg.callback_answers[0]["text"] == STORE_AWAY
+        assert tg.callback_answers[0]["show_alert"]  # a box the person has to dismiss, not a passing toast
+        assert slack.responses[0]["text"] == STORE_AWAY
+        await wait_for(lambda: any(m.text == STORE_AWAY and m.chat_id == CHAT for m in tg.sent), timeout=30)
+
+        await proxy.start()  # the database is back: pressing again acknowledges
+        await _update(client, {"update_id": 3, "callback_query": tg.callback_query("cb3", tg.sent[0], ack)})
+        await wait_for(lambda: len(tg.callback_answers) == 2, timeout=30)
+        assert tg.callback_answers[1]["text"] == "Acknowledged by @alice."
+        assert await _acks(rt) == 1
+    await proxy.cut()
+
+
+async def test_a_press_while_the_store_restarts_is_done_once_it_is_back(
+    pg_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str
+) -> None:
+    tg, slack = fake_telegram, fake_slack
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = {**config(tg, slack, [am_url], telegram=HOOK), "storage": {"url": url, "connect_timeout": "2s"}}
+    async with running(settings_from(cfg, url)) as (client, rt):
+        assert (await post(client, json.dumps(make_group(1, name="Restart")))).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        ack = callback_buttons(tg.sent[0])["Ack"]
+        await proxy.cut()
+        await _update(client, {"update_id": 1, "callback_query": tg.callback_query("cb1", tg.sent[0], ack)})
+        await asyncio.sleep(0.3)  # the first try has failed; the next comes after half a second
+        await proxy.start()
+        await wait_for(lambda: len(tg.callback_answers) == 1, timeout=30)
+        assert tg.callback_answers[0]["text"] == "Acknowledged by @alice."
+        assert await _acks(rt) == 1
+    await proxy.cut()
