@@ -1,0 +1,1 @@
+"""The parts of the chaos soak (bench/soak.py), a room each."""
