@@ -20,6 +20,7 @@ from notifier.channels import Channel
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.delivery.charts import ChartFollowUps
+from notifier.delivery.lease import keep_for_the_send
 from notifier.delivery.ratelimit import RateLimiter, with_headroom
 from notifier.delivery.retry import retry_delay
 from notifier.delivery.storms import collapse_storm
@@ -290,6 +291,8 @@ class DeliveryWorker:
                 log.warning("alert storm on %s: %d groups folded into one summary message", target, folded)
                 self._metrics.storm_groups.inc(folded)
                 self.wake()
+            return
+        if not await keep_for_the_send(self._store, claim, self.owner, self._clock.now(), self._d):
             return
         started = asyncio.get_running_loop().time()
         try:

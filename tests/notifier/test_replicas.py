@@ -189,6 +189,26 @@ def test_kill_9_of_a_replica_mid_burst_loses_nothing(tmp_path: Path, pg_url: str
 
 
 @pytest.mark.slow
+def test_a_send_that_outlasts_the_lease_is_not_taken_over_and_sent_twice(
+    tmp_path: Path, pg_url: str, tg: ThreadedFake
+) -> None:
+    """The Bot API takes 3 s per message and the lease is 2 s: the replica sending renews its lease before it
+    sends, so the other one, polling the outbox, does not take the message over and send it again."""
+    delivery = {"poll_interval": "100ms", "lease": "2s", "backoff_initial": "200ms"}
+    a, b = replicas(tmp_path, pg_url, 2, tg, delivery=delivery)
+    tg.fake.delay = 3.0
+    try:
+        body = json.dumps(make_group(1, name="SlowProvider"))
+        assert httpx.post(f"{a.url}/webhook/alertmanager", content=body, headers=AUTH, timeout=10).status_code == 202
+        wait(lambda: len(tg.fake.sent) >= 1, 30, "the message delivered")
+        time.sleep(5)  # a takeover would come after 2 s, and its send 3 s later
+        assert len(tg.fake.sent) == 1, group_names(tg)  # sent once, by the replica that took it first
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.slow
 def test_four_replicas_never_exceed_20_messages_a_minute_into_one_group(
     tmp_path: Path, pg_url: str, tg: ThreadedFake
 ) -> None:
