@@ -77,10 +77,14 @@ def _summary_payload(
     target: str, fold: list[tuple[Delivery, dict[str, Any]]], previous: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The summary as an Alertmanager payload: one alert per group (the groups a waiting summary told already, then
-    the new ones), counts by severity and alert name in its annotation."""
+    the new ones; a group it told already and that changed since is shown as it is now, once), counts by severity
+    and alert name in its annotation."""
     by_severity: dict[str, int] = {}
     by_name: dict[str, int] = {}
-    alerts: list[dict[str, Any]] = [*previous, *(_summary_alert(p, m.group_hash) for m, p in fold)]
+    newest: dict[str, dict[str, Any]] = {}  # by the group's fingerprint: a newer state replaces the line in place
+    for a in [*previous, *(_summary_alert(p, m.group_hash) for m, p in fold)]:
+        newest[a["fingerprint"]] = a
+    alerts = list(newest.values())
     for a in alerts:
         by_severity[a["labels"]["severity"]] = by_severity.get(a["labels"]["severity"], 0) + 1
         by_name[a["labels"]["alertname"]] = by_name.get(a["labels"]["alertname"], 0) + 1

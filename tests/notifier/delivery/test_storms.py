@@ -3,6 +3,7 @@ represented, critical groups still sent on their own, nothing lost."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -112,3 +113,32 @@ async def test_a_storm_of_hundreds_of_alert_names_still_fits_one_message(sqlite_
     assert len(parts) <= 2
     assert all(utf16_len(check_html(p)) <= 4096 for p in parts)
     assert "more alerts" in check_html(parts[-1])
+
+
+def test_a_waiting_summary_shows_a_group_that_changed_since_once_as_it_is_now() -> None:
+    """A summary still waits behind the rate limit when a group it tells resolves: the summary that goes out lists
+    that group once, resolved (before, it listed the group twice, firing and resolved, and the reader could not tell
+    which held)."""
+    from notifier.delivery.storms import _summary_payload
+    from notifier.domain import ChangeRecord, Delivery
+
+    def waiting(i: int, status: str) -> tuple[Delivery, dict[str, Any]]:
+        body = make_group(1, name=f"Storm{i}", status=status, group_key=f'{{}}:{{s="{i}"}}')
+        d = Delivery.new(
+            id=f"d{i}{status}",
+            notification_id=f"n{i}",
+            receiver="tg",
+            target="tg/0",
+            channel="telegram",
+            group_key=body["groupKey"],
+            group_hash=hashlib.sha256(body["groupKey"].encode()).hexdigest(),
+            change=ChangeRecord(new=1),
+            now=0.0,
+        )
+        return d, body
+
+    first = _summary_payload("tg/0", [waiting(i, "firing") for i in range(3)], [])
+    later = _summary_payload("tg/0", [waiting(1, "resolved"), waiting(3, "firing")], first["alerts"])
+    shown = [(a["labels"]["alertname"], a["status"]) for a in later["alerts"]]
+    assert shown == [("Storm0", "firing"), ("Storm1", "resolved"), ("Storm2", "firing"), ("Storm3", "firing")]
+    assert later["commonAnnotations"]["summary"].startswith("4 alert groups at once")
