@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from notifier.actions.service import STORE_AWAY
+from notifier.settings import Settings
 from notifier.store.tables import group_acks
 from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.tcp import TcpProxy
@@ -57,6 +58,15 @@ def _command(update_id: int, text: str) -> dict[str, Any]:
     return {"update_id": update_id, "message": {**message, "entities": [entity]}}
 
 
+async def _behind_a_proxy(pg_url: str, tg: FakeTelegram, slack: FakeSlack, am_url: str) -> tuple[TcpProxy, Settings]:
+    """The notifier's settings with PostgreSQL reached through a proxy the test can cut (and must cut at its end)."""
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = {**config(tg, slack, [am_url], telegram=HOOK), "storage": {"url": url, "connect_timeout": "2s"}}
+    return proxy, settings_from(cfg, url)
+
+
 async def _acks(rt: Any) -> int:
     async with rt.store.begin() as conn:
         return len((await conn.execute(select(group_acks))).all())
@@ -66,11 +76,8 @@ async def test_a_press_and_a_command_while_the_store_is_away_are_answered_and_a_
     pg_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str
 ) -> None:
     tg, slack = fake_telegram, fake_slack
-    proxy = TcpProxy(5432)
-    await proxy.start()
-    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    cfg = {**config(tg, slack, [am_url], telegram=HOOK), "storage": {"url": url, "connect_timeout": "2s"}}
-    async with running(settings_from(cfg, url)) as (client, rt):
+    proxy, settings = await _behind_a_proxy(pg_url, tg, slack, am_url)
+    async with running(settings) as (client, rt):
         assert (await post(client, json.dumps(make_group(1, name="StoreAway")))).status_code == 202
         await wait_for(lambda: len(tg.sent) == 1 and len(slack.posted) == 1)
         ack = callback_buttons(tg.sent[0])["Ack"]
@@ -99,11 +106,8 @@ async def test_a_press_while_the_store_restarts_is_done_once_it_is_back(
     pg_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str
 ) -> None:
     tg, slack = fake_telegram, fake_slack
-    proxy = TcpProxy(5432)
-    await proxy.start()
-    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    cfg = {**config(tg, slack, [am_url], telegram=HOOK), "storage": {"url": url, "connect_timeout": "2s"}}
-    async with running(settings_from(cfg, url)) as (client, rt):
+    proxy, settings = await _behind_a_proxy(pg_url, tg, slack, am_url)
+    async with running(settings) as (client, rt):
         assert (await post(client, json.dumps(make_group(1, name="Restart")))).status_code == 202
         await wait_for(lambda: len(tg.sent) == 1)
         ack = callback_buttons(tg.sent[0])["Ack"]
