@@ -73,8 +73,8 @@ def escalations(
     changes: list[Change],
     fakes: Providers,
     messages: list[Told],
-    presses: list[Press] | None = None,
-    faults: Happened | None = None,
+    presses: list[Press],
+    faults: Happened,
 ) -> dict[str, Any]:
     """team3's escalation to ntfy: a group still firing (any of its alerts) well past the step's `after`, counted
     from its first message (steps count from the first send), must have paged; no page may come before `after`
@@ -85,7 +85,7 @@ def escalations(
     nor is one forbidden)."""
     answered = acknowledged(fakes.tg.fake)
     acked: dict[str, list[float]] = {}  # group -> when its acknowledgements were answered
-    for press in presses or []:
+    for press in presses:
         if press.query in answered:
             acked.setdefault(press.group, []).append(answered[press.query])
     fired_at: dict[str, list[float]] = {}
@@ -139,9 +139,9 @@ def escalations(
                 after_ack += [f"{g} paged {t - k:.0f}s after its acknowledgement" for t in got if k + 3 < t < ends]
             # acknowledged: whether it had to page depends on when; the check above is what must hold
             due = sent + ESCALATE_AFTER
-            away = [(x, y) for x, y in (faults.outages if faults else []) if x <= due <= y + 2 and b <= y + 5]
+            away = [(x, y) for x, y in faults.outages if x <= due <= y + 2 and b <= y + 5]
             if not acks and b - sent > ESCALATE_AFTER + 30 and away and not got:
-                t0 = faults.start if faults else 0.0
+                t0 = faults.start
                 excused.append(
                     f"{g}: its step came due at t+{due - t0:.0f}s while the database was away, and it resolved at "
                     f"t+{b - t0:.0f}s, before the database was back at t+{away[0][1] - t0:.0f}s"

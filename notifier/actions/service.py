@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -42,7 +41,6 @@ from notifier.store import escalations as chains
 from notifier.store.timeline import record
 from notifier.templates.context import clock_time
 
-T = TypeVar("T")
 log = logging.getLogger("notifier.actions")
 PLACEHOLDER_HOLD = 60.0  # how long a press holds a group while its silence is being made
 STORE_RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds between the tries of a press or command while the store is away
@@ -350,7 +348,7 @@ class ActionService:
         return answer
 
 
-async def retrying_store(attempt: Callable[[], Awaitable[T]]) -> T:
+async def retrying_store(attempt: Callable[[], Awaitable[Answer]]) -> Answer:
     """`attempt()`, tried again after each of STORE_RETRY_DELAYS while the store is unavailable; the last
     StoreUnavailable propagates."""
     for delay in STORE_RETRY_DELAYS:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
-
 from notifier.domain import Claim
 from notifier.settings import DeliverySettings
 from notifier.store import Store, leases
@@ -27,5 +25,4 @@ async def keep_for_the_send(store: Store, claim: Claim, owner: str, now: float, 
     if not await store.run_in_transaction(lambda conn: leases.keep_delivery(conn, d.id, owner, until)):
         log.info("delivery %s: taken over by another replica once its lease ran out; that one sends it", d.id)
         return False
-    claim.delivery = msgspec.structs.replace(d, lease_until=until)
     return True

@@ -31,8 +31,8 @@ class View:
     clock: Clock
     store: Store
     sessions: Sessions | None
-    charter: Charter | None = None
-    wake_worker: Callable[[], None] = lambda: None
+    charter: Charter | None
+    wake_worker: Callable[[], None]
 
     @property
     def zone(self) -> str:
