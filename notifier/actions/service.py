@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.engine import Connection
 
+from notifier import failpoints
 from notifier.actions.buttons import is_action_id
 from notifier.actions.commands import COMMANDS, HELP, Actor, Answer, CommandAnswers
 from notifier.channels.registry import PLUGINS
@@ -137,7 +138,7 @@ class ActionService:
         if stored.action is ChatAction.ACK:
             answer = await self._ack(actor, gh, now)
         elif stored.action is ChatAction.UNACK:
-            answer = await self._unack(gh)
+            answer = await self._unack(gh, now)
         elif stored.action is ChatAction.SILENCE:
             assert group is not None and stored.duration is not None
             answer = await self._silence(actor, group, stored.duration, now)
@@ -146,8 +147,7 @@ class ActionService:
         else:
             assert stored.silence_id is not None
             answer = await self._expire(stored.silence_id, gh)
-        if answer.outcome is ActionOutcome.DONE:
-            await self._queue_edits(gh, now)
+        failpoints.reached("action.done")  # the press is carried out and stored, not yet recorded nor answered
         return await self._done(actor, stored.action.value, gh, answer, group.group_key if group else "")
 
     async def _ack(self, actor: Actor, gh: str, now: float) -> Answer:
@@ -159,13 +159,16 @@ class ActionService:
             chains.take_back_pages(conn, gh, now, f"acknowledged by {actor.shown()}", timeline=timeline)
             return True
 
-        fresh = await self._store.run_in_transaction(ack)
-        if fresh:
+        if await self._change(gh, now, ack):
             return Answer(f"Acknowledged by {actor.shown()}.", ActionOutcome.DONE)
         return Answer("Acknowledged already.", ActionOutcome.UNCHANGED)
 
-    async def _unack(self, gh: str) -> Answer:
-        await self._store.run_in_transaction(lambda conn: sa.clear_acks(conn, [gh]))
+    async def _unack(self, gh: str, now: float) -> Answer:
+        def unack(conn: Connection) -> bool:
+            sa.clear_acks(conn, [gh])
+            return True
+
+        await self._change(gh, now, unack)
         return Answer("No longer acknowledged.", ActionOutcome.DONE)
 
     async def _silence(self, actor: Actor, group: sa.AlertGroupRecord, duration: float, now: float) -> Answer:
@@ -208,13 +211,14 @@ class ActionService:
             return Answer(f"Could not create the silence: {redact(str(exc))}", ActionOutcome.FAILED)
         own = sa.OwnSilence(silence_id=sid, group_hash=gh, created_by=actor.shown(), ends_at=end, created_at=now)
 
-        def keep(conn: Connection) -> None:
+        def keep(conn: Connection) -> bool:
             sa.set_silence(conn, gh, sid, actor.shown(), end, now)
             sa.add_own_silence(conn, own)
             why = f"silenced by {actor.shown()} until {clock_time(end, zone)}"
             chains.take_back_pages(conn, gh, now, why, timeline=self._settings.storage.timeline)
+            return True
 
-        await self._store.run_in_transaction(keep)
+        await self._change(gh, now, keep)
         return Answer(f"Silenced until {clock_time(end, zone)}.", ActionOutcome.DONE)
 
     async def _beyond_the_group(self, gh: str, matchers: list[Matcher]) -> Answer | None:
@@ -245,17 +249,27 @@ class ActionService:
             return Answer(f"Could not expire the silence: {redact(str(exc))}", ActionOutcome.FAILED)
         now = self._clock.now()
 
-        def forget(conn: Connection) -> None:
+        def forget(conn: Connection) -> bool:
             sa.clear_silence(conn, silence_id=silence_id)
             sa.end_own_silence(conn, silence_id, now)
+            return True
 
-        await self._store.run_in_transaction(forget)
+        await self._change(gh, now, forget)
         return Answer("Silence expired.", ActionOutcome.DONE)
 
-    async def _queue_edits(self, gh: str, now: float) -> None:
-        queued = await self._store.run_in_transaction(lambda conn: sa.queue_edits(conn, gh, self._editable, now))
+    async def _change(self, gh: str, now: float, change: Callable[[Connection], bool]) -> bool:
+        """`change(conn)` (True: it changed the group), in one transaction with the edits that show the change on
+        the group's chat copies: a press that is done shows on them even if the process dies right after."""
+
+        def write(conn: Connection) -> tuple[bool, int]:
+            if not change(conn):
+                return False, 0
+            return True, sa.queue_edits(conn, gh, self._editable, now)
+
+        changed, queued = await self._store.run_in_transaction(write)
         if queued:
             self._wake()
+        return changed
 
     async def _done(self, actor: Actor, action: str, gh: str | None, answer: Answer, group_key: str = "") -> Answer:
         """Record, log and count what happened; the record is best effort (the action itself is done). An action

@@ -4,7 +4,8 @@ again, and must start, deliver every change, and send nothing twice but the mess
 
 Steps: stored and not yet answered; leased to the worker; on the wire; accepted by the provider but not yet marked
 sent; a newer state waiting behind a message being sent; a state coalescing into that waiting message; folded into
-a storm summary; a digest queued; an edit of a sent message in flight.
+a storm summary; a digest queued; an edit of a sent message in flight; a press from the chat carried out and not
+yet answered.
 """
 
 from __future__ import annotations
@@ -328,6 +329,31 @@ def test_killed_with_an_edit_in_flight(store_url: str, telegram: ThreadedFake, n
     # sent again after the restart: Telegram answers "not modified", which is the edit's success
     assert "acknowledged by" in check_html(tg.sent[0].text)
     assert len(tg.sent) == 1  # an edit, never a new message
+
+
+def test_killed_right_after_a_press(store_url: str, telegram: ThreadedFake, node: Any) -> None:
+    """The Ack was stored, then the process died before it answered: the restarted notifier still shows it on the
+    message, and a second press finds it done."""
+    tg = telegram.fake
+    config = tg_config(
+        tg,
+        store_url,
+        alertmanager={"urls": ["http://127.0.0.1:9"]},
+        actions={"allowed": {"telegram": [7001]}, "telegram": {"poll_timeout": "1s", "lease": "10s"}},
+    )
+    n: Notifier = node(config).start("action.done")
+    n.post(json.dumps(make_group(1, severity="critical", name="BotDown")))
+    _wait(lambda: len(tg.sent) == 1)
+    rows = (tg.sent[0].reply_markup or {}).get("inline_keyboard", [])
+    ack = next(b["callback_data"] for row in rows for b in row if b["text"] == "Ack")
+    asyncio.run_coroutine_threadsafe(_press(tg, ack), telegram.loop).result(5)
+    n.killed()
+    assert tg.edits == []
+    n.start()
+    n.settle(lambda: "acknowledged by" in check_html(tg.sent[0].text))
+    assert len(tg.sent) == 1  # an edit, never a new message
+    asyncio.run_coroutine_threadsafe(_press(tg, ack), telegram.loop).result(5)
+    _wait(lambda: any("Acknowledged already" in (a["text"] or "") for a in tg.callback_answers))
 
 
 def test_killed_right_after_an_escalation_step_fired(store_url: str, telegram: ThreadedFake, node: Any) -> None:
