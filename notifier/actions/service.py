@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
@@ -49,6 +50,15 @@ STORE_AWAY = (
     "Could not finish: the notifier cannot reach its database right now. Press again (or send the command again) "
     "in a minute."
 )
+
+
+@dataclass(slots=True)
+class _Made:
+    """What one press made outside the store, kept across its tries: a silence Alertmanager made on an earlier try
+    is recorded by the next one, never made twice."""
+
+    silence_id: str = ""
+    ends_at: float = 0.0
 
 
 class ActionService:
@@ -108,13 +118,22 @@ class ActionService:
     # -- presses ------------------------------------------------------------------------------------------------------
 
     async def press(self, actor: Actor, action_id: str) -> Answer:
+        made = _Made()
         try:
-            return await retrying_store(lambda: self._press(actor, action_id))
+            return await retrying_store(lambda: self._press(actor, action_id, made))
         except StoreUnavailable as exc:
             log.warning("chat press by %s not finished: the store is unavailable (%s)", actor.shown(), exc)
-            return await self._done(actor, "press", None, Answer(STORE_AWAY, ActionOutcome.FAILED))
+            answer = Answer(STORE_AWAY, ActionOutcome.FAILED)
+            if made.silence_id:
+                until = clock_time(made.ends_at, self._actions.timezone)
+                answer = Answer(
+                    f"Silenced in Alertmanager until {until}, but the notifier cannot reach its database to show it "
+                    "here. The silence holds; expire it in Alertmanager if you need to.",
+                    ActionOutcome.DONE,
+                )
+            return await self._done(actor, "press", None, answer)
 
-    async def _press(self, actor: Actor, action_id: str) -> Answer:
+    async def _press(self, actor: Actor, action_id: str, made: _Made) -> Answer:
         now = self._clock.now()
         expired = Answer("This button has expired.", ActionOutcome.EXPIRED)
         if not is_action_id(action_id):
@@ -141,7 +160,7 @@ class ActionService:
             answer = await self._unack(gh, now)
         elif stored.action is ChatAction.SILENCE:
             assert group is not None and stored.duration is not None
-            answer = await self._silence(actor, group, stored.duration, now)
+            answer = await self._silence(actor, group, stored.duration, now, made)
         elif stored.action is ChatAction.UNSILENCE:
             answer = await self._unsilence(gh, now)
         else:
@@ -171,8 +190,12 @@ class ActionService:
         await self._change(gh, now, unack)
         return Answer("No longer acknowledged.", ActionOutcome.DONE)
 
-    async def _silence(self, actor: Actor, group: sa.AlertGroupRecord, duration: float, now: float) -> Answer:
+    async def _silence(
+        self, actor: Actor, group: sa.AlertGroupRecord, duration: float, now: float, made: _Made
+    ) -> Answer:
         gh = group.group_hash
+        if made.silence_id:  # an earlier try of this press made it, and could not record it
+            return await self._keep_silence(actor, gh, made, now)
         try:
             matchers = group_matchers(parse_group_key(group.group_key))
         except ValueError:
@@ -209,6 +232,12 @@ class ActionService:
         except SilenceError as exc:
             await self._store.run_in_transaction(lambda conn: sa.clear_silence(conn, gh, silence_id=""))
             return Answer(f"Could not create the silence: {redact(str(exc))}", ActionOutcome.FAILED)
+        made.silence_id, made.ends_at = sid, end
+        return await self._keep_silence(actor, gh, made, now)
+
+    async def _keep_silence(self, actor: Actor, gh: str, made: _Made, now: float) -> Answer:
+        """Record the silence Alertmanager made: the group shows it, and its pending pages are taken back."""
+        sid, end, zone = made.silence_id, made.ends_at, self._actions.timezone
         own = sa.OwnSilence(silence_id=sid, group_hash=gh, created_by=actor.shown(), ends_at=end, created_at=now)
 
         def keep(conn: Connection) -> bool:

@@ -176,7 +176,9 @@ def group_fingerprints(conn: Connection, group_hash: str) -> set[str]:
 
 
 def add_own_silence(conn: Connection, silence: OwnSilence) -> None:
-    conn.execute(own_silences.insert().values(**msgspec.structs.asdict(silence)))
+    """Once per silence: a press tried again after a commit whose outcome it could not learn adds nothing."""
+    ins = dialect_insert(conn.dialect.name, own_silences).values(**msgspec.structs.asdict(silence))
+    conn.execute(ins.on_conflict_do_nothing(index_elements=[own_silences.c.silence_id]))
 
 
 def own_silence(conn: Connection, silence_id: str) -> OwnSilence | None:

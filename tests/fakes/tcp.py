@@ -1,17 +1,22 @@
 """A loopback TCP proxy that can be cut, to take a real PostgreSQL away from the notifier (a restart, an outage)
-without touching the server that other tests share, or stalled, to make it slow (a database that hangs)."""
+without touching the server that other tests share, or stalled, to make it slow (a database that hangs). In front
+of an HTTP server it can also act at the moment a reply comes back (`before_reply`), before the client has it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 
 class TcpProxy:
     """A loopback TCP proxy that a test can cut, to take a real PostgreSQL away from the notifier."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, before_reply: Callable[[bytes], Awaitable[None]] | None = None) -> None:
+        """`before_reply(asked)` is awaited before each piece of a reply is passed on, with every byte the client
+        sent on that connection so far."""
         self.target = port
+        self.before_reply = before_reply
         self.server: asyncio.Server | None = None
         self.conns: list[asyncio.StreamWriter] = []
         self.port = 0
@@ -22,10 +27,16 @@ class TcpProxy:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self.server.sockets[0].getsockname()[1]
 
-    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, r: asyncio.StreamReader, w: asyncio.StreamWriter, asked: bytearray, reply: bool = False
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await r.read(65536):
                 await self._flowing.wait()
+                if not reply:
+                    asked += data
+                elif self.before_reply is not None:
+                    await self.before_reply(bytes(asked))
                 w.write(data)
                 await w.drain()
         w.close()
@@ -33,7 +44,8 @@ class TcpProxy:
     async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
         self.conns += [w, uw]
-        await asyncio.gather(self._pipe(r, uw), self._pipe(ur, w))
+        asked = bytearray()
+        await asyncio.gather(self._pipe(r, uw, asked), self._pipe(ur, w, asked, reply=True))
 
     async def cut(self) -> None:
         """Every connection closed, and new ones refused until `start` again (on the same port)."""

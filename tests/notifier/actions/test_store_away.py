@@ -21,11 +21,12 @@ from notifier.settings import Settings
 from notifier.store.tables import group_acks
 from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.tcp import TcpProxy
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import FakeTelegram, check_html
 from tests.helpers import make_group, settings_from, wait_for
 from tests.notifier.actions.test_chat_actions import (
     AM_CONFIG,
     SIGNING,
+    amtool_silences,
     callback_buttons,
     config,
     slack_buttons,
@@ -58,9 +59,11 @@ def _command(update_id: int, text: str) -> dict[str, Any]:
     return {"update_id": update_id, "message": {**message, "entities": [entity]}}
 
 
-async def _behind_a_proxy(pg_url: str, tg: FakeTelegram, slack: FakeSlack, am_url: str) -> tuple[TcpProxy, Settings]:
+async def _behind_a_proxy(
+    pg_url: str, tg: FakeTelegram, slack: FakeSlack, am_url: str, proxy: TcpProxy | None = None
+) -> tuple[TcpProxy, Settings]:
     """The notifier's settings with PostgreSQL reached through a proxy the test can cut (and must cut at its end)."""
-    proxy = TcpProxy(5432)
+    proxy = proxy or TcpProxy(5432)
     await proxy.start()
     url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     cfg = {**config(tg, slack, [am_url], telegram=HOOK), "storage": {"url": url, "connect_timeout": "2s"}}
@@ -119,3 +122,52 @@ async def test_a_press_while_the_store_restarts_is_done_once_it_is_back(
         assert tg.callback_answers[0]["text"] == "Acknowledged by @alice."
         assert await _acks(rt) == 1
     await proxy.cut()
+
+
+@pytest.mark.parametrize("away", [1.0, 10.0])
+async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
+    pg_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str, away: float
+) -> None:
+    """The database goes away the moment Alertmanager has made the silence, before the notifier recorded it. Back
+    within the press's tries, the next try records that silence; away longer, the answer says the silence holds.
+    Either way, one silence."""
+    tg, slack = fake_telegram, fake_slack
+    pg = TcpProxy(5432)
+
+    async def away_once_the_silence_is_made(asked: bytes) -> None:
+        if b"POST /api/v2/silences" in asked and not made:
+            made.append(asked)
+            await pg.cut()
+            timers.append(
+                asyncio.get_running_loop().call_later(away, lambda: back.append(asyncio.ensure_future(pg.start())))
+            )
+
+    made: list[bytes] = []
+    back: list[asyncio.Future[None]] = []
+    timers: list[asyncio.TimerHandle] = []
+    am = TcpProxy(int(am_url.rsplit(":", 1)[1]), before_reply=away_once_the_silence_is_made)
+    await am.start()
+    _, settings = await _behind_a_proxy(pg_url, tg, slack, f"http://127.0.0.1:{am.port}", pg)
+    async with running(settings) as (client, _rt):
+        assert (await post(client, json.dumps(make_group(1, name="SilenceAway")))).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        silence = callback_buttons(tg.sent[0])["Silence 1h"]
+        await _update(client, {"update_id": 1, "callback_query": tg.callback_query("cb1", tg.sent[0], silence)})
+        await wait_for(lambda: len(tg.callback_answers) == 1, timeout=30)
+        assert made  # the database went away as the silence came back from Alertmanager
+        answer = tg.callback_answers[0]["text"]
+        silences = [s for s in amtool_silences(am_url) if s["status"]["state"] == "active"]
+        assert len(silences) == 1
+        if away < 3:
+            assert back and answer.startswith("Silenced until "), answer
+            await wait_for(lambda: len(tg.edits) >= 1)  # the message shows it: the silence is recorded
+            assert "🔕 silenced until" in check_html(tg.sent[0].text)
+            assert f"/#/silences/{silences[0]['id']}" in tg.sent[0].text
+        else:
+            assert not back
+            assert answer.startswith("Silenced in Alertmanager until "), answer
+            assert "cannot reach its database" in answer and "The silence holds" in answer
+    for timer in timers:
+        timer.cancel()
+    await pg.cut()
+    await am.cut()
