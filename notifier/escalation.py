@@ -195,6 +195,12 @@ class Escalator:
         done.queued += len(messages)
         done.count("resolved")
         also = f"; told {', '.join(told)} it resolved" if told else ""
+        if chain.due_at is not None:  # the step was overdue when the group resolved (see chains.follow)
+            step, due = chain.steps[chain.step], clock_time(chain.due_at, self._zone)
+            also += (
+                f"; step {chain.step + 1} ({', '.join(step.receivers)}), due at {due}, never paged: the group "
+                "resolved before the notifier could fire it"
+            )
         events.append(self._event(chain, now, "ended", f"escalation chain ended: resolved{also}"))
         return msgspec.structs.replace(chain, state=ChainState.CLOSED, due_at=None, paged=())
 

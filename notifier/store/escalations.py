@@ -48,7 +48,7 @@ class Chain(msgspec.Struct, kw_only=True):
     armed_at: float
     started_at: float | None
     step: int
-    due_at: float | None
+    due_at: float | None  # running: when step `step` fires; resolved: when it was due, had it not paged by then
     steps: tuple[Step, ...]
     route_receivers: tuple[str, ...]
     quiet_schedule: str | None
@@ -149,7 +149,10 @@ def follow(conn: Connection, arms: Sequence[Arm], now: float) -> None:
         chain = rows.get(key) or found.get(key)
         if a.resolved:
             if chain is not None and chain.state not in (ChainState.RESOLVED, ChainState.CLOSED):
-                chain = msgspec.structs.replace(chain, state=ChainState.RESOLVED, due_at=None, ended="resolved")
+                # a step overdue now never pages (the group is over): its due time stays, for the timeline to say
+                overdue = chain.state is ChainState.RUNNING and chain.due_at is not None and chain.due_at <= now
+                due_at = chain.due_at if overdue else None
+                chain = msgspec.structs.replace(chain, state=ChainState.RESOLVED, due_at=due_at, ended="resolved")
         elif a.fired and (chain is None or chain.state not in (ChainState.ARMED, ChainState.RUNNING)):
             chain = Chain(
                 group_hash=a.group_hash,

@@ -165,6 +165,34 @@ async def test_an_unacknowledged_critical_group_escalates_step_by_step_and_its_r
         assert (counted(rt, "started"), counted(rt, "escalated"), counted(rt, "resolved")) == (1, 2, 1)
 
 
+async def test_a_step_overdue_when_the_group_resolves_never_pages_and_the_timeline_says_so(
+    store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
+) -> None:
+    """The ticker made no pass while step 1 came due (the database was away, say), and the group resolved
+    meanwhile: nobody is paged about a problem that is over, and the chain's end names the step that never paged."""
+    tg = fake_telegram
+    clock = FrozenClock(time.time())
+    settings = settings_from(config(tg, ntfy, pushover, TWO_STEPS), store_url)
+    async with running(settings, clock=clock) as (client, rt):
+        assert (await post(client, critical())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        await step(rt, clock, 0)
+        due = (await lines(rt))[-1]
+        assert due.startswith("escalation step 1 due at ")
+        await clock.advance(45)  # no pass of the ticker
+        assert (await post(client, resolved())).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 2)
+        await step(rt, clock, 1)
+        await step(rt, clock, 120)
+        await asyncio.sleep(0.3)
+        assert ntfy.published == [] and pushover.pushed == []
+        at = due.removeprefix("escalation step 1 due at ").split(" ")[0]
+        assert (await lines(rt))[-1] == (
+            f"escalation chain ended: resolved; step 1 (loud), due at {at}, never paged: the group resolved before "
+            "the notifier could fire it"
+        )
+
+
 async def test_an_ack_before_the_step_stops_it_and_a_new_alert_starts_the_chain_again(
     store_url: str, fake_telegram: FakeTelegram, ntfy: FakeNtfy, pushover: FakePushover
 ) -> None:
