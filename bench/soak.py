@@ -274,9 +274,10 @@ def main() -> None:
         if esc[key]:
             print(f"escalation {key}: {esc[key]}")
     pr = result["presses"]
+    again = f": {pr['press_again']}" if pr["press_again"] else ""
     print(
         f"presses (Ack on team3): {pr['pressed']} pressed, {pr['acknowledged']} acknowledged, "
-        f"{len(pr['press_again'])} answered 'press again' (database away): {pr['press_again'] or ''}"
+        f"{len(pr['press_again'])} answered 'press again' (database away){again}"
     )
     if pr["unanswered"]:
         print(f"presses never answered: {pr['unanswered']}")
