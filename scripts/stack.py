@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,9 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: `scripts.` is found from the project's root
+from scripts.local_ports import answers, taken  # noqa: E402
+
 MON = ROOT / "monitoring"
 LOUD_CHAT = -1009999  # the fake Telegram chat of --chat-actions' escalation step
 
@@ -178,15 +180,7 @@ class Stack:
         if self.chat is not None and self.chat.get("fake"):
             wanted["fake Telegram"] = p.telegram
         wanted.update({f"{job} exporter": getattr(p, job) for job in self.extra_exporters()})
-        busy = []
-        for name, port in wanted.items():
-            with socket.socket() as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    busy.append(f"port {port} ({name}) is taken by {_holder(port)}")
-        return busy
+        return taken(wanted)
 
     # -- processes -------------------------------------------------------------------------------------------------
     def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
@@ -204,7 +198,6 @@ class Stack:
         if busy:
             raise RuntimeError("; ".join(busy) + ". Stop it (a `make run` still running?), then start the stack again.")
         if self.chat is not None and self.chat.get("fake"):
-            sys.path.insert(0, str(ROOT))
             from tests.fakes.telegram import FakeTelegram, ThreadedFake  # the tests' strict fake, run for people
 
             fake = FakeTelegram(token=self.chat["token"], chats={self.chat["chat"], LOUD_CHAT})
@@ -317,37 +310,6 @@ def _scaled_window(m: re.Match[str]) -> str:
     return f"[{max(5, seconds // 60)}s]"  # at least five 1 s scrapes, so that rate() has samples
 
 
-def _holder(port: int) -> str:
-    """The process listening on a local TCP port, as `pid N (command)`, found through /proc."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                inodes.add(fields[9])
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd).removeprefix("socket:[").rstrip("]") in inodes:
-                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-                    return f"pid {proc.name} ({cmd[:120]})"
-        except OSError:
-            continue
-    return "another process (not visible from here)"
-
-
-def _answers(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
 def _binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -374,14 +336,12 @@ def main() -> int:
     ap.add_argument("--workdir", default=str(ROOT / ".stack"), help="configs, data and logs (default: %(default)s)")
     ap.add_argument(
         "--redis-url",
-        default="redis://127.0.0.1:6379/0" if _answers("127.0.0.1", 6379) else None,
+        default="redis://127.0.0.1:6379/0" if answers("127.0.0.1", 6379) else None,
         help="the demo's events go through this Redis (default: the local one if it answers: %(default)s)",
     )
     ap.add_argument(
         "--postgres-dsn",
-        default="postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-        if _answers("127.0.0.1", 5432)
-        else None,
+        default="postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable" if answers("127.0.0.1", 5432) else None,
         help="a PostgreSQL for its exporter to watch (default: the local one if it answers: %(default)s)",
     )
     ap.add_argument(
