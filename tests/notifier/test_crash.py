@@ -308,7 +308,9 @@ def test_killed_with_a_digest_queued(store_url: str, node: Any, smtp: SMTPServer
     assert "digest" in str(smtp.messages[0].message["Subject"]).lower()
 
 
-def test_killed_with_an_edit_in_flight(store_url: str, telegram: ThreadedFake, node: Any, tmp_path: Path) -> None:
+def _killed_after_an_ack(failpoint: str, store_url: str, telegram: ThreadedFake, node: Any) -> tuple[Notifier, str]:
+    """A notifier with chat actions, armed at `failpoint`: a critical group's message goes out, someone presses
+    its Ack, and the failpoint kills the process. The notifier (to start again) and the Ack's callback data."""
     tg = telegram.fake
     config = tg_config(
         tg,
@@ -316,14 +318,20 @@ def test_killed_with_an_edit_in_flight(store_url: str, telegram: ThreadedFake, n
         alertmanager={"urls": ["http://127.0.0.1:9"]},
         actions={"allowed": {"telegram": [7001]}, "telegram": {"poll_timeout": "1s", "lease": "10s"}},
     )
-    n: Notifier = node(config).start("worker.sent.edit")
+    n: Notifier = node(config).start(failpoint)
     n.post(json.dumps(make_group(1, severity="critical", name="BotDown")))
     _wait(lambda: len(tg.sent) == 1)
     rows = (tg.sent[0].reply_markup or {}).get("inline_keyboard", [])
     ack = next(b["callback_data"] for row in rows for b in row if b["text"] == "Ack")
     asyncio.run_coroutine_threadsafe(_press(tg, ack), telegram.loop).result(5)
-    n.killed()  # the edit reached Telegram; the store did not learn it
-    assert len(tg.edits) == 1
+    n.killed()
+    return n, ack
+
+
+def test_killed_with_an_edit_in_flight(store_url: str, telegram: ThreadedFake, node: Any) -> None:
+    tg = telegram.fake
+    n, _ = _killed_after_an_ack("worker.sent.edit", store_url, telegram, node)
+    assert len(tg.edits) == 1  # the edit reached Telegram; the store did not learn it
     n.start()
     n.settle()
     # sent again after the restart: Telegram answers "not modified", which is the edit's success
@@ -335,19 +343,7 @@ def test_killed_right_after_a_press(store_url: str, telegram: ThreadedFake, node
     """The Ack was stored, then the process died before it answered: the restarted notifier still shows it on the
     message, and a second press finds it done."""
     tg = telegram.fake
-    config = tg_config(
-        tg,
-        store_url,
-        alertmanager={"urls": ["http://127.0.0.1:9"]},
-        actions={"allowed": {"telegram": [7001]}, "telegram": {"poll_timeout": "1s", "lease": "10s"}},
-    )
-    n: Notifier = node(config).start("action.done")
-    n.post(json.dumps(make_group(1, severity="critical", name="BotDown")))
-    _wait(lambda: len(tg.sent) == 1)
-    rows = (tg.sent[0].reply_markup or {}).get("inline_keyboard", [])
-    ack = next(b["callback_data"] for row in rows for b in row if b["text"] == "Ack")
-    asyncio.run_coroutine_threadsafe(_press(tg, ack), telegram.loop).result(5)
-    n.killed()
+    n, ack = _killed_after_an_ack("action.done", store_url, telegram, node)
     assert tg.edits == []
     n.start()
     n.settle(lambda: "acknowledged by" in check_html(tg.sent[0].text))

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import and_, func, or_, select
 
@@ -107,6 +108,16 @@ async def step(rt: Runtime, clock: FrozenClock, seconds: float) -> None:
     await rt.escalator.run_once()
 
 
+async def first_message(client: httpx.AsyncClient, rt: Runtime, tg: FakeTelegram, clock: FrozenClock) -> str:
+    """A critical group's first message goes out, and its chain starts: the timeline's line of the first step."""
+    assert (await post(client, critical())).status_code == 202
+    await wait_for(lambda: len(tg.sent) == 1)
+    await step(rt, clock, 0)
+    due = (await lines(rt))[-1]
+    assert due.startswith("escalation step 1 due at ")
+    return due
+
+
 async def press(tg: FakeTelegram, label: str) -> None:
     """Someone allowed presses a button of the group's first message, and the press is answered."""
     answered = len(tg.callback_answers)
@@ -126,10 +137,7 @@ async def test_an_unacknowledged_critical_group_escalates_step_by_step_and_its_r
     clock = FrozenClock(time.time())
     settings = settings_from(config(tg, ntfy, pushover, TWO_STEPS), store_url)
     async with running(settings, clock=clock) as (client, rt):
-        assert (await post(client, critical())).status_code == 202
-        await wait_for(lambda: len(tg.sent) == 1)
-        await step(rt, clock, 0)
-        assert (await lines(rt))[-1].startswith("escalation step 1 due at ")
+        await first_message(client, rt, tg, clock)
         await step(rt, clock, 29)
         await asyncio.sleep(0.3)
         assert ntfy.published == [] and pushover.pushed == []  # not yet
@@ -174,11 +182,7 @@ async def test_a_step_overdue_when_the_group_resolves_never_pages_and_the_timeli
     clock = FrozenClock(time.time())
     settings = settings_from(config(tg, ntfy, pushover, TWO_STEPS), store_url)
     async with running(settings, clock=clock) as (client, rt):
-        assert (await post(client, critical())).status_code == 202
-        await wait_for(lambda: len(tg.sent) == 1)
-        await step(rt, clock, 0)
-        due = (await lines(rt))[-1]
-        assert due.startswith("escalation step 1 due at ")
+        due = await first_message(client, rt, tg, clock)
         await clock.advance(45)  # no pass of the ticker
         assert (await post(client, resolved())).status_code == 202
         await wait_for(lambda: len(tg.sent) == 2)
