@@ -33,10 +33,11 @@ class TcpProxy:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await r.read(65536):
                 await self._flowing.wait()
-                if not reply:
-                    asked += data
-                elif self.before_reply is not None:
-                    await self.before_reply(bytes(asked))
+                if self.before_reply is not None:  # a proxy without the hook keeps nothing of what passes
+                    if reply:
+                        await self.before_reply(bytes(asked))
+                    else:
+                        asked += data
                 w.write(data)
                 await w.drain()
         w.close()
