@@ -22,6 +22,8 @@ from notifier.errors import NotifierError
 from notifier.matchers import GroupKey, MatchOp
 from notifier.settings import AlertmanagerSettings
 
+OWN_COMMENT = "Silenced from the notifier's "  # how the comment of every silence the notifier makes begins
+
 
 class SilenceError(NotifierError):
     """A silence could not be made, expired or listed; the text says why."""
@@ -102,9 +104,17 @@ class SilenceClient:
         await self._http.aclose()
 
     async def create(
-        self, matchers: Sequence[Matcher], starts_at: float, ends_at: float, created_by: str, comment: str
+        self,
+        matchers: Sequence[Matcher],
+        starts_at: float,
+        ends_at: float,
+        created_by: str,
+        comment: str,
+        replacing: str | None = None,
     ) -> str:
-        """A silence with these matchers, from `starts_at` to `ends_at` (unix seconds); its id."""
+        """A silence with these matchers, from `starts_at` to `ends_at` (unix seconds); its id. `replacing`: the id
+        of a silence this one takes the place of (Alertmanager changes that one, or expires it and makes this one:
+        either way one silence is left)."""
         if not matchers:
             raise SilenceError("a silence needs at least one matcher")
         body = {
@@ -114,6 +124,8 @@ class SilenceClient:
             "createdBy": created_by,
             "comment": comment,
         }
+        if replacing is not None:
+            body["id"] = replacing
         answer = await self._call("POST", "/api/v2/silences", json=body)
         try:
             return msgspec.json.decode(answer.content, type=_Created).silenceID
@@ -138,6 +150,18 @@ class SilenceClient:
         answer = await self._call("GET", "/api/v2/silences")
         silences = msgspec.json.decode(answer.content, type=list[Silence])
         return sorted((s for s in silences if s.status.state == "active"), key=lambda s: s.endsAt)
+
+    async def own_in_force(self, matchers: Sequence[Matcher]) -> Silence | None:
+        """A silence in force that the notifier made with exactly these matchers (the one that ends last), found by
+        its comment: one made before the notifier could record it (it crashed, or lost its database, right after
+        Alertmanager answered). A silence a person made in Alertmanager is never one of these."""
+        wanted = sorted(msgspec.structs.astuple(m) for m in matchers)
+        own = [
+            s
+            for s in await self.active()
+            if s.comment.startswith(OWN_COMMENT) and sorted(msgspec.structs.astuple(m) for m in s.matchers) == wanted
+        ]
+        return own[-1] if own else None
 
     async def _call(
         self, method: str, path: str, json: Any = None, params: dict[str, str | list[str]] | None = None

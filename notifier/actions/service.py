@@ -36,7 +36,7 @@ from notifier.matchers import parse_group_key
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
 from notifier.settings import ActionsSettings, AllowedActors, Settings
-from notifier.silences import Matcher, SilenceClient, SilenceError, group_matchers
+from notifier.silences import OWN_COMMENT, Matcher, SilenceClient, SilenceError, group_matchers
 from notifier.store import Store, new_id
 from notifier.store import actions as sa
 from notifier.store import escalations as chains
@@ -222,12 +222,16 @@ class ActionService:
             end = now + duration
             channel = actor.channel.capitalize()
             shown = ", ".join(m.text() for m in matchers)
+            # one the notifier made and never recorded (a crash right after Alertmanager answered) is replaced, so
+            # that pressing again leaves one silence
+            unrecorded = await self._silences.own_in_force(matchers)
             sid = await self._silences.create(
                 matchers,
                 now,
                 end,
                 f"{actor.shown()} via {channel}",
-                f"Silenced from the notifier's {channel} message about {{{shown}}}",
+                f"{OWN_COMMENT}{channel} message about {{{shown}}}",
+                replacing=unrecorded.id if unrecorded is not None else None,
             )
         except SilenceError as exc:
             await self._store.run_in_transaction(lambda conn: sa.clear_silence(conn, gh, silence_id=""))

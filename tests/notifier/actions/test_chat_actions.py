@@ -17,10 +17,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import msgspec
 import pytest
 from sqlalchemy import select
 
 from notifier.clock import FrozenClock
+from notifier.matchers import parse_group_key
+from notifier.silences import group_matchers
 from notifier.store.tables import action_log, deliveries, group_acks
 from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.smtp import SMTPServer, mail_text
@@ -90,6 +93,34 @@ def slack_press(slack: FakeSlack, value: str, user: str = "U0ALICE", name: str =
         "actions": [{"action_id": "notifier-0", "value": value, "type": "button"}],
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+async def test_a_silence_a_person_made_in_alertmanager_for_the_same_group_is_left_alone(
+    sqlite_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str
+) -> None:
+    """The notifier replaces a silence of its own it never recorded; one a person made with the very same matchers
+    is not its own: it stays as it was, and the press makes the notifier's."""
+    tg, slack = fake_telegram, fake_slack
+    group = make_group(1, severity="critical", name="BotDown")
+    now = time.time()
+    theirs = {
+        "matchers": [msgspec.to_builtins(m) for m in group_matchers(parse_group_key(group["groupKey"]))],
+        "startsAt": iso_z(now - 60),
+        "endsAt": iso_z(now + 7200),
+        "createdBy": "ops",
+        "comment": "maintenance of bot-000",
+    }
+    async with httpx.AsyncClient() as http:
+        sid = (await http.post(f"{am_url}/api/v2/silences", json=theirs, timeout=5)).json()["silenceID"]
+    async with running(settings_from(config(tg, slack, [am_url]), sqlite_url)) as (client, _rt):
+        assert (await post(client, json.dumps(group))).status_code == 202
+        await wait_for(lambda: len(tg.sent) == 1)
+        tg.press(tg.sent[0], callback_buttons(tg.sent[0])["Silence 1h"])
+        await wait_for(lambda: len(tg.callback_answers) == 1, timeout=15)
+        assert tg.callback_answers[0]["text"].startswith("Silenced until ")
+    in_force = {s["id"]: s for s in amtool_silences(am_url) if s["status"]["state"] == "active"}
+    assert len(in_force) == 2 and in_force[sid]["comment"] == "maintenance of bot-000"
+    assert abs(_ts(in_force[sid]["endsAt"]) - (now + 7200)) < 2
 
 
 async def test_silence_from_telegram_reaches_alertmanager_and_every_copy_then_unsilence_ends_it(

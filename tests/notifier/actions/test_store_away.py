@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from notifier.actions import service
 from notifier.actions.service import STORE_AWAY
 from notifier.settings import Settings
 from notifier.store.tables import group_acks
@@ -126,11 +127,17 @@ async def test_a_press_while_the_store_restarts_is_done_once_it_is_back(
 
 @pytest.mark.parametrize("away", [1.0, 10.0])
 async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
-    pg_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, am_url: str, away: float
+    pg_url: str,
+    fake_telegram: FakeTelegram,
+    fake_slack: FakeSlack,
+    am_url: str,
+    away: float,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The database goes away the moment Alertmanager has made the silence, before the notifier recorded it. Back
-    within the press's tries, the next try records that silence; away longer, the answer says the silence holds.
-    Either way, one silence."""
+    within the press's tries, the next try records that silence. Away longer, the answer says the silence holds,
+    and a press once the database is back replaces that silence. Either way, one silence."""
+    monkeypatch.setattr(service, "PLACEHOLDER_HOLD", 1.0)  # a press's claim on the group, once the database is back
     tg, slack = fake_telegram, fake_slack
     pg = TcpProxy(5432)
 
@@ -167,6 +174,16 @@ async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
             assert not back
             assert answer.startswith("Silenced in Alertmanager until "), answer
             assert "cannot reach its database" in answer and "The silence holds" in answer
+            for timer in timers:
+                timer.cancel()
+            await pg.start()
+            await asyncio.sleep(1.5)  # the first press's claim has lapsed
+            await _update(client, {"update_id": 2, "callback_query": tg.callback_query("cb2", tg.sent[0], silence)})
+            await wait_for(lambda: len(tg.callback_answers) == 2, timeout=30)
+            assert tg.callback_answers[1]["text"].startswith("Silenced until "), tg.callback_answers
+            (now_in_force,) = [s for s in amtool_silences(am_url) if s["status"]["state"] == "active"]
+            await wait_for(lambda: len(tg.edits) >= 1)
+            assert f"/#/silences/{now_in_force['id']}" in tg.sent[0].text
     for timer in timers:
         timer.cancel()
     await pg.cut()
