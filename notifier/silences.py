@@ -153,8 +153,8 @@ class SilenceClient:
 
     async def own_in_force(self, matchers: Sequence[Matcher]) -> Silence | None:
         """A silence in force that the notifier made with exactly these matchers (the one that ends last), found by
-        its comment: one made before the notifier could record it (it crashed, or lost its database, right after
-        Alertmanager answered). A silence a person made in Alertmanager is never one of these."""
+        its comment, whether the notifier's store knows of it or not. A silence a person made in Alertmanager is
+        never one of these."""
         wanted = sorted(msgspec.structs.astuple(m) for m in matchers)
         own = [
             s

@@ -222,8 +222,9 @@ class ActionService:
             end = now + duration
             channel = actor.channel.capitalize()
             shown = ", ".join(m.text() for m in matchers)
-            # one the notifier made and never recorded (a crash right after Alertmanager answered) is replaced, so
-            # that pressing again leaves one silence
+            # The group holds no silence of the notifier's that the store knows of (the claim above says so), but
+            # Alertmanager may: one made right before a crash or the database's loss. It is replaced, so that
+            # pressing again leaves one silence.
             unrecorded = await self._silences.own_in_force(matchers)
             sid = await self._silences.create(
                 matchers,
