@@ -144,7 +144,8 @@ class EchoingAlertmanager:
 
     async def start(self) -> EchoingAlertmanager:
         app = web.Application()
-        app.router.add_get("/api/v2/alerts", self._alerts)
+        app.router.add_get("/api/v2/alerts", self._no_list)
+        app.router.add_get("/api/v2/silences", self._no_list)
         app.router.add_post("/api/v2/silences", self._refuse)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -153,7 +154,7 @@ class EchoingAlertmanager:
         self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
         return self
 
-    async def _alerts(self, _request: web.Request) -> web.Response:
+    async def _no_list(self, _request: web.Request) -> web.Response:
         return web.json_response([])
 
     async def _refuse(self, request: web.Request) -> web.Response:
