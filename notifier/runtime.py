@@ -98,6 +98,7 @@ class ChatActions:
             await listener.stop()
         if self.slack is not None:
             await self.slack.stop()
+        await self.service.stop()
         await self.silences.aclose()
 
 

@@ -13,12 +13,14 @@ press and command is recorded (who, what, when, outcome), logged and counted.
 When the store cannot be reached, a press or command is tried again for a few seconds (a database restart), then
 answered with what happened and what to do: never left without an answer, so the person knows to press again.
 Trying again is safe: acknowledging is idempotent, and a silence is claimed in the store before Alertmanager makes
-it, so a second try never makes a second one.
+it, so a second try never makes a second one. A silence Alertmanager made while the store stayed away holds; it is
+recorded in the background once the store is back, so that the chat's copies show it without a second press.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,11 +43,14 @@ from notifier.store import Store, new_id
 from notifier.store import actions as sa
 from notifier.store import escalations as chains
 from notifier.store.timeline import record
+from notifier.tasks import cancel_and_wait
 from notifier.templates.context import clock_time
 
 log = logging.getLogger("notifier.actions")
 PLACEHOLDER_HOLD = 60.0  # how long a press holds a group while its silence is being made
 STORE_RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds between the tries of a press or command while the store is away
+# seconds between the background tries to record a silence made while the store was away; the last one repeats
+RECORD_LATER_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 STORE_AWAY = (
     "Could not finish: the notifier cannot reach its database right now. Press again (or send the command again) "
     "in a minute."
@@ -59,6 +64,9 @@ class _Made:
 
     silence_id: str = ""
     ends_at: float = 0.0
+    group_hash: str = ""
+    group_key: str = ""
+    claimed_at: float = 0.0  # when the press claimed the group (its placeholder's `at`)
 
 
 class ActionService:
@@ -84,6 +92,7 @@ class ActionService:
         self._allowed: dict[str, AllowedActors] = {
             r.name: r.actions.allowed if r.actions is not None else self._actions.allowed for r in settings.receivers
         }
+        self._later: set[asyncio.Task[None]] = set()  # silences being recorded once the store is back
         self._answers = CommandAnswers(
             self._actions,
             store,
@@ -127,11 +136,49 @@ class ActionService:
             if made.silence_id:
                 until = clock_time(made.ends_at, self._actions.timezone)
                 answer = Answer(
-                    f"Silenced in Alertmanager until {until}, but the notifier cannot reach its database to show it "
-                    "here. The silence holds; expire it in Alertmanager if you need to.",
+                    f"Silenced in Alertmanager until {until}. The notifier cannot reach its database right now; the "
+                    "silence holds, and shows here once the database is back.",
                     ActionOutcome.DONE,
                 )
+                self._record_later(actor, made)
             return await self._done(actor, "press", None, answer)
+
+    def _record_later(self, actor: Actor, made: _Made) -> None:
+        task = asyncio.create_task(self._record_when_back(actor, made), name=f"record-silence-{made.silence_id}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _record_when_back(self, actor: Actor, made: _Made) -> None:
+        """Record a silence the press made while the store stayed away, once the store is back, unless the silence
+        ended meanwhile (it expired, or someone expired it in Alertmanager) or the group holds another silence
+        now. A restart loses this; pressing Silence again then replaces the unrecorded silence (see _silence)."""
+        sid = made.silence_id
+        for i in itertools.count():
+            await asyncio.sleep(RECORD_LATER_DELAYS[min(i, len(RECORD_LATER_DELAYS) - 1)])
+            if self._clock.now() >= made.ends_at:
+                log.info("silence %s ended before the notifier could record it", sid)
+                return
+            try:
+                if not any(s.id == sid for s in await self._silences.active()):
+                    log.info("silence %s is no longer in force in Alertmanager; not recorded", sid)
+                    return
+                recorded = await self._record_silence(actor, made.group_hash, made, self._clock.now(), late=True)
+            except (StoreUnavailable, SilenceError) as exc:
+                log.debug("silence %s not recorded yet: %s", sid, exc)
+                continue
+            except Exception:  # a bug: the silence holds, and pressing again records it
+                log.exception("recording silence %s failed", sid)
+                return
+            if not recorded:
+                log.info("silence %s not recorded: its group holds another silence now", sid)
+            else:
+                log.info("silence %s by %s recorded once the database was back", sid, actor.shown())
+            return
+
+    async def stop(self) -> None:
+        """End the background recording of silences (pressing Silence again records or replaces them)."""
+        for task in list(self._later):
+            await cancel_and_wait(task)
 
     async def _press(self, actor: Actor, action_id: str, made: _Made) -> Answer:
         now = self._clock.now()
@@ -237,23 +284,39 @@ class ActionService:
         except SilenceError as exc:
             await self._store.run_in_transaction(lambda conn: sa.clear_silence(conn, gh, silence_id=""))
             return Answer(f"Could not create the silence: {redact(str(exc))}", ActionOutcome.FAILED)
-        made.silence_id, made.ends_at = sid, end
+        made.silence_id, made.ends_at, made.group_hash, made.group_key, made.claimed_at = (
+            sid,
+            end,
+            gh,
+            group.group_key,
+            now,
+        )
         return await self._keep_silence(actor, gh, made, now)
 
     async def _keep_silence(self, actor: Actor, gh: str, made: _Made, now: float) -> Answer:
-        """Record the silence Alertmanager made: the group shows it, and its pending pages are taken back."""
+        await self._record_silence(actor, gh, made, now)
+        return Answer(f"Silenced until {clock_time(made.ends_at, self._actions.timezone)}.", ActionOutcome.DONE)
+
+    async def _record_silence(self, actor: Actor, gh: str, made: _Made, now: float, *, late: bool = False) -> bool:
+        """Record the silence Alertmanager made: the group shows it, and its pending pages are taken back. `late`:
+        in the background, after the press was answered; then only while the group holds the press's claim, that
+        silence or none (False when it holds another), and with the press's line in the action log and timeline."""
         sid, end, zone = made.silence_id, made.ends_at, self._actions.timezone
         own = sa.OwnSilence(silence_id=sid, group_hash=gh, created_by=actor.shown(), ends_at=end, created_at=now)
 
         def keep(conn: Connection) -> bool:
+            if late and not sa.may_record_silence(conn, gh, sid, made.claimed_at, now):
+                return False
             sa.set_silence(conn, gh, sid, actor.shown(), end, now)
             sa.add_own_silence(conn, own)
             why = f"silenced by {actor.shown()} until {clock_time(end, zone)}"
             chains.take_back_pages(conn, gh, now, why, timeline=self._settings.storage.timeline)
+            if late:
+                text = f"Silenced until {clock_time(end, zone)}; recorded once the database was back."
+                self._record_action(conn, actor, "silence", gh, Answer(text, ActionOutcome.DONE), made.group_key, now)
             return True
 
-        await self._change(gh, now, keep)
-        return Answer(f"Silenced until {clock_time(end, zone)}.", ActionOutcome.DONE)
+        return await self._change(gh, now, keep)
 
     async def _beyond_the_group(self, gh: str, matchers: list[Matcher]) -> Answer | None:
         """A refusal if the silence would also cover alerts that are not the group's, naming some of them."""
@@ -309,38 +372,10 @@ class ActionService:
         """Record, log and count what happened; the record is best effort (the action itself is done). An action
         on a known group is a line of its timeline too."""
         now = self._clock.now()
-        line = (
-            [
-                TimelineEvent(
-                    id=new_id(),
-                    at=now,
-                    group_hash=gh,
-                    group_key=group_key,
-                    kind=EventKind.ACTION,
-                    subject=actor.shown(),
-                    outcome=answer.outcome.value,
-                    text=f"{action} by {actor.shown()} via {actor.channel.capitalize()}: {answer.text}",
-                )
-            ]
-            if gh and group_key and self._settings.storage.timeline
-            else []
-        )
-
-        def write(conn: Connection) -> None:
-            sa.log_action(
-                conn,
-                now=now,
-                channel=actor.channel,
-                actor=actor.shown(),
-                action=action,
-                group_hash=gh,
-                outcome=answer.outcome.value,
-                detail=f"{answer.text} ({actor.channel} user id {actor.id})",
-            )
-            record(conn, line)
-
         try:
-            await self._store.run_in_transaction(write)
+            await self._store.run_in_transaction(
+                lambda conn: self._record_action(conn, actor, action, gh, answer, group_key, now)
+            )
         except StoreUnavailable as exc:
             log.warning("chat action not recorded: %s", exc)
         log.info(
@@ -355,6 +390,34 @@ class ActionService:
         )
         self._metrics.chat_actions.labels(actor.channel, action, answer.outcome.value).inc()
         return answer
+
+    def _record_action(
+        self, conn: Connection, actor: Actor, action: str, gh: str | None, answer: Answer, group_key: str, now: float
+    ) -> None:
+        """The action log's row, and the group's timeline line when the group is known and the timeline kept."""
+        sa.log_action(
+            conn,
+            now=now,
+            channel=actor.channel,
+            actor=actor.shown(),
+            action=action,
+            group_hash=gh,
+            outcome=answer.outcome.value,
+            detail=f"{answer.text} ({actor.channel} user id {actor.id})",
+        )
+        if gh and group_key and self._settings.storage.timeline:
+            text = f"{action} by {actor.shown()} via {actor.channel.capitalize()}: {answer.text}"
+            line = TimelineEvent(
+                id=new_id(),
+                at=now,
+                group_hash=gh,
+                group_key=group_key,
+                kind=EventKind.ACTION,
+                subject=actor.shown(),
+                outcome=answer.outcome.value,
+                text=text,
+            )
+            record(conn, [line])
 
     # -- commands -----------------------------------------------------------------------------------------------------
 

@@ -250,6 +250,19 @@ def set_silence(conn: Connection, group_hash: str, silence_id: str, actor: str, 
     )
 
 
+def may_record_silence(conn: Connection, group_hash: str, silence_id: str, claimed_at: float, now: float) -> bool:
+    """Whether a press whose claim on the group was placed at `claimed_at` may still record its silence: the group
+    holds that claim, that silence, or nothing in force (another press's claim or silence is left alone)."""
+    row = conn.execute(
+        select(group_silences.c.silence_id, group_silences.c.at, group_silences.c.until).where(
+            group_silences.c.group_hash == group_hash
+        )
+    ).first()
+    if row is None or float(row[2]) <= now or row[0] == silence_id:
+        return True
+    return row[0] == "" and float(row[1]) == claimed_at
+
+
 def clear_silence(conn: Connection, group_hash: str | None = None, silence_id: str | None = None) -> None:
     q = delete(group_silences)
     q = q.where(group_silences.c.group_hash == group_hash) if group_hash else q

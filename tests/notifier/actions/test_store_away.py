@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from notifier.actions import service
 from notifier.actions.service import STORE_AWAY
 from notifier.settings import Settings
-from notifier.store.tables import group_acks
+from notifier.store.tables import group_acks, timeline
 from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.tcp import TcpProxy
 from tests.fakes.telegram import FakeTelegram, check_html
@@ -125,19 +126,27 @@ async def test_a_press_while_the_store_restarts_is_done_once_it_is_back(
     await proxy.cut()
 
 
-@pytest.mark.parametrize("away", [1.0, 10.0])
+@pytest.mark.parametrize(
+    ("away", "then"), [(1.0, "within the tries"), (10.0, "back"), (10.0, "expired"), (10.0, "restart")]
+)
 async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
     pg_url: str,
     fake_telegram: FakeTelegram,
     fake_slack: FakeSlack,
     am_url: str,
     away: float,
+    then: str,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The database goes away the moment Alertmanager has made the silence, before the notifier recorded it. Back
-    within the press's tries, the next try records that silence. Away longer, the answer says the silence holds,
-    and a press once the database is back replaces that silence. Either way, one silence."""
+    within the press's tries, the next try records that silence. Away longer, the answer says the silence holds;
+    once the database is back, the notifier records it by itself and the message shows it, unless someone expired
+    it in Alertmanager meanwhile. A notifier restarted before it could has lost that, and a press then replaces the
+    unrecorded silence. Never two silences."""
     monkeypatch.setattr(service, "PLACEHOLDER_HOLD", 1.0)  # a press's claim on the group, once the database is back
+    if then == "restart":  # the notifier stops before the database is back: it never records the silence itself
+        monkeypatch.setattr(service, "RECORD_LATER_DELAYS", (600.0,))
     tg, slack = fake_telegram, fake_slack
     pg = TcpProxy(5432)
 
@@ -149,13 +158,16 @@ async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
                 asyncio.get_running_loop().call_later(away, lambda: back.append(asyncio.ensure_future(pg.start())))
             )
 
+    def in_force() -> list[dict[str, Any]]:
+        return [s for s in amtool_silences(am_url) if s["status"]["state"] == "active"]
+
     made: list[bytes] = []
     back: list[asyncio.Future[None]] = []
     timers: list[asyncio.TimerHandle] = []
     am = TcpProxy(int(am_url.rsplit(":", 1)[1]), before_reply=away_once_the_silence_is_made)
     await am.start()
     _, settings = await _behind_a_proxy(pg_url, tg, slack, f"http://127.0.0.1:{am.port}", pg)
-    async with running(settings) as (client, _rt):
+    async with running(settings) as (client, rt):
         assert (await post(client, json.dumps(make_group(1, name="SilenceAway")))).status_code == 202
         await wait_for(lambda: len(tg.sent) == 1)
         silence = callback_buttons(tg.sent[0])["Silence 1h"]
@@ -163,25 +175,48 @@ async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
         await wait_for(lambda: len(tg.callback_answers) == 1, timeout=30)
         assert made  # the database went away as the silence came back from Alertmanager
         answer = tg.callback_answers[0]["text"]
-        silences = [s for s in amtool_silences(am_url) if s["status"]["state"] == "active"]
-        assert len(silences) == 1
-        if away < 3:
+        (first,) = in_force()
+        if then == "within the tries":
             assert back and answer.startswith("Silenced until "), answer
-            await wait_for(lambda: len(tg.edits) >= 1)  # the message shows it: the silence is recorded
-            assert "🔕 silenced until" in check_html(tg.sent[0].text)
-            assert f"/#/silences/{silences[0]['id']}" in tg.sent[0].text
         else:
             assert not back
             assert answer.startswith("Silenced in Alertmanager until "), answer
-            assert "cannot reach its database" in answer and "The silence holds" in answer
+            assert "cannot reach its database" in answer and "shows here once the database is back" in answer
             for timer in timers:
                 timer.cancel()
+            assert not tg.edits
+        if then == "expired":  # someone took the answer's advice and expired it in Alertmanager
+            caplog.set_level(logging.INFO, logger="notifier.actions")
+            async with httpx.AsyncClient() as am_client:
+                (await am_client.delete(f"{am_url}/api/v2/silence/{first['id']}")).raise_for_status()
             await pg.start()
+            await wait_for(lambda: "is no longer in force in Alertmanager; not recorded" in caplog.text, timeout=30)
+            assert not tg.edits and not in_force()
+            await _update(client, {"update_id": 2, "callback_query": tg.callback_query("cb2", tg.sent[0], silence)})
+            await wait_for(lambda: len(tg.callback_answers) == 2, timeout=30)
+            assert tg.callback_answers[1]["text"].startswith("Silenced until "), tg.callback_answers
+        if then == "back":
+            await pg.start()  # no second press: the notifier records the silence by itself
+        if then in ("within the tries", "back"):
+            await wait_for(lambda: len(tg.edits) >= 1, timeout=30)  # the message shows it: the silence is recorded
+            assert "🔕 silenced until" in check_html(tg.sent[0].text)
+            assert f"/#/silences/{first['id']}" in tg.sent[0].text
+            await _update(client, {"update_id": 2, "callback_query": tg.callback_query("cb2", tg.sent[0], silence)})
+            await wait_for(lambda: len(tg.callback_answers) == 2, timeout=30)
+            assert tg.callback_answers[1]["text"].startswith("Silenced already, until "), tg.callback_answers
+            assert [s["id"] for s in in_force()] == [first["id"]]
+            if then == "back":  # the group's timeline tells why the silence showed late
+                async with rt.store.begin() as conn:
+                    lines = (await conn.execute(select(timeline.c.text))).scalars().all()
+                assert any("recorded once the database was back" in line for line in lines), lines
+    if then == "restart":
+        await pg.start()
+        async with running(settings) as (client, _rt):
             await asyncio.sleep(1.5)  # the first press's claim has lapsed
             await _update(client, {"update_id": 2, "callback_query": tg.callback_query("cb2", tg.sent[0], silence)})
             await wait_for(lambda: len(tg.callback_answers) == 2, timeout=30)
             assert tg.callback_answers[1]["text"].startswith("Silenced until "), tg.callback_answers
-            (now_in_force,) = [s for s in amtool_silences(am_url) if s["status"]["state"] == "active"]
+            (now_in_force,) = in_force()  # the unrecorded silence was replaced, not joined by a second
             await wait_for(lambda: len(tg.edits) >= 1)
             assert f"/#/silences/{now_in_force['id']}" in tg.sent[0].text
     for timer in timers:
