@@ -1,8 +1,7 @@
-"""What a press or a command from the chat does, and who may.
+"""What a press or a command from the chat does.
 
-Who may act is decided by the group acted on, never by the chat the request came from: a person may act on an
-alert group when a receiver the group routes to lists them (its own `actions.allowed`, else the top-level one),
-by their permanent user id. A press names a stored action (the button's random id); the service checks that the
+Who may act is decided by the group acted on, never by the chat the request came from (actions/permissions.py).
+A press names a stored action (the button's random id); the service checks that the
 action is known and fresh and that the person may act on its group, then acknowledges the group (stored, across
 receivers), or silences it through Alertmanager -- with matchers that cover exactly the group, after asking
 Alertmanager which alerts they would cover -- or undoes either; then every copy of the group's current message
@@ -30,6 +29,7 @@ from sqlalchemy.engine import Connection
 from notifier import failpoints
 from notifier.actions.buttons import is_action_id
 from notifier.actions.commands import COMMANDS, HELP, Actor, Answer, CommandAnswers
+from notifier.actions.permissions import Permissions
 from notifier.channels.registry import PLUGINS
 from notifier.clock import Clock
 from notifier.domain import ActionOutcome, ChatAction, EventKind, TimelineEvent
@@ -37,7 +37,7 @@ from notifier.errors import StoreUnavailable
 from notifier.matchers import parse_group_key
 from notifier.metrics import NotifierMetrics
 from notifier.redaction import redact
-from notifier.settings import ActionsSettings, AllowedActors, Settings
+from notifier.settings import ActionsSettings, Settings
 from notifier.silences import OWN_COMMENT, Matcher, SilenceClient, SilenceError, group_matchers
 from notifier.store import Store, new_id
 from notifier.store import actions as sa
@@ -88,41 +88,17 @@ class ActionService:
         self._metrics = metrics
         self._wake = wake_worker
         self._editable = [key for r in settings.receivers for key, ch, t in r.targets() if PLUGINS[ch].buttons(t)]
-        # receiver -> who may act on the groups that route to it: its own list, else the top-level one
-        self._allowed: dict[str, AllowedActors] = {
-            r.name: r.actions.allowed if r.actions is not None else self._actions.allowed for r in settings.receivers
-        }
+        self._who = Permissions(settings, settings.actions)
         self._later: set[asyncio.Task[None]] = set()  # silences being recorded once the store is back
         self._answers = CommandAnswers(
             self._actions,
             store,
             silences,
             clock,
-            self.may_act_on,
+            self._who.may_act_on,
             timeline=settings.storage.timeline,
             watchdog=settings.watchdog is not None,
         )
-
-    @staticmethod
-    def _listed(actor: Actor, allowed: AllowedActors) -> bool:
-        if actor.channel == "slack":
-            return actor.id in allowed.slack
-        return actor.channel == "telegram" and actor.id.isdigit() and int(actor.id) in allowed.telegram
-
-    def may_act_on(self, actor: Actor, receivers: list[str]) -> bool:
-        """Whether the person may act on a group that routes to these receivers. A group whose receivers are not
-        recorded (one seen before the notifier kept them) falls under the top-level `actions.allowed`."""
-        lists = [self._allowed[r] for r in receivers if r in self._allowed] or [self._actions.allowed]
-        return any(self._listed(actor, allowed) for allowed in lists)
-
-    def receivers_of(self, actor: Actor) -> list[str]:
-        """The receivers whose groups the person may act on."""
-        return [name for name, allowed in self._allowed.items() if self._listed(actor, allowed)]
-
-    def _refusal(self, actor: Actor, what: str) -> Answer:
-        """Refused: said with the person's own id, so that whoever keeps the config can add them."""
-        kind = {"telegram": "Telegram", "slack": "Slack"}.get(actor.channel, actor.channel)
-        return Answer(f"{what} (your {kind} user id is {actor.id or '?'}).", ActionOutcome.REFUSED)
 
     # -- presses ------------------------------------------------------------------------------------------------------
 
@@ -196,8 +172,8 @@ class ActionService:
                 return await self._done(actor, "expire", None, expired)
             gh = own.group_hash
         group = await self._store.run_in_transaction(lambda conn: sa.get_group(conn, gh))
-        if not self.may_act_on(actor, group.receivers if group is not None else []):
-            answer = self._refusal(actor, "You may not act on this alert group")
+        if not self._who.may_act_on(actor, group.receivers if group is not None else []):
+            answer = self._who.refusal(actor, "You may not act on this alert group")
             return await self._done(actor, stored.action.value, gh, answer)
         if group is None and stored.action is not ChatAction.EXPIRE:
             return await self._done(actor, stored.action.value, gh, expired)
@@ -437,9 +413,9 @@ class ActionService:
             kind = {"telegram": "Telegram", "slack": "Slack"}.get(actor.channel, actor.channel)
             text = f"{HELP}\n\nYour {kind} user id: {actor.id or '?'}"
             return await self._done(actor, "help", None, Answer(text, ActionOutcome.DONE))
-        receivers = self.receivers_of(actor)
+        receivers = self._who.receivers_of(actor)
         if not receivers:
-            return await self._done(actor, name, None, self._refusal(actor, "You may not ask the notifier"))
+            return await self._done(actor, name, None, self._who.refusal(actor, "You may not ask the notifier"))
         try:
             answer = await retrying_store(lambda: self._answer(actor, name, text, receivers))
         except StoreUnavailable as exc:
