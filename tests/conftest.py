@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.push import FakeNtfy, FakePushover
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import SMTPServer
 from tests.fakes.telegram import FakeTelegram
@@ -92,6 +93,20 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
 @pytest.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
     fake = await FakeSlack().start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def ntfy() -> AsyncIterator[FakeNtfy]:
+    fake = await FakeNtfy().start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def pushover() -> AsyncIterator[FakePushover]:
+    fake = await FakePushover().start()
     yield fake
     await fake.stop()
 

@@ -14,7 +14,7 @@ from exporter.catalogue import API_LATENCY_BUCKETS
 from exporter.demo import TROUBLE_STARTS, DemoMarket
 from exporter.server import Exporter
 from exporter.sources import DatabaseSource, EventState, LatencyHistogram, RedisEvents
-from tests.exporter.test_exporter import redis_server, scrape  # noqa: F401 -- the fixture is used by name
+from tests.exporter.bot_db import scrape
 from tests.helpers import wait_for
 
 API_SERIES = (
@@ -72,7 +72,7 @@ async def test_demo_bots_publish_exchange_api_calls_without_redis(tmp_path: Path
     await exp.db.close()
 
 
-async def test_demo_bots_publish_through_real_redis(redis_server: Any, tmp_path: Path) -> None:  # noqa: F811
+async def test_demo_bots_publish_through_real_redis(redis_server: Any, tmp_path: Path) -> None:
     from exporter.__main__ import _redis_publisher
 
     url = f"redis://127.0.0.1:{redis_server['port']}/0"

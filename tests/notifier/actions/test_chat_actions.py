@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,73 +24,17 @@ from notifier.matchers import parse_group_key
 from notifier.silences import group_matchers
 from notifier.store.tables import action_log, deliveries, group_acks
 from tests.fakes.slack import FakeSlack, signed
-from tests.fakes.smtp import SMTPServer, mail_text
-from tests.fakes.telegram import FakeTelegram, Sent, check_html
-from tests.helpers import TOKEN, binary, free_port, iso_z, make_group, run, settings_from, wait_for
+from tests.fakes.telegram import FakeTelegram, check_html
+from tests.helpers import free_port, iso_z, make_group, settings_from, wait_for
+from tests.notifier.actions.chat import (
+    SIGNING,
+    amtool_silences,
+    callback_buttons,
+    config,
+    slack_buttons,
+    slack_press,
+)
 from tests.notifier.harness import post, running
-
-SIGNING = "8f742231b10e8888abcd99yyyzzz85a5"
-AM_CONFIG = "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n"
-
-
-@pytest.fixture
-def am_url(tmp_path: Path, alertmanager: Callable[[Path], str]) -> str:
-    config = tmp_path / "am.yml"
-    config.write_text(AM_CONFIG)
-    return alertmanager(config)
-
-
-def config(tg: FakeTelegram, slack: FakeSlack, am_urls: list[str], **actions: Any) -> dict[str, Any]:
-    return {
-        "server": {"auth": {"bearer_token": TOKEN}},
-        "delivery": {"poll_interval": "50ms", "backoff_initial": "100ms", "backoff_max": "1s"},
-        "alertmanager": {"urls": am_urls, "external_url": "http://am.example"},
-        "actions": {
-            "allowed": {"telegram": [7001, 7002], "slack": ["U0ALICE"]},
-            "telegram": {"poll_timeout": "1s", "lease": "10s"},
-            "slack": {"signing_secret": SIGNING, "response_urls": [f"{slack.url}/respond/"]},
-            **actions,
-        },
-        "receivers": [
-            {"name": "tg", "telegram": [{"bot_token": tg.token, "chat_id": -1001234567890, "api_url": tg.url}]},
-            {
-                "name": "slack-bot",
-                "slack": [{"bot_token": slack.token, "channel": "#trading-alerts", "api_url": slack.api_url}],
-            },
-        ],
-        "routes": {"receiver": "tg", "routes": [{"receivers": ["tg", "slack-bot"], "repeat_interval": "1h"}]},
-    }
-
-
-def callback_buttons(message: Sent) -> dict[str, str]:
-    """label -> callback data of a Telegram message's action buttons."""
-    rows = (message.reply_markup or {}).get("inline_keyboard", [])
-    return {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
-
-
-def slack_buttons(blocks: list[dict[str, Any]]) -> dict[str, str]:
-    return {
-        e["text"]["text"]: e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"] if "value" in e
-    }
-
-
-def amtool_silences(am: str) -> list[dict[str, Any]]:
-    out = run(binary("amtool"), "silence", "query", "--alertmanager.url", am, "-o", "json")
-    assert out.returncode == 0, out.stderr
-    result: list[dict[str, Any]] = json.loads(out.stdout or "[]")
-    return result
-
-
-def slack_press(slack: FakeSlack, value: str, user: str = "U0ALICE", name: str = "alice") -> bytes:
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": name},
-        "channel": {"id": "C0TRADING"},
-        "container": {"message_ts": slack.posted[0].ts},
-        "response_url": slack.response_url(value[-6:]),
-        "actions": [{"action_id": "notifier-0", "value": value, "type": "button"}],
-    }
-    return urlencode({"payload": json.dumps(payload)}).encode()
 
 
 async def test_a_silence_a_person_made_in_alertmanager_for_the_same_group_is_left_alone(
@@ -414,71 +356,6 @@ async def test_commands_answer_with_exact_content_for_a_known_store(
         assert blocks[0]["text"]["text"] == "Silences made from the chat: 1"
         assert blocks[1]["text"]["text"].startswith('🔕 {alertname="StaleData", severity="warning"} until ')
         assert list(slack_buttons(blocks)) == ["Unsilence"]
-
-
-async def test_email_cannot_be_edited_so_the_groups_next_email_tells_the_acknowledgement(
-    sqlite_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, smtp: SMTPServer, am_url: str
-) -> None:
-    tg, slack = fake_telegram, fake_slack
-    cfg = config(tg, slack, [am_url])
-    cfg["receivers"].append(
-        {
-            "name": "mail",
-            "email": [
-                {
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "tls": "none",
-                    "from": "a@example.com",
-                    "to": ["b@example.com"],
-                }
-            ],
-        }
-    )
-    cfg["routes"]["routes"][0]["receivers"] = ["tg", "mail"]
-    async with running(settings_from(cfg, sqlite_url)) as (client, _rt):
-        assert (await post(client, json.dumps(make_group(2, name="DiskFull")))).status_code == 202
-        await wait_for(lambda: len(tg.sent) == 1 and len(smtp.messages) == 1)
-        assert "acknowledged" not in smtp.messages[0].message.as_string()
-        tg.press(tg.sent[0], callback_buttons(tg.sent[0])["Ack"])
-        await wait_for(lambda: len(tg.callback_answers) == 1 and len(tg.edits) == 1, timeout=15)
-        # one of the two alerts resolves: the group's next email says who acknowledged it
-        partly = make_group(2, name="DiskFull", resolved={1})
-        assert (await post(client, json.dumps(partly))).status_code == 202
-        await wait_for(lambda: len(smtp.messages) == 2)
-        text = mail_text(smtp.messages[1].message, "plain")
-        assert "✅ acknowledged by @alice at " in text
-
-
-async def test_the_digest_lists_the_acknowledgements_of_its_period(
-    sqlite_url: str, fake_telegram: FakeTelegram, fake_slack: FakeSlack, smtp: SMTPServer, am_url: str
-) -> None:
-    tg, slack = fake_telegram, fake_slack
-    cfg = config(tg, slack, [am_url])
-    email = {"host": "127.0.0.1", "port": smtp.port, "tls": "none", "from": "a@example.com", "to": ["b@example.com"]}
-    cfg["receivers"].append({"name": "mail", "email": [email], "digest": {"schedule": "every 1h", "send_empty": True}})
-    cfg["routes"]["routes"][0]["receivers"] = ["tg", "mail"]
-    clock = FrozenClock(float(int(time.time()) // 3600 * 3600 + 60))
-    async with running(settings_from(cfg, sqlite_url), clock=clock) as (client, rt):
-        assert (await post(client, json.dumps(make_group(1, name="BotDown")))).status_code == 202
-        await wait_for(lambda: len(tg.sent) == 1)
-        tg.press(tg.sent[0], callback_buttons(tg.sent[0])["Ack"])
-        await wait_for(lambda: len(tg.callback_answers) == 1, timeout=15)
-        await clock.advance(3600)
-        assert await rt.digests.run_due() == 1
-
-        def digest_with_acks() -> str:
-            for m in smtp.messages:
-                part = m.message.get_body(("plain",))
-                text = part.get_content() if part is not None else ""
-                if "Acknowledged from the chat" in text:
-                    return str(text)
-            return ""
-
-        await wait_for(lambda: bool(digest_with_acks()))
-        text = digest_with_acks().replace("\r\n", "\n")
-        at = time.strftime("%Y-%m-%d %H:%M", time.gmtime(clock.now() - 3600))
-        assert f"Acknowledged from the chat:\n  - BotDown by @alice at {at}" in text
 
 
 async def test_a_409_from_telegram_is_logged_once_and_polling_backs_off(

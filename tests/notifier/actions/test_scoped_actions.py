@@ -13,8 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,20 +26,12 @@ from notifier.store.tables import action_log, group_acks
 from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.telegram import FakeTelegram, Sent
 from tests.helpers import TOKEN, make_group, settings_from, wait_for
-from tests.notifier.actions.test_chat_actions import amtool_silences, callback_buttons, slack_buttons
+from tests.notifier.actions.chat import amtool_silences, callback_buttons, slack_buttons
 from tests.notifier.harness import post, running
 
 SIGNING = "8f742231b10e8888abcd99yyyzzz85a5"
 CHAT_A, CHAT_B = -1001000000001, -1001000000002
 ALICE, MALLORY = 7001, 7002
-AM_CONFIG = "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n"
-
-
-@pytest.fixture
-def am_url(tmp_path: Path, alertmanager: Callable[[Path], str]) -> str:
-    config = tmp_path / "am.yml"
-    config.write_text(AM_CONFIG)
-    return alertmanager(config)
 
 
 @pytest.fixture

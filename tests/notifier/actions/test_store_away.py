@@ -9,8 +9,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,8 +23,7 @@ from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.tcp import TcpProxy
 from tests.fakes.telegram import FakeTelegram, check_html
 from tests.helpers import make_group, settings_from, wait_for
-from tests.notifier.actions.test_chat_actions import (
-    AM_CONFIG,
+from tests.notifier.actions.chat import (
     SIGNING,
     amtool_silences,
     callback_buttons,
@@ -39,13 +36,6 @@ from tests.notifier.harness import post, running
 SECRET = "s3cr3t_T0k_0123456789"
 HOOK = {"mode": "webhook", "webhook_url": "https://notifier.example/telegram/updates", "secret_token": SECRET}
 CHAT = -1001234567890
-
-
-@pytest.fixture
-def am_url(tmp_path: Path, alertmanager: Callable[[Path], str]) -> str:
-    config = tmp_path / "am.yml"
-    config.write_text(AM_CONFIG)
-    return alertmanager(config)
 
 
 async def _update(client: httpx.AsyncClient, update: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -37,20 +36,6 @@ def message(severity: str = "warning", status: str = "firing", silent: bool = Fa
         group=to_group(decode_payload(json.dumps(body).encode())),
         silent=silent,
     )
-
-
-@pytest.fixture
-async def ntfy() -> AsyncIterator[FakeNtfy]:
-    fake = await FakeNtfy().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def pushover() -> AsyncIterator[FakePushover]:
-    fake = await FakePushover().start()
-    yield fake
-    await fake.stop()
 
 
 async def test_ntfy_sends_a_priority_by_severity_a_link_and_a_silence_action(ntfy: FakeNtfy) -> None:

@@ -1,10 +1,4 @@
-"""A fake Telegram Bot API server: real HTTP on loopback, strict like the real one.
-
-It checks the token and the method, the chat, the text's length after entity parsing (4096), and the HTML: only the
-tags Telegram knows, balanced, and only its entities; anything else is 400 "can't parse entities". Tests can script
-failures (429 with retry_after, 5xx, a migrated chat) and enforce the per-group flood limit. Every accepted message
-is kept, with the time it arrived.
-"""
+"""The fake Bot API server: real HTTP on loopback, strict like the real one (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -14,125 +8,17 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from html import unescape
-from html.parser import HTMLParser
 from typing import Any
 
 from aiohttp import web
 
-ALLOWED_TAGS = {
-    "b",
-    "strong",
-    "i",
-    "em",
-    "u",
-    "ins",
-    "s",
-    "strike",
-    "del",
-    "tg-spoiler",
-    "span",
-    "a",
-    "code",
-    "pre",
-    "blockquote",
-    "tg-emoji",
-}
-_TAG_START = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
-_ENTITY = re.compile(r"&(?!(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);)")
-
-
-class EntityError(ValueError):
-    pass
-
-
-class _Checker(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.stack: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in ALLOWED_TAGS:
-            raise EntityError(f'Unsupported start tag "{tag}"')
-        if tag == "a" and not dict(attrs).get("href"):
-            raise EntityError('Can\'t find "href" attribute of "a" tag')
-        self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1] != tag:
-            raise EntityError(f'Can\'t find end tag corresponding to start tag "{tag}"')
-        self.stack.pop()
-
-    def handle_entityref(self, name: str) -> None:
-        if name not in ("lt", "gt", "amp", "quot"):
-            raise EntityError(f'Unsupported HTML entity "&{name};"')
-
-
-def check_html(text: str) -> str:
-    """Validate Telegram HTML; returns the visible text."""
-    pos = 0
-    for m in re.finditer(r"<", text):
-        if m.start() < pos:
-            continue
-        tm = _TAG_START.match(text, m.start())
-        if not tm:
-            raise EntityError(f"Unexpected '<' at byte offset {len(text[: m.start()].encode())}")
-        pos = tm.end()
-    if _ENTITY.search(_TAG_START.sub("", text)):
-        raise EntityError("Character '&' is reserved and must be escaped")
-    c = _Checker()
-    c.feed(text)
-    c.close()
-    if c.stack:
-        raise EntityError(f'Can\'t find end tag corresponding to start tag "{c.stack[-1]}"')
-    return unescape(re.sub(r"<[^>]+>", "", text))
-
-
-def utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+from tests.fakes.telegram.messages import Failure, Photo, Sent
+from tests.fakes.telegram.person import PersonSide
+from tests.fakes.telegram.rules import EntityError, api_error, bad_markup, check_html, utf16
 
 
 @dataclass
-class Sent:
-    """One message the fake accepted."""
-
-    message_id: int
-    chat_id: int | str
-    text: str
-    parse_mode: str | None
-    disable_notification: bool
-    message_thread_id: int | None
-    reply_to_message_id: int | None
-    reply_markup: dict[str, Any] | None
-    at: float
-    method: str = "sendMessage"
-
-
-@dataclass
-class Photo:
-    """A picture the fake took (sendPhoto), with the size its PNG header gives."""
-
-    message_id: int
-    chat_id: int | str
-    caption: str
-    png: bytes
-    width: int
-    height: int
-    reply_to_message_id: int | None
-    disable_notification: bool
-    at: float
-
-
-@dataclass
-class Failure:
-    status: int
-    description: str
-    retry_after: int | None = None
-    migrate_to: int | None = None
-
-
-@dataclass
-class FakeTelegram:
+class FakeTelegram(PersonSide):
     """The fake server. `url` is the base for `api_url` (python-telegram-bot adds /bot<token>/<method>)."""
 
     token: str = "123456:TEST-token"
@@ -201,13 +87,6 @@ class FakeTelegram:
             await self._runner.cleanup()
             self._runner = None
 
-    @staticmethod
-    def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
-        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
-        if parameters:
-            body["parameters"] = parameters
-        return web.json_response(body, status=status)
-
     async def _params(self, request: web.Request) -> dict[str, Any]:
         if request.content_type == "application/json":
             data = await request.json()
@@ -233,10 +112,10 @@ class FakeTelegram:
         if self.down:
             return web.Response(status=502, text="Bad Gateway")
         if self.echo_path_404:
-            return self._error(404, f"Not Found: no route for POST {request.path}")
+            return api_error(404, f"Not Found: no route for POST {request.path}")
         if token != self.token and token not in self.extra_tokens:
             self.refused += 1
-            return self._error(401, "Unauthorized")
+            return api_error(401, "Unauthorized")
         if method == "getMe":
             return web.json_response(
                 {"ok": True, "result": {"id": 123456, "is_bot": True, "first_name": "Fake", "username": "fake_bot"}}
@@ -253,17 +132,17 @@ class FakeTelegram:
         if method == "setWebhook":
             secret = str(params.get("secret_token", ""))
             if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
-                return self._error(400, "Bad Request: secret token contains unallowed characters")
+                return api_error(400, "Bad Request: secret token contains unallowed characters")
             self.webhook = dict(params)
             return web.json_response({"ok": True, "result": True})
         if method == "deleteWebhook":
             self.webhook = None
             return web.json_response({"ok": True, "result": True})
         if method not in ("sendMessage", "editMessageText", "sendPhoto"):
-            return self._error(404, "Not Found")
-        bad = self._bad_markup(params.get("reply_markup"))
+            return api_error(404, "Not Found")
+        bad = bad_markup(params.get("reply_markup"))
         if bad:
-            return self._error(400, f"Bad Request: {bad}")
+            return api_error(400, f"Bad Request: {bad}")
         f = self.failures.popleft() if self.failures else None
         if f is not None:
             if f.status >= 500:
@@ -274,7 +153,7 @@ class FakeTelegram:
                 self.rate_limited += 1
             if f.migrate_to is not None:
                 params_out["migrate_to_chat_id"] = f.migrate_to
-            return self._error(f.status, f.description, params_out or None)
+            return api_error(f.status, f.description, params_out or None)
         if self.delay:
             await asyncio.sleep(self.delay)
             if request.transport is None or request.transport.is_closing():
@@ -291,187 +170,6 @@ class FakeTelegram:
             request.transport.abort()
         return answer
 
-    # -- a person's side of the chat (make stack --chat-actions) ----
-
-    async def _fake_messages(self, request: web.Request) -> web.Response:
-        out = []
-        for m in self.sent:
-            rows = (m.reply_markup or {}).get("inline_keyboard", [])
-            out.append(
-                {
-                    "message_id": m.message_id,
-                    "chat_id": m.chat_id,
-                    "text": check_html(m.text) if m.parse_mode == "HTML" else m.text,
-                    "buttons": [b["text"] for row in rows for b in row if "callback_data" in b],
-                }
-            )
-        answers = [a["text"] for a in self.callback_answers]
-        photos = [
-            {
-                "message_id": ph.message_id,
-                "chat_id": ph.chat_id,
-                "reply_to": ph.reply_to_message_id,
-                "caption": ph.caption,
-                "size": f"{ph.width}x{ph.height}",
-                "url": f"/_fake/photos/{ph.message_id}.png",
-            }
-            for ph in self.photos
-        ]
-        return web.json_response(
-            {"messages": out, "photos": photos, "answers": answers},
-            dumps=lambda o: json.dumps(o, ensure_ascii=False, indent=1),
-        )
-
-    async def _fake_photo(self, request: web.Request) -> web.Response:
-        wanted = request.match_info["id"]
-        for ph in self.photos:
-            if str(ph.message_id) == wanted:
-                return web.Response(body=ph.png, content_type="image/png")
-        return web.Response(status=404, text="no such photo")
-
-    async def _fake_press(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        message = next((m for m in self.sent if m.message_id == int(body.get("message_id", 0))), None)
-        if message is None:
-            return web.json_response({"error": "no such message"}, status=404)
-        rows = (message.reply_markup or {}).get("inline_keyboard", [])
-        data = next((b["callback_data"] for row in rows for b in row if b["text"] == body.get("button")), None)
-        if data is None:
-            return web.json_response({"error": "no such button"}, status=404)
-        qid = self.press(
-            message, data, user_id=int(body.get("user_id", 7001)), username=str(body.get("user", "alice")).lstrip("@")
-        )
-        return web.json_response({"pressed": body.get("button"), "callback_query": qid})
-
-    async def _fake_say(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        chat = int(body.get("chat_id", -1001234567890))
-        self.say(str(body.get("text", "/help")), chat_id=chat, username=str(body.get("user", "alice")).lstrip("@"))
-        return web.json_response({"said": body.get("text")})
-
-    # -- updates: presses and commands ----------------------------------------------------------------------------
-
-    def _push(self, update: dict[str, Any]) -> int:
-        self._update_id += 1
-        update = {"update_id": self._update_id, **update}
-        self.updates.append(update)
-        if self._new_update is not None:
-            self._new_update.set()
-        return self._update_id
-
-    def press(self, message: Sent, data: str, user_id: int = 7001, username: str | None = "alice") -> str:
-        """Someone presses a button of `message` whose callback data is `data`: a callback query for getUpdates.
-        Returns the query's id."""
-        qid = f"cb{self._update_id + 1}"
-        self._open_callbacks.add(qid)
-        self._push({"callback_query": self.callback_query(qid, message, data, user_id, username)})
-        return qid
-
-    def callback_query(
-        self, qid: str, message: Sent, data: str, user_id: int = 7001, username: str | None = "alice"
-    ) -> dict[str, Any]:
-        self._open_callbacks.add(qid)
-        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": (username or "someone").title()}
-        if username:
-            user["username"] = username
-        chat_id = message.chat_id if isinstance(message.chat_id, int) else -100999
-        return {
-            "id": qid,
-            "from": user,
-            "chat_instance": "1",
-            "data": data,
-            "message": {
-                "message_id": message.message_id,
-                "date": int(message.at),
-                "chat": {"id": chat_id, "type": "supergroup", "title": "alerts"},
-                "text": check_html(message.text) if message.parse_mode == "HTML" else message.text,
-            },
-        }
-
-    def say(self, text: str, chat_id: int = -1001234567890, user_id: int = 7001, username: str | None = "alice") -> int:
-        """Someone writes `text` (a command) in a chat: a message update for getUpdates."""
-        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": (username or "someone").title()}
-        if username:
-            user["username"] = username
-        entities = (
-            [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
-        )
-        return self._push(
-            {
-                "message": {
-                    "message_id": 9000 + self._update_id,
-                    "date": int(time.time()),
-                    "chat": {"id": chat_id, "type": "supergroup", "title": "alerts"},
-                    "from": user,
-                    "text": text,
-                    "entities": entities,
-                }
-            }
-        )
-
-    async def _get_updates(self, p: dict[str, Any]) -> web.Response:
-        if self.webhook is not None:
-            self.conflicts += 1
-            return self._error(
-                409,
-                "Conflict: can't use getUpdates method while webhook is active; "
-                "use deleteWebhook to delete the webhook first",
-            )
-        if self._waiting_poll is not None and not self._waiting_poll.done():
-            # as Telegram does: the request that waited is ended with 409, the new one is served
-            self._waiting_poll.set_result(None)
-        offset = int(p["offset"]) if p.get("offset") not in (None, "") else None
-        if offset is not None:
-            self.updates = [u for u in self.updates if u["update_id"] >= offset]
-        timeout = float(p.get("timeout") or 0)
-        loop = asyncio.get_running_loop()
-        mine: asyncio.Future[None] = loop.create_future()
-        self._waiting_poll = mine
-        self._new_update = self._new_update or asyncio.Event()
-        deadline = loop.time() + timeout
-        while not self.updates and loop.time() < deadline and not mine.done():
-            self._new_update.clear()
-            waiter = asyncio.ensure_future(self._new_update.wait())
-            either: set[asyncio.Future[Any]] = {waiter, mine}
-            await asyncio.wait(either, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-        if mine.done() and self._waiting_poll is not mine:
-            self.conflicts += 1
-            return self._error(
-                409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
-            )
-        if not mine.done():
-            mine.set_result(None)
-        return web.json_response({"ok": True, "result": list(self.updates)})
-
-    def _answer_callback(self, p: dict[str, Any]) -> web.Response:
-        qid = str(p.get("callback_query_id", ""))
-        if qid not in self._open_callbacks:
-            return self._error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
-        text = p.get("text")
-        if text is not None and len(str(text)) > 200:
-            return self._error(400, "Bad Request: MESSAGE_TOO_LONG")
-        self._open_callbacks.discard(qid)
-        self.callback_answers.append(
-            {"id": qid, "text": text, "show_alert": p.get("show_alert") in (True, "true", "True"), "at": time.time()}
-        )
-        return web.json_response({"ok": True, "result": True})
-
-    @staticmethod
-    def _bad_markup(markup: Any) -> str | None:
-        if isinstance(markup, str):
-            markup = json.loads(markup)
-        if not isinstance(markup, dict):
-            return None
-        for row in markup.get("inline_keyboard", []):
-            for b in row:
-                data = b.get("callback_data")
-                if data is not None and not 1 <= len(str(data).encode()) <= 64:
-                    return "BUTTON_DATA_INVALID"
-                if data is None and not b.get("url"):
-                    return "can't parse inline keyboard button: a button needs url or callback_data"
-        return None
-
     def _edit(self, p: dict[str, Any]) -> web.Response:
         try:
             chat: int | str = int(p.get("chat_id"))  # type: ignore[arg-type]
@@ -480,7 +178,7 @@ class FakeTelegram:
         mid = int(p.get("message_id") or 0)
         found = next((m for m in self.sent if m.chat_id == chat and m.message_id == mid), None)
         if found is None:
-            return self._error(400, "Bad Request: message to edit not found")
+            return api_error(400, "Bad Request: message to edit not found")
         checked = self._text(p)
         if isinstance(checked, web.Response):
             return checked
@@ -488,7 +186,7 @@ class FakeTelegram:
         markup = p.get("reply_markup")
         markup = json.loads(markup) if isinstance(markup, str) else markup
         if found.text == text and found.reply_markup == markup:
-            return self._error(
+            return api_error(
                 400,
                 "Bad Request: message is not modified: specified new message content and reply markup are exactly "
                 "the same as a current content and reply markup of the message",
@@ -513,7 +211,7 @@ class FakeTelegram:
         """The message's text, parse mode and visible text, or Telegram's refusal of them."""
         text = p.get("text")
         if not isinstance(text, str) or not text.strip():
-            return self._error(400, "Bad Request: message text is empty")
+            return api_error(400, "Bad Request: message text is empty")
         mode = p.get("parse_mode")
         visible = text
         if mode == "HTML":
@@ -521,12 +219,12 @@ class FakeTelegram:
                 visible = check_html(text)
             except EntityError as exc:
                 self.refused += 1
-                return self._error(400, f"Bad Request: can't parse entities: {exc}")
+                return api_error(400, f"Bad Request: can't parse entities: {exc}")
         elif mode is not None:
-            return self._error(400, f"Bad Request: unsupported parse_mode {mode}")
+            return api_error(400, f"Bad Request: unsupported parse_mode {mode}")
         if utf16(visible) > 4096:
             self.refused += 1
-            return self._error(400, "Bad Request: message is too long")
+            return api_error(400, "Bad Request: message is too long")
         return text, mode, visible
 
     def _photo(self, p: dict[str, Any]) -> web.Response:
@@ -538,24 +236,24 @@ class FakeTelegram:
             chat = str(p.get("chat_id"))
         if chat not in self.chats:
             self.refused += 1
-            return self._error(400, "Bad Request: chat not found")
+            return api_error(400, "Bad Request: chat not found")
         if self.photo_refusal is not None:
-            return self._error(400, f"Bad Request: {self.photo_refusal}")
+            return api_error(400, f"Bad Request: {self.photo_refusal}")
         photo = p.get("photo")
         if isinstance(photo, str):
-            return self._error(400, "Bad Request: wrong file identifier/HTTP URL specified")
+            return api_error(400, "Bad Request: wrong file identifier/HTTP URL specified")
         if not isinstance(photo, bytes) or not photo:
-            return self._error(400, "Bad Request: there is no photo in the request")
+            return api_error(400, "Bad Request: there is no photo in the request")
         if len(photo) > 10 * 1024 * 1024:
-            return self._error(413, "Request Entity Too Large")
+            return api_error(413, "Request Entity Too Large")
         if not photo.startswith(b"\x89PNG\r\n\x1a\n") or photo[12:16] != b"IHDR":
-            return self._error(400, "Bad Request: IMAGE_PROCESS_FAILED")
+            return api_error(400, "Bad Request: IMAGE_PROCESS_FAILED")
         width, height = int.from_bytes(photo[16:20], "big"), int.from_bytes(photo[20:24], "big")
         if width + height > 10000 or max(width, height) > 20 * max(1, min(width, height)):
-            return self._error(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+            return api_error(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         caption = str(p.get("caption") or "")
         if len(caption) > 1024:
-            return self._error(400, "Bad Request: message caption is too long")
+            return api_error(400, "Bad Request: message caption is too long")
         reply = p.get("reply_parameters") or {}
         reply_to = reply.get("message_id") if isinstance(reply, dict) else None
         self._next_id += 1
@@ -595,7 +293,7 @@ class FakeTelegram:
     def _send(self, p: dict[str, Any], method: str) -> web.Response:
         chat_raw = p.get("chat_id")
         if chat_raw is None:
-            return self._error(400, "Bad Request: chat_id is empty")
+            return api_error(400, "Bad Request: chat_id is empty")
         chat: int | str
         try:
             chat = int(chat_raw)
@@ -603,7 +301,7 @@ class FakeTelegram:
             chat = str(chat_raw)
         if chat not in self.chats:
             self.refused += 1
-            return self._error(400, "Bad Request: chat not found")
+            return api_error(400, "Bad Request: chat not found")
         checked = self._text(p)
         if isinstance(checked, web.Response):
             return checked
@@ -616,7 +314,7 @@ class FakeTelegram:
             if len(log) >= self.group_limit_per_minute:
                 wait = int(log[0] + 60 - now) + 1
                 self.rate_limited += 1
-                return self._error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
+                return api_error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
             log.append(now)
         reply = p.get("reply_parameters") or {}
         if isinstance(reply, str):
