@@ -126,8 +126,8 @@ class ActionService:
 
     async def _record_when_back(self, actor: Actor, made: _Made) -> None:
         """Record a silence the press made while the store stayed away, once the store is back, unless the silence
-        ended meanwhile (it expired, or someone expired it in Alertmanager) or the group holds another silence
-        now. A restart loses this; pressing Silence again then replaces the unrecorded silence (see _silence)."""
+        ended meanwhile (it expired, or someone expired it in Alertmanager), or the group resolved or holds another
+        silence now. A restart loses this; pressing Silence again then replaces the unrecorded silence."""
         sid = made.silence_id
         for i in itertools.count():
             await asyncio.sleep(RECORD_LATER_DELAYS[min(i, len(RECORD_LATER_DELAYS) - 1)])
@@ -146,7 +146,7 @@ class ActionService:
                 log.exception("recording silence %s failed", sid)
                 return
             if not recorded:
-                log.info("silence %s not recorded: its group holds another silence now", sid)
+                log.info("silence %s not recorded: its group resolved or holds another silence now", sid)
             else:
                 log.info("silence %s by %s recorded once the database was back", sid, actor.shown())
             return
@@ -275,14 +275,16 @@ class ActionService:
 
     async def _record_silence(self, actor: Actor, gh: str, made: _Made, now: float, *, late: bool = False) -> bool:
         """Record the silence Alertmanager made: the group shows it, and its pending pages are taken back. `late`:
-        in the background, after the press was answered; then only while the group holds the press's claim, that
-        silence or none (False when it holds another), and with the press's line in the action log and timeline."""
+        in the background, after the press was answered; then only while the group fires and holds the press's
+        claim, that silence or none (else False), and with the press's line in the action log and timeline."""
         sid, end, zone = made.silence_id, made.ends_at, self._actions.timezone
         own = sa.OwnSilence(silence_id=sid, group_hash=gh, created_by=actor.shown(), ends_at=end, created_at=now)
 
         def keep(conn: Connection) -> bool:
             if late and not sa.may_record_silence(conn, gh, sid, made.claimed_at, now):
                 return False
+            if late and ((group := sa.get_group(conn, gh)) is None or group.firing == 0):
+                return False  # resolved meanwhile: a resolved group keeps no silence record (see clear_acks)
             sa.set_silence(conn, gh, sid, actor.shown(), end, now)
             sa.add_own_silence(conn, own)
             why = f"silenced by {actor.shown()} until {clock_time(end, zone)}"

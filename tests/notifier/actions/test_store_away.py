@@ -18,7 +18,7 @@ from sqlalchemy import select
 from notifier.actions import service
 from notifier.actions.service import STORE_AWAY
 from notifier.settings import Settings
-from notifier.store.tables import group_acks, timeline
+from notifier.store.tables import group_acks, group_silences, timeline
 from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.tcp import TcpProxy
 from tests.fakes.telegram import FakeTelegram, check_html
@@ -117,7 +117,8 @@ async def test_a_press_while_the_store_restarts_is_done_once_it_is_back(
 
 
 @pytest.mark.parametrize(
-    ("away", "then"), [(1.0, "within the tries"), (10.0, "back"), (10.0, "expired"), (10.0, "restart")]
+    ("away", "then"),
+    [(1.0, "within the tries"), (10.0, "back"), (10.0, "expired"), (10.0, "resolved"), (10.0, "restart")],
 )
 async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
     pg_url: str,
@@ -132,8 +133,8 @@ async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
     """The database goes away the moment Alertmanager has made the silence, before the notifier recorded it. Back
     within the press's tries, the next try records that silence. Away longer, the answer says the silence holds;
     once the database is back, the notifier records it by itself and the message shows it, unless someone expired
-    it in Alertmanager meanwhile. A notifier restarted before it could has lost that, and a press then replaces the
-    unrecorded silence. Never two silences."""
+    it in Alertmanager or the group resolved meanwhile. A notifier restarted before it could has lost that, and a
+    press then replaces the unrecorded silence. Never two silences."""
     monkeypatch.setattr(service, "PLACEHOLDER_HOLD", 1.0)  # a press's claim on the group, once the database is back
     if then == "restart":  # the notifier stops before the database is back: it never records the silence itself
         monkeypatch.setattr(service, "RECORD_LATER_DELAYS", (600.0,))
@@ -185,6 +186,17 @@ async def test_a_silence_made_as_the_store_goes_away_is_made_once_and_said_so(
             await _update(client, {"update_id": 2, "callback_query": tg.callback_query("cb2", tg.sent[0], silence)})
             await wait_for(lambda: len(tg.callback_answers) == 2, timeout=30)
             assert tg.callback_answers[1]["text"].startswith("Silenced until "), tg.callback_answers
+        if then == "resolved":  # the group resolves once the database is back, before the silence is recorded
+            caplog.set_level(logging.INFO, logger="notifier.actions")
+            await am.cut()  # each background try asks Alertmanager first: none gets through meanwhile
+            await pg.start()
+            resolve = make_group(1, name="SilenceAway", status="resolved")
+            assert (await post(client, json.dumps(resolve))).status_code == 202
+            await am.start()
+            await wait_for(lambda: "resolved or holds another silence now" in caplog.text, timeout=30)
+            async with rt.store.begin() as conn:
+                assert not (await conn.execute(select(group_silences))).all()
+            assert not any("silenced until" in check_html(m.text) for m in [*tg.sent, *tg.edits])
         if then == "back":
             await pg.start()  # no second press: the notifier records the silence by itself
         if then in ("within the tries", "back"):
