@@ -1,13 +1,13 @@
 """What a press or a command from the chat does.
 
 Who may act is decided by the group acted on, never by the chat the request came from (actions/permissions.py).
-A press names a stored action (the button's random id); the service checks that the
-action is known and fresh and that the person may act on its group, then acknowledges the group (stored, across
-receivers), or silences it through Alertmanager -- with matchers that cover exactly the group, after asking
-Alertmanager which alerts they would cover -- or undoes either; then every copy of the group's current message
-that can be edited gets an EDIT message in the outbox, so the edits are retried like any message. Commands show
-only what the asker may act on; /silences lists and Unsilence expires only the silences this notifier made. Every
-press and command is recorded (who, what, when, outcome), logged and counted.
+A press names a stored action (the button's random id); the service checks that the action is known and fresh and
+that the person may act on its group, then acknowledges the group (stored, across receivers), or silences it
+through Alertmanager -- with matchers that cover exactly the group, after asking Alertmanager which alerts they
+would cover -- or undoes either; then every copy of the group's current message that can be edited gets an EDIT
+message in the outbox, so the edits are retried like any message. Commands show only what the asker may act on;
+/silences lists and Unsilence expires only the silences this notifier made. Every press and command is recorded
+(who, what, when, outcome), logged and counted.
 
 When the store cannot be reached, a press or command is tried again for a few seconds (a database restart), then
 answered with what happened and what to do: never left without an answer, so the person knows to press again.
@@ -260,16 +260,12 @@ class ActionService:
         except SilenceError as exc:
             await self._store.run_in_transaction(lambda conn: sa.clear_silence(conn, gh, silence_id=""))
             return Answer(f"Could not create the silence: {redact(str(exc))}", ActionOutcome.FAILED)
-        made.silence_id, made.ends_at, made.group_hash, made.group_key, made.claimed_at = (
-            sid,
-            end,
-            gh,
-            group.group_key,
-            now,
-        )
+        made.silence_id, made.ends_at = sid, end
+        made.group_hash, made.group_key, made.claimed_at = gh, group.group_key, now
         return await self._keep_silence(actor, gh, made, now)
 
     async def _keep_silence(self, actor: Actor, gh: str, made: _Made, now: float) -> Answer:
+        """Record the silence Alertmanager made for this press, and say so."""
         await self._record_silence(actor, gh, made, now)
         return Answer(f"Silenced until {clock_time(made.ends_at, self._actions.timezone)}.", ActionOutcome.DONE)
 
