@@ -138,7 +138,7 @@ class ActionService:
                 if not any(s.id == sid for s in await self._silences.active()):
                     log.info("silence %s is no longer in force in Alertmanager; not recorded", sid)
                     return
-                recorded = await self._record_silence(actor, made.group_hash, made, self._clock.now(), late=True)
+                recorded = await self._record_silence(actor, made, self._clock.now(), late=True)
             except (StoreUnavailable, SilenceError) as exc:
                 log.debug("silence %s not recorded yet: %s", sid, exc)
                 continue
@@ -218,7 +218,7 @@ class ActionService:
     ) -> Answer:
         gh = group.group_hash
         if made.silence_id:  # an earlier try of this press made it, and could not record it
-            return await self._keep_silence(actor, gh, made, now)
+            return await self._keep_silence(actor, made, now)
         try:
             matchers = group_matchers(parse_group_key(group.group_key))
         except ValueError:
@@ -262,18 +262,18 @@ class ActionService:
             return Answer(f"Could not create the silence: {redact(str(exc))}", ActionOutcome.FAILED)
         made.silence_id, made.ends_at = sid, end
         made.group_hash, made.group_key, made.claimed_at = gh, group.group_key, now
-        return await self._keep_silence(actor, gh, made, now)
+        return await self._keep_silence(actor, made, now)
 
-    async def _keep_silence(self, actor: Actor, gh: str, made: _Made, now: float) -> Answer:
+    async def _keep_silence(self, actor: Actor, made: _Made, now: float) -> Answer:
         """Record the silence Alertmanager made for this press, and say so."""
-        await self._record_silence(actor, gh, made, now)
+        await self._record_silence(actor, made, now)
         return Answer(f"Silenced until {clock_time(made.ends_at, self._actions.timezone)}.", ActionOutcome.DONE)
 
-    async def _record_silence(self, actor: Actor, gh: str, made: _Made, now: float, *, late: bool = False) -> bool:
+    async def _record_silence(self, actor: Actor, made: _Made, now: float, *, late: bool = False) -> bool:
         """Record the silence Alertmanager made: the group shows it, and its pending pages are taken back. `late`:
         in the background, after the press was answered; then only while the group fires and holds the press's
         claim, that silence or none (else False), and with the press's line in the action log and timeline."""
-        sid, end, zone = made.silence_id, made.ends_at, self._actions.timezone
+        gh, sid, end, zone = made.group_hash, made.silence_id, made.ends_at, self._actions.timezone
         own = sa.OwnSilence(silence_id=sid, group_hash=gh, created_by=actor.shown(), ends_at=end, created_at=now)
 
         def keep(conn: Connection) -> bool:

@@ -26,10 +26,9 @@ from notifier.store.tables import action_log, group_acks
 from tests.fakes.slack import FakeSlack, signed
 from tests.fakes.telegram import FakeTelegram, Sent
 from tests.helpers import TOKEN, make_group, settings_from, wait_for
-from tests.notifier.actions.chat import amtool_silences, callback_buttons, slack_buttons
+from tests.notifier.actions.chat import SIGNING, amtool_silences, callback_buttons, slack_buttons
 from tests.notifier.harness import post, running
 
-SIGNING = "8f742231b10e8888abcd99yyyzzz85a5"
 CHAT_A, CHAT_B = -1001000000001, -1001000000002
 ALICE, MALLORY = 7001, 7002
 
